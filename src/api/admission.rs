@@ -1,0 +1,543 @@
+//! `Admission`: licence before serving. A scheduler asks before launching a
+//! workload (`Admit`), keeps the lease alive (`Renew`) and says when the
+//! workload stopped (`Release`). Every decision, allow or deny, is recorded
+//! durably before it is answered; a deny is a normal answer, not an error.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    deployment_state_from_proto, deployment_to_proto, reasons, timestamp, workload_from_proto,
+};
+use super::status::ApiError;
+use super::{now_millis, principal, App};
+use crate::auth::{Principal, Role};
+use crate::digest::ModelDigest;
+use crate::domain::customer::{check_identifier, FieldViolation};
+use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
+use crate::domain::deployment::{Deployment, DeploymentState, Workload};
+use crate::domain::reason::{Reason, ReasonCode};
+use crate::domain::UnixMillis;
+use crate::proto;
+use crate::proto::admission_server::Admission;
+use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter};
+
+const MAX_ENDPOINTS: usize = 64;
+const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+pub struct AdmissionService {
+    app: Arc<App>,
+}
+
+impl AdmissionService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    /// Signs the licence a node agent can check offline.
+    fn licence(&self, d: &Deployment) -> Result<String, ApiError> {
+        let text = licence_text(d);
+        self.app.licence_signer.sign(&text).map_err(|e| {
+            tracing::error!(error = %e, "licence signing failed");
+            ApiError::Internal
+        })
+    }
+
+    /// Loads a deployment the caller may act on: schedulers see only the
+    /// deployments they admitted; a stranger's id reads as not found, so ids
+    /// cannot be probed.
+    fn owned_deployment(&self, who: &Principal, id: &str) -> Result<Deployment, ApiError> {
+        let mut v = Vec::new();
+        check_identifier("deployment_id", id, &mut v);
+        ApiError::check(v)?;
+        let d = self.app.store.deployment(id)?;
+        match d {
+            Some(d) if who.role != Role::Scheduler || d.admitted_by == who.spiffe_id => Ok(d),
+            _ => Err(ApiError::NotFound(format!("deployment {id} not found"))),
+        }
+    }
+
+    /// Re-runs the admission checks for an existing deployment.
+    fn recheck(
+        &self,
+        d: &Deployment,
+        workload: &Workload,
+        now: UnixMillis,
+    ) -> Result<(Vec<Reason>, Option<u64>), ApiError> {
+        let chain = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
+            tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
+            ApiError::Internal
+        })?;
+        let certificate =
+            self.app
+                .trust
+                .check(&chain, now)
+                .unwrap_or_else(|problem| CertificateOutcome {
+                    model: None,
+                    problems: vec![problem],
+                });
+        let customer = self.app.store.customer(&d.customer_id)?;
+        let reasons = decide(&AdmissionInput {
+            certificate: &certificate,
+            measured_digest: &d.model_digest,
+            customer: customer.as_ref(),
+            customer_id: &d.customer_id,
+            workload,
+        });
+        Ok((reasons, customer.map(|c| c.version)))
+    }
+}
+
+/// The licence text: `warden-licence/v1`, then one `key value` line each.
+pub fn licence_text(d: &Deployment) -> String {
+    format!(
+        "warden-licence/v1\ndeployment {}\nmodel {}\ncustomer {}\nexpires {}\n",
+        d.deployment_id,
+        d.model_digest,
+        d.customer_id,
+        rfc3339(d.lease_expires_at)
+    )
+}
+
+fn rfc3339(ms: UnixMillis) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {
+    for (field, value) in [
+        ("workload.cluster", &w.cluster),
+        ("workload.region", &w.region),
+        ("workload.node", &w.node),
+    ] {
+        if value.is_empty() {
+            v.push(FieldViolation::new(field, "required"));
+        } else if value.len() > 253 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            v.push(FieldViolation::new(
+                field,
+                "at most 253 bytes without spaces or control characters",
+            ));
+        }
+    }
+    if w.accelerator_type.len() > 128 || w.accelerator_type.chars().any(char::is_control) {
+        v.push(FieldViolation::new(
+            "workload.accelerator_type",
+            "at most 128 bytes without control characters",
+        ));
+    }
+    check_endpoints("workload.endpoints", &w.endpoints, v);
+}
+
+fn check_endpoints(field: &str, endpoints: &[String], v: &mut Vec<FieldViolation>) {
+    if endpoints.len() > MAX_ENDPOINTS {
+        v.push(FieldViolation::new(
+            field,
+            format!("at most {MAX_ENDPOINTS} endpoints"),
+        ));
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        if e.is_empty() || e.len() > 255 || e.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            v.push(FieldViolation::new(
+                format!("{field}[{i}]"),
+                "an endpoint is a host, IP or IP:port of at most 255 bytes",
+            ));
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn admit_response(rec: &DecisionRecord) -> proto::AdmitResponse {
+    proto::AdmitResponse {
+        decision: if rec.allowed {
+            proto::Decision::Allow
+        } else {
+            proto::Decision::Deny
+        } as i32,
+        reasons: reasons(&rec.reasons),
+        deployment_id: rec.deployment_id.clone().unwrap_or_default(),
+        lease_expires_at: rec.lease_expires_at.map(timestamp),
+        licence: rec.licence.clone().unwrap_or_default(),
+        ledger_index: 0,
+        decision_id: rec.decision_id.clone(),
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tonic::async_trait]
+impl Admission for AdmissionService {
+    async fn admit(
+        &self,
+        request: Request<proto::AdmitRequest>,
+    ) -> Result<Response<proto::AdmitResponse>, Status> {
+        let who = principal(&request)?;
+        let message = request.into_inner();
+        let request_sha256 = sha256_hex(&message.encode_to_vec());
+        let proto::AdmitRequest {
+            request_id,
+            customer_id,
+            model_digest,
+            certificate_chain,
+            workload,
+        } = message;
+
+        let mut v = Vec::new();
+        check_identifier("request_id", &request_id, &mut v);
+        check_identifier("customer_id", &customer_id, &mut v);
+        if let Err(e) = model_digest.parse::<ModelDigest>() {
+            v.push(FieldViolation::new("model_digest", e.to_string()));
+        }
+        let workload = match workload {
+            Some(w) => workload_from_proto(w),
+            None => {
+                v.push(FieldViolation::new("workload", "required"));
+                Workload::default()
+            }
+        };
+        if !v.iter().any(|x| x.field == "workload") {
+            check_workload(&workload, &mut v);
+        }
+        let now = now_millis();
+        let certificate = match self.app.trust.check_input(&certificate_chain) {
+            Err(description) => {
+                v.push(FieldViolation::new("certificate_chain", description));
+                None
+            }
+            Ok(()) => Some(
+                self.app
+                    .trust
+                    .check(&certificate_chain, now)
+                    .unwrap_or_else(|problem| CertificateOutcome {
+                        model: None,
+                        problems: vec![problem],
+                    }),
+            ),
+        };
+        ApiError::check(v)?;
+        let Some(certificate) = certificate else {
+            return Err(ApiError::Internal.into());
+        };
+
+        let customer = self
+            .app
+            .store
+            .customer(&customer_id)
+            .map_err(ApiError::from)?;
+        let reasons = decide(&AdmissionInput {
+            certificate: &certificate,
+            measured_digest: &model_digest,
+            customer: customer.as_ref(),
+            customer_id: &customer_id,
+            workload: &workload,
+        });
+
+        let mut record = DecisionRecord {
+            decision_id: new_id("dec"),
+            kind: DecisionKind::Admit,
+            request_id: request_id.clone(),
+            principal: who.spiffe_id.clone(),
+            at: now,
+            customer_id: customer_id.clone(),
+            customer_version: customer.as_ref().map(|c| c.version),
+            model_digest: model_digest.clone(),
+            certificate_fingerprint: certificate
+                .model
+                .as_ref()
+                .map(|m| m.summary.fingerprint.clone()),
+            allowed: reasons.is_empty(),
+            reasons,
+            deployment_id: None,
+            lease_expires_at: None,
+            licence: None,
+            request_sha256: request_sha256.clone(),
+        };
+        let deployment = match (&certificate.model, &customer, record.allowed) {
+            (Some(model), Some(customer), true) => {
+                let lease_expires_at = (now + self.app.lease_millis).min(model.summary.not_after);
+                let d = Deployment {
+                    deployment_id: new_id("dep"),
+                    request_id: request_id.clone(),
+                    customer_id: customer_id.clone(),
+                    customer_version: customer.version,
+                    model_digest: model_digest.clone(),
+                    workload,
+                    state: DeploymentState::Active,
+                    admitted_at: now,
+                    lease_expires_at,
+                    released_at: None,
+                    admitted_by: who.spiffe_id.clone(),
+                    certificate: model.summary.clone(),
+                    chain_sha256: sha256_hex(certificate_chain.as_bytes()),
+                    renewals: 0,
+                };
+                record.deployment_id = Some(d.deployment_id.clone());
+                record.lease_expires_at = Some(lease_expires_at);
+                record.licence = Some(self.licence(&d)?);
+                Some(d)
+            }
+            _ => None,
+        };
+
+        let recorded = self
+            .app
+            .store
+            .record_admission(&record, deployment.as_ref(), Some(&certificate_chain))
+            .await
+            .map_err(ApiError::from)?;
+        let answer = match recorded {
+            AdmitRecorded::New => record,
+            AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
+            AdmitRecorded::Replay(_) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "request_id {request_id} was already used for a different request"
+                ))
+                .into())
+            }
+        };
+        tracing::info!(
+            decision_id = %answer.decision_id,
+            request_id = %answer.request_id,
+            allowed = answer.allowed,
+            reasons = ?answer.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            principal = %who.spiffe_id,
+            "admission decided"
+        );
+        Ok(Response::new(admit_response(&answer)))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<proto::RenewRequest>,
+    ) -> Result<Response<proto::RenewResponse>, Status> {
+        let who = principal(&request)?;
+        let proto::RenewRequest {
+            deployment_id,
+            endpoints,
+        } = request.into_inner();
+        let mut v = Vec::new();
+        check_endpoints("endpoints", &endpoints, &mut v);
+        ApiError::check(v)?;
+        let before = self.owned_deployment(&who, &deployment_id)?;
+        let now = now_millis();
+        let mut workload = before.workload.clone();
+        if !endpoints.is_empty() {
+            workload.endpoints = endpoints;
+        }
+
+        let (reasons, customer_version) = match before.state_at(now) {
+            DeploymentState::Active => self.recheck(&before, &workload, now)?,
+            DeploymentState::Expired => (
+                vec![Reason::new(
+                    ReasonCode::LeaseExpired,
+                    "the lease expired; the workload must stop and be admitted again",
+                )],
+                None,
+            ),
+            other => (
+                vec![Reason::new(
+                    ReasonCode::DeploymentNotActive,
+                    format!("the deployment is {other:?}, not active"),
+                )],
+                None,
+            ),
+        };
+        let allowed = reasons.is_empty();
+        let mut after = before.clone();
+        let mut licence = None;
+        if allowed {
+            after.lease_expires_at =
+                (now + self.app.lease_millis).min(before.certificate.not_after);
+            after.renewals += 1;
+            after.workload = workload;
+            if let Some(v) = customer_version {
+                after.customer_version = v;
+            }
+            licence = Some(self.licence(&after)?);
+        }
+        let record = DecisionRecord {
+            decision_id: new_id("dec"),
+            kind: DecisionKind::Renew,
+            request_id: String::new(),
+            principal: who.spiffe_id.clone(),
+            at: now,
+            customer_id: before.customer_id.clone(),
+            customer_version,
+            model_digest: before.model_digest.clone(),
+            certificate_fingerprint: Some(before.certificate.fingerprint.clone()),
+            allowed,
+            reasons: reasons.clone(),
+            deployment_id: Some(before.deployment_id.clone()),
+            lease_expires_at: allowed.then_some(after.lease_expires_at),
+            licence: licence.clone(),
+            request_sha256: String::new(),
+        };
+        self.app
+            .store
+            .update_deployment(&before, &after, &record)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(
+            deployment_id = %before.deployment_id,
+            allowed,
+            reasons = ?reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            "renewal decided"
+        );
+        Ok(Response::new(proto::RenewResponse {
+            decision: if allowed {
+                proto::Decision::Allow
+            } else {
+                proto::Decision::Deny
+            } as i32,
+            reasons: super::convert::reasons(&reasons),
+            lease_expires_at: Some(timestamp(after.lease_expires_at)),
+            licence: licence.unwrap_or_default(),
+            ledger_index: 0,
+        }))
+    }
+
+    async fn release(
+        &self,
+        request: Request<proto::ReleaseRequest>,
+    ) -> Result<Response<proto::ReleaseResponse>, Status> {
+        let who = principal(&request)?;
+        let proto::ReleaseRequest { deployment_id } = request.into_inner();
+        let before = self.owned_deployment(&who, &deployment_id)?;
+        let now = now_millis();
+        // Releasing is idempotent: an already released or terminated
+        // deployment is returned as it is.
+        if matches!(
+            before.state,
+            DeploymentState::Released | DeploymentState::Terminated | DeploymentState::Expired
+        ) {
+            return Ok(Response::new(proto::ReleaseResponse {
+                deployment: Some(deployment_to_proto(&before, now)),
+            }));
+        }
+        let after = Deployment {
+            state: DeploymentState::Released,
+            released_at: Some(now),
+            ..before.clone()
+        };
+        let record = DecisionRecord {
+            decision_id: new_id("dec"),
+            kind: DecisionKind::Release,
+            request_id: String::new(),
+            principal: who.spiffe_id.clone(),
+            at: now,
+            customer_id: before.customer_id.clone(),
+            customer_version: Some(before.customer_version),
+            model_digest: before.model_digest.clone(),
+            certificate_fingerprint: Some(before.certificate.fingerprint.clone()),
+            allowed: true,
+            reasons: Vec::new(),
+            deployment_id: Some(before.deployment_id.clone()),
+            lease_expires_at: None,
+            licence: None,
+            request_sha256: String::new(),
+        };
+        self.app
+            .store
+            .update_deployment(&before, &after, &record)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(deployment_id = %deployment_id, "deployment released");
+        Ok(Response::new(proto::ReleaseResponse {
+            deployment: Some(deployment_to_proto(&after, now)),
+        }))
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<proto::GetDeploymentRequest>,
+    ) -> Result<Response<proto::Deployment>, Status> {
+        let who = principal(&request)?;
+        let proto::GetDeploymentRequest { deployment_id } = request.into_inner();
+        let d = self.owned_deployment(&who, &deployment_id)?;
+        Ok(Response::new(deployment_to_proto(&d, now_millis())))
+    }
+
+    async fn list_deployments(
+        &self,
+        request: Request<proto::ListDeploymentsRequest>,
+    ) -> Result<Response<proto::ListDeploymentsResponse>, Status> {
+        let who = principal(&request)?;
+        let proto::ListDeploymentsRequest {
+            customer_id,
+            model_digest,
+            state,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Vec::new();
+        if !customer_id.is_empty() {
+            check_identifier("customer_id", &customer_id, &mut v);
+        }
+        if !model_digest.is_empty() {
+            if let Err(e) = model_digest.parse::<ModelDigest>() {
+                v.push(FieldViolation::new("model_digest", e.to_string()));
+            }
+        }
+        let state = match proto::DeploymentState::try_from(state) {
+            Ok(s) => deployment_state_from_proto(s),
+            Err(_) => {
+                v.push(FieldViolation::new("state", "unknown deployment state"));
+                None
+            }
+        };
+        if page_size > MAX_PAGE {
+            v.push(FieldViolation::new(
+                "page_size",
+                format!("at most {MAX_PAGE}"),
+            ));
+        }
+        if !page_token.is_empty() {
+            check_identifier("page_token", &page_token, &mut v);
+        }
+        ApiError::check(v)?;
+        let now = now_millis();
+        let filter = DeploymentFilter {
+            customer_id: (!customer_id.is_empty()).then_some(customer_id),
+            model_digest: (!model_digest.is_empty()).then_some(model_digest),
+            state,
+            admitted_by: (who.role == Role::Scheduler).then(|| who.spiffe_id.clone()),
+            now,
+        };
+        let limit = if page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            page_size
+        } as usize;
+        let after = (!page_token.is_empty()).then_some(page_token.as_str());
+        let mut page = self
+            .app
+            .store
+            .list_deployments(&filter, after, limit + 1)
+            .map_err(ApiError::from)?;
+        let next_page_token = if page.len() > limit {
+            page.truncate(limit);
+            page.last()
+                .map(|d| d.deployment_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListDeploymentsResponse {
+            deployments: page.iter().map(|d| deployment_to_proto(d, now)).collect(),
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,45 @@
+//! One file per gRPC service. Each handler does the same four steps:
+//! convert and validate the message into domain types, run the pure rules,
+//! write through the store (durably), convert the result back. Errors leave
+//! through `status`, the one place that picks gRPC codes.
+
+pub mod admission;
+pub mod convert;
+pub mod customers;
+pub mod status;
+pub mod trust;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::{Request, Status};
+
+use crate::auth::Principal;
+use crate::domain::UnixMillis;
+use crate::ledger::note::Signer;
+use crate::store::Store;
+use crate::trust::TrustState;
+
+/// Everything the services share. Built once by the server.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub trust: TrustState,
+    pub licence_signer: Signer,
+    pub lease_millis: i64,
+}
+
+pub fn now_millis() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The caller, as the auth layer established it. Its absence means the
+/// service was reached without the auth layer: refuse rather than guess.
+pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no authenticated principal"))
+}

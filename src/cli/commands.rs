@@ -1,0 +1,596 @@
+//! What each subcommand does. Client commands print a readable summary, or
+//! the response as JSON with `--json`.
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use serde_json::json;
+
+use super::{
+    AdmitArgs, CertsCommand, Cli, ClientArgs, Command, CustomerCommand, DeploymentCommand,
+    EvaluatorCommand, TrustCommand, EXIT_DENIED,
+};
+use crate::api::convert::millis;
+use crate::digest::{digest_dir, DigestOptions};
+use crate::proto;
+use crate::proto::admission_client::AdmissionClient;
+use crate::proto::customers_client::CustomersClient;
+use crate::proto::trust_client::TrustClient;
+
+/// Runs the command and returns the process exit status.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let c = &cli.client;
+    match cli.command {
+        Command::Dev(args) => super::dev::run(args).await.map(|_| 0),
+        Command::Serve { config } => {
+            let config = crate::config::Config::load(&config)?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            spawn_signal_handler(shutdown.clone());
+            crate::server::run(config, shutdown).await?;
+            Ok(0)
+        }
+        Command::Certs(cmd) => certs(cmd).map(|_| 0),
+        Command::Evaluator(cmd) => evaluator(cmd).map(|_| 0),
+        Command::Digest { dir, threads } => {
+            let d = measure(&dir, threads)?;
+            println!("{d}");
+            Ok(0)
+        }
+        Command::Admit(args) => admit(c, args).await,
+        Command::Renew {
+            deployment_id,
+            endpoints,
+        } => {
+            let mut client = AdmissionClient::new(c.connect("scheduler").await?);
+            let r = client
+                .renew(proto::RenewRequest {
+                    deployment_id,
+                    endpoints,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let allowed = r.decision == proto::Decision::Allow as i32;
+            if c.json {
+                print_json(&json!({
+                    "decision": decision_name(r.decision),
+                    "reasons": reasons_json(&r.reasons),
+                    "lease_expires_at": r.lease_expires_at.as_ref().map(fmt_ts),
+                    "licence": r.licence,
+                }));
+            } else if allowed {
+                println!(
+                    "ALLOW  lease renewed until {}",
+                    r.lease_expires_at.as_ref().map(fmt_ts).unwrap_or_default()
+                );
+            } else {
+                println!("DENY");
+                print_reasons(&r.reasons);
+            }
+            Ok(if allowed { 0 } else { EXIT_DENIED })
+        }
+        Command::Release { deployment_id } => {
+            let mut client = AdmissionClient::new(c.connect("scheduler").await?);
+            let r = client
+                .release(proto::ReleaseRequest { deployment_id })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if let Some(d) = r.deployment {
+                print_deployment(c.json, &d);
+            }
+            Ok(0)
+        }
+        Command::Deployment(cmd) => deployment(c, cmd).await.map(|_| 0),
+        Command::Customer(cmd) => customer(c, cmd).await.map(|_| 0),
+        Command::Trust(cmd) => trust(c, cmd).await.map(|_| 0),
+        Command::VerifyLicence { licence, vkey } => {
+            let note = std::fs::read_to_string(&licence)
+                .with_context(|| format!("cannot read {}", licence.display()))?;
+            let vkey_text = if Path::new(&vkey).is_file() {
+                std::fs::read_to_string(&vkey)?
+            } else {
+                vkey
+            };
+            let verifier = crate::ledger::note::Verifier::from_text(&vkey_text)?;
+            let text = verifier.open(&note)?;
+            print!("valid licence signed by {}\n{text}", verifier.name());
+            Ok(0)
+        }
+    }
+}
+
+pub(crate) fn spawn_signal_handler(shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; draining");
+        shutdown.cancel();
+    });
+}
+
+fn measure(dir: &Path, threads: Option<usize>) -> anyhow::Result<crate::digest::ModelDigest> {
+    let opts = DigestOptions {
+        progress: std::io::stderr().is_terminal(),
+        threads,
+    };
+    digest_dir(dir, &opts).with_context(|| format!("cannot digest {}", dir.display()))
+}
+
+/// Turns a gRPC error into a message that says the code and every field
+/// violation.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt as _;
+    let mut msg = format!("{:?}: {}", s.code(), s.message());
+    if let Some(bad) = s.get_details_bad_request() {
+        for v in bad.field_violations {
+            msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    anyhow::anyhow!(msg)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn fmt_ts(ts: &prost_types::Timestamp) -> String {
+    let ms = millis(ts);
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn decision_name(d: i32) -> &'static str {
+    proto::Decision::try_from(d)
+        .map(|d| d.as_str_name())
+        .unwrap_or("DECISION_UNKNOWN")
+}
+
+fn reason_name(code: i32) -> &'static str {
+    proto::ReasonCode::try_from(code)
+        .map(|c| c.as_str_name())
+        .unwrap_or("REASON_CODE_UNKNOWN")
+}
+
+fn reasons_json(rs: &[proto::Reason]) -> serde_json::Value {
+    rs.iter()
+        .map(|r| json!({"code": reason_name(r.code), "message": r.message}))
+        .collect()
+}
+
+fn print_reasons(rs: &[proto::Reason]) {
+    for r in rs {
+        println!(
+            "  {:<40} {}",
+            reason_name(r.code).trim_start_matches("REASON_CODE_"),
+            r.message
+        );
+    }
+}
+
+async fn admit(c: &ClientArgs, a: AdmitArgs) -> anyhow::Result<i32> {
+    let model_digest = match (a.model_digest, &a.model_dir) {
+        (Some(d), _) => d,
+        (None, Some(dir)) => measure(dir, None)?.to_string(),
+        (None, None) => bail!("give --model-digest or --model-dir"),
+    };
+    let chain = std::fs::read_to_string(&a.chain)
+        .with_context(|| format!("cannot read certificate chain {}", a.chain.display()))?;
+    let request = proto::AdmitRequest {
+        request_id: a
+            .request_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        customer_id: a.customer,
+        model_digest,
+        certificate_chain: chain,
+        workload: Some(proto::Workload {
+            cluster: a.cluster,
+            region: a.region,
+            node: a.node,
+            accelerator_type: a.accelerator_type,
+            accelerator_count: a.accelerators,
+            endpoints: a.endpoints,
+        }),
+    };
+    let mut client = AdmissionClient::new(c.connect("scheduler").await?);
+    let r = client
+        .admit(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let allowed = r.decision == proto::Decision::Allow as i32;
+    if c.json {
+        print_json(&json!({
+            "decision": decision_name(r.decision),
+            "reasons": reasons_json(&r.reasons),
+            "deployment_id": r.deployment_id,
+            "decision_id": r.decision_id,
+            "lease_expires_at": r.lease_expires_at.as_ref().map(fmt_ts),
+            "licence": r.licence,
+            "ledger_index": r.ledger_index,
+        }));
+    } else if a.quiet {
+        if allowed {
+            println!("{}", r.deployment_id);
+        } else {
+            eprintln!("DENY");
+            for x in &r.reasons {
+                eprintln!("  {} {}", reason_name(x.code), x.message);
+            }
+        }
+    } else if allowed {
+        println!("ALLOW  deployment {}", r.deployment_id);
+        println!(
+            "lease expires {}",
+            r.lease_expires_at.as_ref().map(fmt_ts).unwrap_or_default()
+        );
+        println!("licence:\n{}", r.licence);
+    } else {
+        println!("DENY   (decision {})", r.decision_id);
+        print_reasons(&r.reasons);
+    }
+    Ok(if allowed { 0 } else { EXIT_DENIED })
+}
+
+fn deployment_json(d: &proto::Deployment) -> serde_json::Value {
+    let w = d.workload.clone().unwrap_or_default();
+    json!({
+        "deployment_id": d.deployment_id,
+        "state": proto::DeploymentState::try_from(d.state).map(|s| s.as_str_name()).unwrap_or("?"),
+        "customer_id": d.customer_id,
+        "model_digest": d.model_digest,
+        "model_name": d.model_name,
+        "model_version": d.model_version,
+        "developer": d.developer,
+        "evaluator": d.evaluator,
+        "certificate_serial": d.certificate_serial,
+        "certificate_fingerprint": d.certificate_fingerprint,
+        "admitted_by": d.admitted_by,
+        "admitted_at": d.admitted_at.as_ref().map(fmt_ts),
+        "lease_expires_at": d.lease_expires_at.as_ref().map(fmt_ts),
+        "released_at": d.released_at.as_ref().map(fmt_ts),
+        "renewals": d.renewals,
+        "workload": {
+            "cluster": w.cluster, "region": w.region, "node": w.node,
+            "accelerator_type": w.accelerator_type, "accelerator_count": w.accelerator_count,
+            "endpoints": w.endpoints,
+        },
+    })
+}
+
+fn print_deployment(as_json: bool, d: &proto::Deployment) {
+    if as_json {
+        print_json(&deployment_json(d));
+        return;
+    }
+    let v = deployment_json(d);
+    if let Some(map) = v.as_object() {
+        for (k, val) in map {
+            println!(
+                "{k:<24} {}",
+                val.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| val.to_string())
+            );
+        }
+    }
+}
+
+async fn deployment(c: &ClientArgs, cmd: DeploymentCommand) -> anyhow::Result<()> {
+    let mut client = AdmissionClient::new(c.connect("operator").await?);
+    match cmd {
+        DeploymentCommand::Get { deployment_id } => {
+            let d = client
+                .get_deployment(proto::GetDeploymentRequest { deployment_id })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_deployment(c.json, &d);
+        }
+        DeploymentCommand::List {
+            customer,
+            model_digest,
+            state,
+            page_size,
+            page_token,
+        } => {
+            let state = match state {
+                None => proto::DeploymentState::Unspecified,
+                Some(s) => proto::DeploymentState::from_str_name(&format!(
+                    "DEPLOYMENT_STATE_{}",
+                    s.to_ascii_uppercase()
+                ))
+                .with_context(|| format!("unknown state {s:?}"))?,
+            };
+            let r = client
+                .list_deployments(proto::ListDeploymentsRequest {
+                    customer_id: customer.unwrap_or_default(),
+                    model_digest: model_digest.unwrap_or_default(),
+                    state: state as i32,
+                    page_size,
+                    page_token: page_token.unwrap_or_default(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if c.json {
+                print_json(&json!({
+                    "deployments": r.deployments.iter().map(deployment_json).collect::<Vec<_>>(),
+                    "next_page_token": r.next_page_token,
+                }));
+            } else {
+                for d in &r.deployments {
+                    println!(
+                        "{}  {:<10} {}  {}",
+                        d.deployment_id,
+                        proto::DeploymentState::try_from(d.state)
+                            .map(|s| s.as_str_name().trim_start_matches("DEPLOYMENT_STATE_"))
+                            .unwrap_or("?"),
+                        d.customer_id,
+                        d.model_digest
+                    );
+                }
+                if !r.next_page_token.is_empty() {
+                    println!("more: --page-token {}", r.next_page_token);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn customer_json(x: &proto::Customer) -> serde_json::Value {
+    json!({
+        "customer_id": x.customer_id,
+        "kind": proto::CustomerKind::try_from(x.kind).map(|k| k.as_str_name()).unwrap_or("?"),
+        "legal_name": x.legal_name,
+        "country": x.country,
+        "status": proto::CustomerStatus::try_from(x.status).map(|s| s.as_str_name()).unwrap_or("?"),
+        "status_reason": x.status_reason,
+        "version": x.version,
+        "updated_at": x.updated_at.as_ref().map(fmt_ts),
+        "updated_by": x.updated_by,
+    })
+}
+
+fn print_customer(as_json: bool, x: &proto::Customer) {
+    let v = customer_json(x);
+    if as_json {
+        print_json(&v);
+    } else if let Some(map) = v.as_object() {
+        for (k, val) in map {
+            println!(
+                "{k:<14} {}",
+                val.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| val.to_string())
+            );
+        }
+    }
+}
+
+fn parse_status(s: &str) -> anyhow::Result<proto::CustomerStatus> {
+    proto::CustomerStatus::from_str_name(&format!("CUSTOMER_STATUS_{}", s.to_ascii_uppercase()))
+        .with_context(|| format!("unknown status {s:?}: pending, verified, suspended or closed"))
+}
+
+async fn customer(c: &ClientArgs, cmd: CustomerCommand) -> anyhow::Result<()> {
+    let mut client = CustomersClient::new(c.connect("kyc").await?);
+    let x = match cmd {
+        CustomerCommand::Add {
+            id,
+            kind,
+            name,
+            country,
+            status,
+        } => {
+            let kind = proto::CustomerKind::from_str_name(&format!(
+                "CUSTOMER_KIND_{}",
+                kind.to_ascii_uppercase()
+            ))
+            .with_context(|| format!("unknown kind {kind:?}: individual or organisation"))?;
+            client
+                .register_customer(proto::RegisterCustomerRequest {
+                    customer_id: id,
+                    kind: kind as i32,
+                    legal_name: name,
+                    country,
+                    status: parse_status(&status)? as i32,
+                })
+                .await
+        }
+        CustomerCommand::Get { customer_id } => {
+            client
+                .get_customer(proto::GetCustomerRequest { customer_id })
+                .await
+        }
+        CustomerCommand::Status {
+            customer_id,
+            status,
+            reason,
+        } => {
+            client
+                .set_customer_status(proto::SetCustomerStatusRequest {
+                    customer_id,
+                    status: parse_status(&status)? as i32,
+                    reason,
+                })
+                .await
+        }
+    }
+    .map_err(status_error)?
+    .into_inner();
+    print_customer(c.json, &x);
+    Ok(())
+}
+
+async fn trust(c: &ClientArgs, cmd: TrustCommand) -> anyhow::Result<()> {
+    let mut client = TrustClient::new(c.connect("admin").await?);
+    let s = match cmd {
+        TrustCommand::PutCrl { file } => {
+            let crl =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            client.put_crl(proto::PutCrlRequest { crl }).await
+        }
+        TrustCommand::Reload => client.reload(proto::ReloadRequest {}).await,
+    }
+    .map_err(status_error)?
+    .into_inner();
+    if c.json {
+        print_json(&json!({"version": s.version, "roots": s.roots, "crls": s.crls}));
+    } else {
+        println!(
+            "trust bundle version {}: {} root(s), {} CRL(s)",
+            s.version, s.roots, s.crls
+        );
+    }
+    Ok(())
+}
+
+fn certs(cmd: CertsCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertsCommand::Init { out } => {
+            crate::pki::dev::generate_dev_pki(&out, &crate::pki::Profile::default(), false)?;
+            println!("development PKI written to {}", out.display());
+        }
+        CertsCommand::Revoke {
+            ca,
+            ca_key,
+            certs,
+            previous,
+            days,
+            out,
+        } => {
+            let crl = revoke_files(&ca, &ca_key, &certs, previous.as_deref(), days)?;
+            std::fs::write(&out, &crl.pem)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "CRL number {} revoking [{}] written to {}",
+                crl.crl_number,
+                crl.revoked_serials_hex.join(", "),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn evaluator(cmd: EvaluatorCommand) -> anyhow::Result<()> {
+    match cmd {
+        EvaluatorCommand::Issue {
+            ca,
+            ca_key,
+            model_dir,
+            results,
+            days,
+            out,
+            oid_base_arc,
+        } => {
+            let digest = issue_from_files(
+                &ca,
+                &ca_key,
+                &model_dir,
+                &results,
+                days,
+                oid_base_arc.as_deref(),
+                &out,
+            )?;
+            println!(
+                "model-evaluation certificate for {digest} written to {}",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// `warden evaluator issue`: measures the model directory and issues its
+/// certificate; writes the chain (leaf, then the evaluator CA). Returns the
+/// digest.
+pub(crate) fn issue_from_files(
+    ca: &Path,
+    ca_key: &Path,
+    model_dir: &Path,
+    results: &Path,
+    days: u32,
+    oid_base_arc: Option<&str>,
+    out: &Path,
+) -> anyhow::Result<crate::digest::ModelDigest> {
+    let profile = match oid_base_arc {
+        Some(arc) => crate::pki::Profile::from_oid_str(arc)?,
+        None => crate::pki::Profile::default(),
+    };
+    let ca_pem = read_text(ca, "evaluator CA certificate")?;
+    let ca_key_pem = read_text(ca_key, "evaluator CA key")?;
+    let results = crate::pki::EvaluationResults::load(results)?;
+    let digest = measure(model_dir, None)?;
+    let claims = results.into_claims(digest.to_string())?;
+    let now = time::OffsetDateTime::now_utc();
+    let issued = crate::pki::issue_evaluation_certificate(
+        &ca_pem,
+        &ca_key_pem,
+        &claims,
+        now - time::Duration::minutes(5),
+        now + time::Duration::days(i64::from(days)),
+        &profile,
+    )?;
+    std::fs::write(out, format!("{}{}", issued.cert_pem, ca_pem))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(digest)
+}
+
+/// `warden certs revoke`: a CRL from the issuing CA revoking the serials of
+/// the given certificates (and everything the previous CRL revoked).
+fn revoke_files(
+    ca: &Path,
+    ca_key: &Path,
+    certs: &[std::path::PathBuf],
+    previous: Option<&Path>,
+    days: u32,
+) -> anyhow::Result<crate::pki::dev::RevocationList> {
+    let ca_pem = read_text(ca, "CA certificate")?;
+    let ca_key_pem = read_text(ca_key, "CA key")?;
+    let mut serials = Vec::new();
+    for c in certs {
+        let pem = std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?;
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .with_context(|| format!("{} holds no PEM certificate", c.display()))??;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", c.display()))?;
+        serials.push(hex::encode(cert.raw_serial()));
+    }
+    let previous = previous
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let now = time::OffsetDateTime::now_utc();
+    Ok(crate::pki::dev::revoke(
+        &ca_pem,
+        &ca_key_pem,
+        previous.as_deref(),
+        &serials,
+        now - time::Duration::minutes(1),
+        now + time::Duration::days(i64::from(days)),
+    )?)
+}

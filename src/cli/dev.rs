@@ -1,0 +1,270 @@
+//! `warden dev`: one command on a fresh machine. It creates what is missing
+//! under `certs/dev` (a dev PKI, a licence key, a sample model directory and
+//! its evaluation certificate, a config file), registers a sample VERIFIED
+//! customer, then serves on 127.0.0.1:50051 and prints commands to try.
+//!
+//! Everything it generates is for development only and is gitignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use sha2::{Digest as _, Sha256};
+
+use crate::config::Config;
+use crate::domain::customer::{Customer, CustomerKind, CustomerStatus};
+use crate::ledger::note::Signer;
+use crate::pki::{EvaluationResult, EvaluationResults, Profile, Regions};
+
+/// The sample customer `warden dev` registers.
+pub const SAMPLE_CUSTOMER: &str = "acme-ai";
+/// Name of the dev licence key (and of the signatures on licences).
+pub const LICENCE_KEY_NAME: &str = "warden.dev/licence";
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Where the dev PKI, keys, sample model and config live.
+    #[arg(long, default_value = "certs/dev")]
+    pub dir: PathBuf,
+    /// Where the store lives.
+    #[arg(long, default_value = "data/dev")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Prepare everything and exit without serving.
+    #[arg(long)]
+    pub prepare_only: bool,
+}
+
+/// Paths `warden dev` writes, relative to its directory.
+pub struct DevLayout {
+    pub dir: PathBuf,
+}
+
+impl DevLayout {
+    pub fn licence_key(&self) -> PathBuf {
+        self.dir.join("licence.key")
+    }
+    pub fn licence_vkey(&self) -> PathBuf {
+        self.dir.join("licence.vkey")
+    }
+    pub fn sample_model(&self) -> PathBuf {
+        self.dir.join("sample-model")
+    }
+    pub fn sample_results(&self) -> PathBuf {
+        self.dir.join("sample-model.results.toml")
+    }
+    pub fn sample_chain(&self) -> PathBuf {
+        self.dir.join("sample-model.chain.pem")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("warden.toml")
+    }
+}
+
+fn write_secret(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Deterministic filler so the sample model has the same digest everywhere.
+fn sample_weights(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut block = Sha256::digest(b"warden sample model").to_vec();
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = Sha256::digest(&block).to_vec();
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_sample_model(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("tokenizer"))?;
+    std::fs::write(
+        dir.join("config.json"),
+        "{\"architecture\": \"sample-transformer\", \"layers\": 2}\n",
+    )?;
+    std::fs::write(dir.join("model.safetensors"), sample_weights(1 << 20))?;
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        "{\"vocab\": \"tokenizer/vocab.txt\"}\n",
+    )?;
+    std::fs::write(dir.join("tokenizer/vocab.txt"), "<s>\n</s>\nwarden\n")?;
+    Ok(())
+}
+
+fn sample_results() -> EvaluationResults {
+    EvaluationResults {
+        model_name: "sample-llm".into(),
+        model_version: "1.0.0".into(),
+        developer: "Sample Model Developer Ltd".into(),
+        suite_id: "frontier-safety-suite".into(),
+        suite_version: "2026.1".into(),
+        result: EvaluationResult::Pass,
+        report_sha256: hex::encode(Sha256::digest(b"sample evaluation report")),
+        risk_tier: 2,
+        training_compute_flop: 3.2e24,
+        regions: Regions::List(vec!["eu-west-1".into(), "us-east-1".into()]),
+        max_accelerators: 8,
+    }
+}
+
+/// Creates whatever is missing and returns the config to serve with.
+pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
+    let layout = DevLayout {
+        dir: args.dir.clone(),
+    };
+    std::fs::create_dir_all(&layout.dir)
+        .with_context(|| format!("cannot create {}", layout.dir.display()))?;
+    let profile = Profile::default();
+    if !layout.dir.join("trust").exists() {
+        crate::pki::dev::generate_dev_pki(&layout.dir, &profile, false)?;
+        eprintln!("generated a development PKI in {}", layout.dir.display());
+    }
+    if !layout.licence_key().exists() {
+        let signer = Signer::generate(LICENCE_KEY_NAME)?;
+        write_secret(&layout.licence_key(), signer.to_text().as_bytes())?;
+        std::fs::write(layout.licence_vkey(), signer.verifier().to_text() + "\n")?;
+    }
+    if !layout.sample_model().exists() {
+        write_sample_model(&layout.sample_model())?;
+    }
+    if !layout.sample_results().exists() {
+        let text = toml::to_string(&sample_results())?;
+        std::fs::write(layout.sample_results(), text)?;
+    }
+    if !layout.sample_chain().exists() {
+        super::commands::issue_from_files(
+            &layout.dir.join("evaluator/ca.pem"),
+            &layout.dir.join("evaluator/ca.key"),
+            &layout.sample_model(),
+            &layout.sample_results(),
+            365,
+            None,
+            &layout.sample_chain(),
+        )?;
+    }
+    let data_dir = std::path::absolute(&args.data_dir)?;
+    let config_text = format!(
+        r#"# Written by `warden dev`; development only.
+listen = "{listen}"
+data_dir = "{data}"
+shutdown_grace_seconds = 5
+
+[tls]
+cert = "mtls/server.pem"
+key = "mtls/server.key"
+client_ca = "mtls/ca.pem"
+trust_domain = "{domain}"
+
+[trust]
+dir = "trust"
+require_crls = true
+
+[admission]
+lease_seconds = 300
+
+[licence]
+key = "licence.key"
+"#,
+        listen = args.listen,
+        data = data_dir.display(),
+        domain = crate::pki::dev::DEV_TRUST_DOMAIN,
+    );
+    std::fs::write(layout.config(), config_text)?;
+    Ok(Config::load(&layout.config())?)
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let config = prepare(&args)?;
+    let app = crate::server::build_app(&config)?;
+    if app.store.customer(SAMPLE_CUSTOMER)?.is_none() {
+        app.store
+            .put_customer(&Customer {
+                customer_id: SAMPLE_CUSTOMER.into(),
+                kind: CustomerKind::Organisation,
+                legal_name: "Acme AI Ltd".into(),
+                country: "GB".into(),
+                status: CustomerStatus::Verified,
+                status_reason: "sample customer created by warden dev".into(),
+                version: 1,
+                updated_at: crate::api::now_millis(),
+                updated_by: "warden-dev".into(),
+            })
+            .await?;
+    }
+    if args.prepare_only {
+        println!(
+            "prepared {}; serve with: warden serve --config {}",
+            args.dir.display(),
+            args.dir.join("warden.toml").display()
+        );
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    print_instructions(&args, &config);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    super::commands::spawn_signal_handler(shutdown.clone());
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
+    let serving = crate::server::serve(&config, app, listener, shutdown.clone());
+    tokio::pin!(serving);
+    tokio::select! {
+        r = &mut serving => return Ok(r?),
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, serving).await {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            tracing::warn!("drain time limit reached; closing open calls");
+            Ok(())
+        }
+    }
+}
+
+fn print_instructions(args: &DevArgs, config: &Config) {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "warden".into());
+    let d = args.dir.display();
+    let vkey = std::fs::read_to_string(args.dir.join("licence.vkey")).unwrap_or_default();
+    println!(
+        r#"
+warden dev is serving on {listen} (mTLS; client certificates in {d}/mtls/clients).
+Licence verifier key: {vkey}
+In another terminal, from this directory:
+
+  alias warden={exe}
+
+  # a scheduler asks to serve the sample model for the sample customer (ALLOW)
+  warden admit --customer {customer} --chain {d}/sample-model.chain.pem \
+      --model-dir {d}/sample-model --region eu-west-1 --accelerators 4
+
+  # the same model measured with other weights, in a region out of scope (DENY, every reason)
+  warden admit --customer {customer} --chain {d}/sample-model.chain.pem \
+      --model-digest sha256:{zeros} --region ap-south-1 --accelerators 16
+
+  warden deployment list
+  warden customer get {customer}
+"#,
+        listen = config.listen,
+        customer = SAMPLE_CUSTOMER,
+        vkey = vkey.trim(),
+        zeros = "0".repeat(64),
+    );
+}

@@ -1,0 +1,271 @@
+//! Subcommands. Server-side commands (`dev`, `serve`, `certs`, `evaluator`,
+//! `digest`) run locally; the rest are gRPC clients of a running warden.
+//!
+//! Exit status: 0 success or allow; 1 error (the message says what to do);
+//! 2 usage error; 3 the server answered DENY.
+
+pub mod client;
+mod commands;
+pub mod dev;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use client::ClientArgs;
+pub use commands::run;
+
+/// Exit status for a DENY answer.
+pub const EXIT_DENIED: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Licence-before-serving for AI models: evaluation certificates, KYC, leases",
+    long_about = "warden answers a scheduler's question \"may this model serve here, for this customer?\" \
+                  by verifying the model's evaluation certificate, the weights' digest and the customer's \
+                  standing, and records every decision durably.\n\nQuick start: `warden dev`, then paste the \
+                  commands it prints."
+)]
+pub struct Cli {
+    /// Log format for server commands.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WARDEN_LOG_FORMAT"
+    )]
+    pub log_format: LogFormatArg,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Development server: generate a dev PKI, a sample model and customer
+    /// if absent, then serve on 127.0.0.1:50051.
+    Dev(dev::DevArgs),
+    /// Serve with a configuration file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Certificate tooling.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// The evaluator's tools.
+    #[command(subcommand)]
+    Evaluator(EvaluatorCommand),
+    /// Print the OMS v1.0 digest (`sha256:<hex>`) of a model directory.
+    Digest {
+        dir: PathBuf,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Ask whether a model may serve (scheduler).
+    Admit(AdmitArgs),
+    /// Renew a deployment's lease (scheduler).
+    Renew {
+        deployment_id: String,
+        /// Replace the endpoints the workload serves.
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+    },
+    /// Report that a deployment stopped (scheduler).
+    Release { deployment_id: String },
+    /// Read deployments.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// Customer records (kyc).
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// Trust bundle administration (admin).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Check a licence offline with the licence verifier key.
+    VerifyLicence {
+        /// File holding the signed licence note.
+        licence: PathBuf,
+        /// Verifier key file or text (`name+id+key`), as `warden dev` prints.
+        #[arg(long)]
+        vkey: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a development PKI: regulator root, evaluator CA, CRLs, mTLS CA,
+    /// server certificate, one client certificate per role.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a CRL revoking certificates (run by the CA that issued them).
+    Revoke {
+        /// The issuing CA's certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The issuing CA's private key (PEM).
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// Certificates to revoke (PEM files; the first certificate in each,
+        /// so a chain file names its leaf).
+        #[arg(long = "revoke", required = true)]
+        certs: Vec<PathBuf>,
+        /// The CRL this one replaces: its entries are kept and its number
+        /// increased. Without it the CRL revokes only the given certificates
+        /// and is numbered by the current time.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// Days until the CRL's nextUpdate.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Where to write the CRL (PEM).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvaluatorCommand {
+    /// Hash a model directory and issue its model-evaluation certificate.
+    Issue {
+        /// Evaluator CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Evaluator CA private key (PEM).
+        #[arg(long)]
+        ca_key: PathBuf,
+        #[arg(long)]
+        model_dir: PathBuf,
+        /// Evaluation results (TOML or JSON); see certs/PROFILE.md.
+        #[arg(long)]
+        results: PathBuf,
+        /// Licence period in days from now.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write the certificate chain (PEM: leaf, then the CA).
+        #[arg(long)]
+        out: PathBuf,
+        /// OID base arc of the profile (default: the documented development arc).
+        #[arg(long)]
+        oid_base_arc: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdmitArgs {
+    #[arg(long)]
+    pub customer: String,
+    /// Certificate chain (PEM, model-evaluation certificate first).
+    #[arg(long)]
+    pub chain: PathBuf,
+    /// Digest the scheduler measured (`sha256:<hex>`).
+    #[arg(
+        long,
+        conflicts_with = "model_dir",
+        required_unless_present = "model_dir"
+    )]
+    pub model_digest: Option<String>,
+    /// Measure the digest of this model directory.
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub region: String,
+    #[arg(long, default_value = "dev-cluster")]
+    pub cluster: String,
+    #[arg(long, default_value = "node-1")]
+    pub node: String,
+    #[arg(long, default_value = "")]
+    pub accelerator_type: String,
+    #[arg(long, default_value_t = 1)]
+    pub accelerators: u32,
+    #[arg(long = "endpoint")]
+    pub endpoints: Vec<String>,
+    /// Idempotency key (default: a fresh random id).
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Print only the deployment id on allow.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    Get {
+        deployment_id: String,
+    },
+    List {
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long)]
+        model_digest: Option<String>,
+        /// active, released, expired, suspended, terminated
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Register a customer.
+    Add {
+        #[arg(long)]
+        id: String,
+        /// individual or organisation
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        name: String,
+        /// ISO 3166-1 alpha-2 code.
+        #[arg(long)]
+        country: String,
+        /// pending (default), verified or suspended
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    Get {
+        customer_id: String,
+    },
+    /// Set a customer's status: pending, verified, suspended or closed.
+    Status {
+        customer_id: String,
+        status: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Install a CRL (DER or PEM); effective immediately.
+    PutCrl { file: PathBuf },
+    /// Re-read the trust directory.
+    Reload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,254 @@
+//! Configuration: a TOML file, validated as a whole so that every problem is
+//! reported at once, each naming its field. Loading a config binds no socket
+//! and opens no store; it only reads and checks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem, naming the field the way the TOML file spells it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration:\n{}", .0.iter().map(|(f, m)| format!("  {f}: {m}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<(String, String)>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded store; created if missing.
+    pub data_dir: PathBuf,
+    /// How long SIGTERM waits for in-flight calls before closing them.
+    #[serde(default = "defaults::shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+    pub tls: TlsConfig,
+    pub trust: TrustConfig,
+    #[serde(default)]
+    pub admission: AdmissionConfig,
+    pub licence: LicenceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// The provider's client CA (PEM): every caller presents a certificate
+    /// issued by it.
+    pub client_ca: PathBuf,
+    /// SPIFFE trust domain of client identities: `spiffe://<domain>/<role>/<name>`.
+    pub trust_domain: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Directory holding `roots/*.pem` (regulator roots) and `crls/`
+    /// (revocation lists, DER or PEM).
+    pub dir: PathBuf,
+    /// Deny when a CA in the chain has no CRL loaded (fail closed).
+    #[serde(default = "defaults::yes")]
+    pub require_crls: bool,
+    /// Base arc of the certificate profile's OIDs (see certs/PROFILE.md).
+    #[serde(default = "defaults::oid_base_arc")]
+    pub oid_base_arc: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Lease length granted on allow and on each renewal.
+    #[serde(default = "defaults::lease_seconds")]
+    pub lease_seconds: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            lease_seconds: defaults::lease_seconds(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceConfig {
+    /// Ed25519 signer key in the signed-note format
+    /// (`PRIVATE+KEY+<name>+<id>+<base64>`), written by `warden dev` or
+    /// `warden keygen`.
+    pub key: PathBuf,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 50051))
+    }
+    pub fn shutdown_grace_seconds() -> u64 {
+        10
+    }
+    pub fn lease_seconds() -> u64 {
+        300
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn oid_base_arc() -> String {
+        crate::pki::profile::oid_to_string(crate::pki::profile::DEFAULT_BASE_ARC)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside it are
+    /// resolved against the file's directory, so a config works from any
+    /// working directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if let Some(base) = path.parent() {
+            config.resolve_relative_to(base);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_relative_to(&mut self, base: &Path) {
+        for p in [
+            &mut self.data_dir,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.tls.client_ca,
+            &mut self.trust.dir,
+            &mut self.licence.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Checks every field and reports all problems together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |f: &str, m: String| errors.push((f.to_string(), m));
+        if self.admission.lease_seconds == 0 || self.admission.lease_seconds > 86_400 {
+            err(
+                "admission.lease_seconds",
+                "must be between 1 and 86400".into(),
+            );
+        }
+        if self.shutdown_grace_seconds > 3_600 {
+            err("shutdown_grace_seconds", "must be at most 3600".into());
+        }
+        let td = &self.tls.trust_domain;
+        if td.is_empty()
+            || !td
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
+            err(
+                "tls.trust_domain",
+                "must be a lower-case SPIFFE trust domain such as \"warden.example\"".into(),
+            );
+        }
+        if let Err(e) = crate::pki::profile::Profile::from_oid_str(&self.trust.oid_base_arc) {
+            err("trust.oid_base_arc", e.to_string());
+        }
+        for (field, p) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.client_ca", &self.tls.client_ca),
+            ("licence.key", &self.licence.key),
+        ] {
+            if !p.is_file() {
+                err(field, format!("{} is not a readable file", p.display()));
+            }
+        }
+        if !self.trust.dir.join("roots").is_dir() {
+            err(
+                "trust.dir",
+                format!(
+                    "{} has no roots/ directory of regulator root certificates",
+                    self.trust.dir.display()
+                ),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(&p, "data_dir = \"d\"\nlisten_addr = \"x\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn every_invalid_field_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(
+            &p,
+            r#"
+data_dir = "d"
+[tls]
+cert = "nope.pem"
+key = "nope.key"
+client_ca = "ca.pem"
+trust_domain = "Bad Domain"
+[trust]
+dir = "trust"
+oid_base_arc = "1.x"
+[admission]
+lease_seconds = 0
+[licence]
+key = "licence.key"
+"#,
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        for f in [
+            "admission.lease_seconds",
+            "tls.trust_domain",
+            "trust.oid_base_arc",
+            "tls.cert",
+            "tls.key",
+            "tls.client_ca",
+            "licence.key",
+            "trust.dir",
+        ] {
+            assert!(e.contains(f), "{f} missing from: {e}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure types and rules. Nothing in here performs I/O, reads a clock or
+//! touches the network: callers pass the current time in, so every rule can
+//! be tested with plain unit and property tests.
+
+pub mod customer;
+pub mod decision;
+pub mod deployment;
+pub mod reason;
+
+/// Milliseconds since the Unix epoch. warden stores and compares all times in
+/// this one unit.
+pub type UnixMillis = i64;

@@ -1,0 +1,56 @@
+//! # warden
+//!
+//! warden is the control point a cloud compute provider runs beside its
+//! schedulers so that AI models are served only under licence, every
+//! deployer is known, and any deployment can be stopped.
+//!
+//! ## Architecture
+//!
+//! ```text
+//!  scheduler ──mTLS──▶ server (tonic + rustls/ring)
+//!                        │  auth::AuthLayer: client cert ─▶ Principal ─▶ ROLE_TABLE
+//!                        ▼
+//!                      api::<service>   convert + validate (field errors)
+//!                        │
+//!            ┌───────────┼──────────────┐
+//!            ▼           ▼              ▼
+//!       trust/pki    domain::decision   store (sled, group-commit flush)
+//!   (webpki chain,   (pure policy:      (customers, deployments,
+//!    CRLs, profile)   every reason)      decisions, idempotency)
+//! ```
+//!
+//! ## Request lifecycle (`Admission.Admit`)
+//!
+//! 1. rustls verifies the client certificate against the provider's client
+//!    CA during the handshake; a connection without one never gets further.
+//! 2. [`auth::AuthLayer`] reads the SPIFFE id, maps it to a role and checks
+//!    [`auth::ROLE_TABLE`]; anything not listed is denied.
+//! 3. [`api::admission`] destructures and validates the message; bad input is
+//!    `INVALID_ARGUMENT` naming each field, and nothing is stored.
+//! 4. [`trust::TrustState`] verifies the evaluation certificate chain with
+//!    rustls-webpki against the regulator roots and CRLs, then reads the
+//!    profile's extensions with x509-parser ([`pki`]).
+//! 5. [`domain::decision::decide`] — a pure function — returns every failing
+//!    check.
+//! 6. The decision (allow or deny) and, on allow, the deployment are written
+//!    in one transaction and flushed ([`store`]) before the answer, with a
+//!    licence signed as a C2SP note ([`ledger::note`]).
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod domain;
+pub mod ledger;
+pub mod pki;
+pub mod server;
+pub mod store;
+pub mod trust;
+
+/// Generated gRPC types and the descriptor set served by reflection.
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("warden.v1");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("warden_descriptor");
+}

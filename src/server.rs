@@ -1,0 +1,180 @@
+//! The gRPC server: mutual TLS, the auth layer in front of every service,
+//! health and reflection, and shutdown on one cancellation token.
+//!
+//! `serve` takes an already-bound listener so tests can bind `127.0.0.1:0`
+//! and read the port back before any client connects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::api::admission::AdmissionService;
+use crate::api::customers::CustomersService;
+use crate::api::trust::TrustService;
+use crate::api::App;
+use crate::auth::AuthLayer;
+use crate::config::Config;
+use crate::ledger::note::Signer;
+use crate::proto::admission_server::AdmissionServer;
+use crate::proto::customers_server::CustomersServer;
+use crate::proto::trust_server::TrustServer;
+use crate::store::{SledStore, Store};
+use crate::trust::TrustState;
+
+/// Largest request or response message accepted (4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read {what} from {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("licence key {path} is invalid: {message}")]
+    LicenceKey { path: String, message: String },
+    #[error("trust bundle: {0}")]
+    Trust(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("server failed: {0}")]
+    Transport(String),
+}
+
+/// Installs ring as the process's rustls crypto provider. Idempotent: a
+/// second call (tests start many servers in one process) changes nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|source| ServerError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Opens the store, loads keys and the trust bundle: everything the
+/// services share.
+pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+    let key_text = read("licence key", &config.licence.key)?;
+    let licence_signer = Signer::from_text(&String::from_utf8_lossy(&key_text)).map_err(|e| {
+        ServerError::LicenceKey {
+            path: config.licence.key.display().to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+    Ok(Arc::new(App {
+        store,
+        trust,
+        licence_signer,
+        lease_millis: i64::try_from(config.admission.lease_seconds)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    }))
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting and lets
+/// in-flight calls finish. The caller bounds that drain with a timeout.
+pub async fn serve(
+    config: &Config,
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    install_crypto_provider();
+    let cert = read("server certificate", &config.tls.cert)?;
+    let key = read("server key", &config.tls.key)?;
+    let client_ca = read("client CA", &config.tls.client_ca)?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(client_ca))
+        .client_auth_optional(false)
+        .timeout(Duration::from_secs(10));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AdmissionServer<AdmissionService>>()
+        .await;
+    health
+        .set_serving::<CustomersServer<CustomersService>>()
+        .await;
+    health.set_serving::<TrustServer<TrustService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, "warden serving (mTLS)");
+    let result = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .layer(AuthLayer::new(&config.tls.trust_domain))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            AdmissionServer::new(AdmissionService::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            CustomersServer::new(CustomersService::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            TrustServer::new(TrustService::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+        .map_err(|e| ServerError::Transport(e.to_string()));
+    health
+        .set_not_serving::<AdmissionServer<AdmissionService>>()
+        .await;
+    tracing::info!("warden stopped");
+    result
+}
+
+/// Binds, serves, and on `shutdown` drains for at most `grace`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = build_app(&config)?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { serve(&config, app, listener, shutdown).await }
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return Ok(r??),
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(r) => Ok(r??),
+        Err(_) => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "drain time limit reached; closing open calls"
+            );
+            server.abort();
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Durable state behind one trait, so the engine can change without the API
+//! layer noticing. Every write method returns only after its data is flushed
+//! to disk; speed comes from group commit (many writers share one flush),
+//! never from skipping the flush.
+//!
+//! Stored values carry an application-level checksum: a value that fails it
+//! is reported as corruption and the call fails closed.
+
+mod codec;
+mod flusher;
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::customer::Customer;
+use crate::domain::deployment::{Deployment, DeploymentState};
+use crate::domain::reason::Reason;
+use crate::domain::UnixMillis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored value under {key} is corrupt: {detail}")]
+    Corrupt { key: String, detail: String },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} was changed concurrently; retry")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("store is locked by another process (one warden per data directory): {0}")]
+    Locked(String),
+}
+
+/// What kind of call a decision answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DecisionKind {
+    Admit,
+    Renew,
+    Release,
+}
+
+/// A recorded decision, allow or deny. Holds no personal data: customers are
+/// named by id and record version only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub decision_id: String,
+    pub kind: DecisionKind,
+    pub request_id: String,
+    /// SPIFFE id of the caller.
+    pub principal: String,
+    pub at: UnixMillis,
+    pub customer_id: String,
+    pub customer_version: Option<u64>,
+    pub model_digest: String,
+    pub certificate_fingerprint: Option<String>,
+    pub allowed: bool,
+    pub reasons: Vec<Reason>,
+    pub deployment_id: Option<String>,
+    pub lease_expires_at: Option<UnixMillis>,
+    /// The signed licence returned on allow, kept so that a retried request
+    /// gets the very same answer.
+    pub licence: Option<String>,
+    /// SHA-256 of the request as received, to detect a request id reused for
+    /// a different request.
+    pub request_sha256: String,
+}
+
+/// Result of recording an admission.
+#[derive(Debug)]
+pub enum AdmitRecorded {
+    /// The decision is new and durable.
+    New,
+    /// The same caller already sent this request id: here is the first
+    /// answer.
+    Replay(Box<DecisionRecord>),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeploymentFilter {
+    pub customer_id: Option<String>,
+    pub model_digest: Option<String>,
+    /// Compared with the state as of `now`.
+    pub state: Option<DeploymentState>,
+    /// Only deployments admitted by this principal (schedulers see their own).
+    pub admitted_by: Option<String>,
+    pub now: UnixMillis,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The newest version of a customer record.
+    fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError>;
+    /// Writes a new customer version; it must be exactly one past the newest
+    /// stored (version 1 for a new customer).
+    async fn put_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+
+    /// Records an admission decision and, on allow, the new deployment and
+    /// its certificate chain, in one transaction. A request id seen before
+    /// from the same principal returns the stored decision instead.
+    async fn record_admission(
+        &self,
+        decision: &DecisionRecord,
+        deployment: Option<&Deployment>,
+        chain_pem: Option<&str>,
+    ) -> Result<AdmitRecorded, StoreError>;
+
+    /// Records a renewal or release: replaces `before` with `after` only if
+    /// the stored deployment still equals `before`.
+    async fn update_deployment(
+        &self,
+        before: &Deployment,
+        after: &Deployment,
+        decision: &DecisionRecord,
+    ) -> Result<(), StoreError>;
+
+    fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError>;
+    /// Deployments in id order after `after`, at most `limit`.
+    fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError>;
+    fn decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
+    /// A certificate chain by the SHA-256 of its PEM text.
+    fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
+}
