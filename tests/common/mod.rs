@@ -1,0 +1,279 @@
+//! Test harness: a real warden server on 127.0.0.1:0 with mutual TLS, a PKI
+//! generated with rcgen for each test, and a sled store in a temp dir.
+//! Clients are the generated tonic clients. Nothing here is mocked.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use warden::config::{AdmissionConfig, Config, LicenceConfig, TlsConfig, TrustConfig};
+use warden::ledger::note::{Signer, Verifier};
+use warden::pki::dev::{sample_claims, CrlSpec, LeafSpec, TestCa, TestLeaf, TestPki};
+use warden::proto;
+use warden::proto::admission_client::AdmissionClient;
+use warden::proto::customers_client::CustomersClient;
+use warden::proto::trust_client::TrustClient;
+
+pub const TRUST_DOMAIN: &str = "warden.test";
+pub const ROLES: [&str; 6] = [
+    "scheduler",
+    "kyc",
+    "authority",
+    "operator",
+    "auditor",
+    "admin",
+];
+
+/// Everything on disk a server needs, kept for the life of a test so the
+/// server can be stopped and started again on the same data.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub pki: TestPki,
+    pub mtls: TestCa,
+    pub clients: HashMap<String, TestLeaf>,
+    pub licence: Verifier,
+    pub config: Config,
+}
+
+pub fn write(path: &Path, data: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+impl TestEnv {
+    /// A fresh environment; `lease_seconds` is the admission lease.
+    pub fn new() -> Self {
+        Self::with_lease(300)
+    }
+
+    pub fn with_lease(lease_seconds: u64) -> Self {
+        warden::server::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let pki = TestPki::new().unwrap();
+        let mtls = TestCa::mtls_ca("warden test mTLS CA").unwrap();
+        let server = mtls
+            .server_cert(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+            .unwrap();
+        write(&root.join("tls/server.pem"), &server.cert_pem);
+        write(&root.join("tls/server.key"), &server.key_pem);
+        write(&root.join("tls/client-ca.pem"), mtls.cert_pem());
+        let mut clients = HashMap::new();
+        for role in ROLES {
+            let c = mtls
+                .client_cert(&format!("spiffe://{TRUST_DOMAIN}/{role}/test"))
+                .unwrap();
+            clients.insert(role.to_string(), c);
+        }
+        // Trust directory: the regulator root and a current, empty CRL from
+        // each CA.
+        let trust = root.join("trust");
+        write(&trust.join("roots/regulator.pem"), pki.root.cert_pem());
+        write(
+            &trust.join("crls/root.crl"),
+            pki.root.crl(&CrlSpec::empty(1)).unwrap(),
+        );
+        write(
+            &trust.join("crls/evaluator.crl"),
+            pki.evaluator.crl(&CrlSpec::empty(1)).unwrap(),
+        );
+        let signer = Signer::generate("warden.test/licence").unwrap();
+        write(&root.join("licence.key"), signer.to_text());
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: root.join("data"),
+            shutdown_grace_seconds: 5,
+            tls: TlsConfig {
+                cert: root.join("tls/server.pem"),
+                key: root.join("tls/server.key"),
+                client_ca: root.join("tls/client-ca.pem"),
+                trust_domain: TRUST_DOMAIN.into(),
+            },
+            trust: TrustConfig {
+                dir: trust,
+                require_crls: true,
+                oid_base_arc: "1.3.6.1.4.1.32473.1".into(),
+            },
+            admission: AdmissionConfig { lease_seconds },
+            licence: LicenceConfig {
+                key: root.join("licence.key"),
+            },
+        };
+        config.validate().unwrap();
+        Self {
+            licence: signer.verifier(),
+            dir,
+            pki,
+            mtls,
+            clients,
+            config,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A model-evaluation certificate with the sample claims.
+    pub fn leaf(&self) -> TestLeaf {
+        self.pki.leaf().unwrap()
+    }
+
+    /// A leaf built from a spec (see `LeafSpec`).
+    pub fn leaf_with(&self, f: impl FnOnce(LeafSpec) -> LeafSpec) -> TestLeaf {
+        let spec = f(LeafSpec::new(&self.pki.profile, sample_claims()));
+        self.pki.evaluator.issue_leaf(&spec).unwrap()
+    }
+
+    /// PEM chain: leaf, then the evaluator CA.
+    pub fn chain(&self, leaf: &TestLeaf) -> String {
+        self.pki.chain(leaf)
+    }
+
+    /// The digest the sample claims certify.
+    pub fn sample_digest(&self) -> String {
+        sample_claims().model_digest
+    }
+
+    pub async fn start(&self) -> TestServer {
+        TestServer::start(&self.config).await
+    }
+
+    /// A channel authenticated as `role`.
+    pub async fn channel(&self, server: &TestServer, role: &str) -> Channel {
+        let c = &self.clients[role];
+        connect(
+            server.addr,
+            &self.mtls.cert_pem(),
+            Some((&c.cert_pem, &c.key_pem)),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn admission(&self, server: &TestServer) -> AdmissionClient<Channel> {
+        AdmissionClient::new(self.channel(server, "scheduler").await)
+    }
+
+    pub async fn customers(&self, server: &TestServer) -> CustomersClient<Channel> {
+        CustomersClient::new(self.channel(server, "kyc").await)
+    }
+
+    pub async fn trust(&self, server: &TestServer) -> TrustClient<Channel> {
+        TrustClient::new(self.channel(server, "admin").await)
+    }
+
+    /// Registers a customer with the given status through the API.
+    pub async fn register(
+        &self,
+        server: &TestServer,
+        id: &str,
+        status: proto::CustomerStatus,
+    ) -> proto::Customer {
+        self.customers(server)
+            .await
+            .register_customer(proto::RegisterCustomerRequest {
+                customer_id: id.into(),
+                kind: proto::CustomerKind::Organisation as i32,
+                legal_name: format!("{id} Ltd"),
+                country: "DE".into(),
+                status: status as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// An admission request that is allowed once `customer` is VERIFIED.
+    pub fn admit_request(&self, customer: &str, chain: &str) -> proto::AdmitRequest {
+        proto::AdmitRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            customer_id: customer.into(),
+            model_digest: self.sample_digest(),
+            certificate_chain: chain.into(),
+            workload: Some(proto::Workload {
+                cluster: "c1".into(),
+                region: "eu-west".into(),
+                node: "n1".into(),
+                accelerator_type: "h100".into(),
+                accelerator_count: 8,
+                endpoints: vec!["10.0.0.1:8000".into()],
+            }),
+        }
+    }
+}
+
+/// Connects with the given server CA and optional client identity.
+pub async fn connect(
+    addr: SocketAddr,
+    server_ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(server_ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+}
+
+/// A running server. `stop` drains it; dropping it cancels it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<Result<(), warden::server::ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: &Config) -> Self {
+        let app = warden::server::build_app(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn({
+            let config = config.clone();
+            let shutdown = shutdown.clone();
+            async move { warden::server::serve(&config, app, listener, shutdown).await }
+        });
+        Self {
+            addr,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops accepting, drains, and waits until the store is closed so the
+    /// same data directory can be opened again.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(10), h)
+                .await
+                .expect("server did not drain within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Path of a file under the environment's directory.
+pub fn file(env: &TestEnv, rel: &str) -> PathBuf {
+    env.path().join(rel)
+}
