@@ -152,29 +152,30 @@ pub async fn serve(
     result
 }
 
-/// Binds, serves, and on `shutdown` drains for at most `grace`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let app = build_app(&config)?;
-    let listener = TcpListener::bind(config.listen).await?;
+/// Serves on `listener` until `shutdown`, then drains for at most the
+/// configured grace period before closing what is still open.
+pub async fn run(
+    config: Config,
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { serve(&config, app, listener, shutdown).await }
     });
     tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => return Ok(r??),
-        _ = shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(r) => Ok(r??),
-        Err(_) => {
-            tracing::warn!(
-                grace_seconds = grace.as_secs(),
-                "drain time limit reached; closing open calls"
-            );
-            server.abort();
-            Ok(())
-        }
-    }
+    let joined = tokio::select! {
+        r = &mut server => r,
+        _ = shutdown.cancelled() => match tokio::time::timeout(grace, &mut server).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "drain time limit reached; closing open calls");
+                server.abort();
+                return Ok(());
+            }
+        },
+    };
+    joined.map_err(|e| ServerError::Transport(e.to_string()))?
 }

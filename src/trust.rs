@@ -153,7 +153,9 @@ impl TrustState {
             use crate::pki::PkiError;
             match e {
                 PkiError::Io { .. } => PutCrlError::Io(e.to_string()),
-                PkiError::CrlRollback { .. } => PutCrlError::Stale(e.to_string()),
+                PkiError::CrlRollback { .. } | PkiError::CrlConflict { .. } => {
+                    PutCrlError::Stale(e.to_string())
+                }
                 other => PutCrlError::Invalid(other.to_string()),
             }
         })?;

@@ -10,7 +10,8 @@ use sha2::{Digest as _, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    deployment_state_from_proto, deployment_to_proto, reasons, timestamp, workload_from_proto,
+    deployment_state_from_proto, deployment_to_proto, reasons, rfc3339, timestamp,
+    workload_from_proto,
 };
 use super::status::ApiError;
 use super::{now_millis, principal, App};
@@ -103,16 +104,6 @@ pub fn licence_text(d: &Deployment) -> String {
     )
 }
 
-fn rfc3339(ms: UnixMillis) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}
-
 fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {
     for (field, value) in [
         ("workload.cluster", &w.cluster),
@@ -171,6 +162,33 @@ fn admit_response(rec: &DecisionRecord) -> proto::AdmitResponse {
         licence: rec.licence.clone().unwrap_or_default(),
         ledger_index: 0,
         decision_id: rec.decision_id.clone(),
+    }
+}
+
+/// The record of a call on an existing deployment (renew, release): allowed
+/// and without reasons unless the caller says otherwise.
+fn lifecycle_record(
+    kind: DecisionKind,
+    who: &Principal,
+    d: &Deployment,
+    now: UnixMillis,
+) -> DecisionRecord {
+    DecisionRecord {
+        decision_id: new_id("dec"),
+        kind,
+        request_id: String::new(),
+        principal: who.spiffe_id.clone(),
+        at: now,
+        customer_id: d.customer_id.clone(),
+        customer_version: Some(d.customer_version),
+        model_digest: d.model_digest.clone(),
+        certificate_fingerprint: Some(d.certificate.fingerprint.clone()),
+        allowed: true,
+        reasons: Vec::new(),
+        deployment_id: Some(d.deployment_id.clone()),
+        lease_expires_at: None,
+        licence: None,
+        request_sha256: String::new(),
     }
 }
 
@@ -369,21 +387,12 @@ impl Admission for AdmissionService {
             licence = Some(self.licence(&after)?);
         }
         let record = DecisionRecord {
-            decision_id: new_id("dec"),
-            kind: DecisionKind::Renew,
-            request_id: String::new(),
-            principal: who.spiffe_id.clone(),
-            at: now,
-            customer_id: before.customer_id.clone(),
             customer_version,
-            model_digest: before.model_digest.clone(),
-            certificate_fingerprint: Some(before.certificate.fingerprint.clone()),
             allowed,
             reasons: reasons.clone(),
-            deployment_id: Some(before.deployment_id.clone()),
             lease_expires_at: allowed.then_some(after.lease_expires_at),
             licence: licence.clone(),
-            request_sha256: String::new(),
+            ..lifecycle_record(DecisionKind::Renew, &who, &before, now)
         };
         self.app
             .store
@@ -418,10 +427,11 @@ impl Admission for AdmissionService {
         let before = self.owned_deployment(&who, &deployment_id)?;
         let now = now_millis();
         // Releasing is idempotent: an already released or terminated
-        // deployment is returned as it is.
+        // deployment is returned as it is. A deployment whose lease ran out
+        // is still released: the scheduler confirms the workload stopped.
         if matches!(
             before.state,
-            DeploymentState::Released | DeploymentState::Terminated | DeploymentState::Expired
+            DeploymentState::Released | DeploymentState::Terminated
         ) {
             return Ok(Response::new(proto::ReleaseResponse {
                 deployment: Some(deployment_to_proto(&before, now)),
@@ -432,23 +442,7 @@ impl Admission for AdmissionService {
             released_at: Some(now),
             ..before.clone()
         };
-        let record = DecisionRecord {
-            decision_id: new_id("dec"),
-            kind: DecisionKind::Release,
-            request_id: String::new(),
-            principal: who.spiffe_id.clone(),
-            at: now,
-            customer_id: before.customer_id.clone(),
-            customer_version: Some(before.customer_version),
-            model_digest: before.model_digest.clone(),
-            certificate_fingerprint: Some(before.certificate.fingerprint.clone()),
-            allowed: true,
-            reasons: Vec::new(),
-            deployment_id: Some(before.deployment_id.clone()),
-            lease_expires_at: None,
-            licence: None,
-            request_sha256: String::new(),
-        };
+        let record = lifecycle_record(DecisionKind::Release, &who, &before, now);
         self.app
             .store
             .update_deployment(&before, &after, &record)

@@ -11,7 +11,7 @@ use super::{
     AdmitArgs, CertsCommand, Cli, ClientArgs, Command, CustomerCommand, DeploymentCommand,
     EvaluatorCommand, TrustCommand, EXIT_DENIED,
 };
-use crate::api::convert::millis;
+use crate::api::convert::{millis, rfc3339};
 use crate::digest::{digest_dir, DigestOptions};
 use crate::proto;
 use crate::proto::admission_client::AdmissionClient;
@@ -25,9 +25,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dev(args) => super::dev::run(args).await.map(|_| 0),
         Command::Serve { config } => {
             let config = crate::config::Config::load(&config)?;
+            let app = crate::server::build_app(&config)?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             spawn_signal_handler(shutdown.clone());
-            crate::server::run(config, shutdown).await?;
+            crate::server::run(config, app, listener, shutdown).await?;
             Ok(0)
         }
         Command::Certs(cmd) => certs(cmd).map(|_| 0),
@@ -133,13 +137,16 @@ fn measure(dir: &Path, threads: Option<usize>) -> anyhow::Result<crate::digest::
 /// violation.
 fn status_error(s: tonic::Status) -> anyhow::Error {
     use tonic_types::StatusExt as _;
-    let mut msg = format!("{:?}: {}", s.code(), s.message());
-    if let Some(bad) = s.get_details_bad_request() {
-        for v in bad.field_violations {
-            msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+    match s.get_details_bad_request() {
+        Some(bad) if !bad.field_violations.is_empty() => {
+            let mut msg = String::from("the server refused the request (INVALID_ARGUMENT):");
+            for v in bad.field_violations {
+                msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+            }
+            anyhow::anyhow!(msg)
         }
+        _ => anyhow::anyhow!("{:?}: {}", s.code(), s.message()),
     }
-    anyhow::anyhow!(msg)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -147,26 +154,19 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn fmt_ts(ts: &prost_types::Timestamp) -> String {
-    let ms = millis(ts);
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
+    rfc3339(millis(ts))
 }
 
 fn decision_name(d: i32) -> &'static str {
     proto::Decision::try_from(d)
-        .map(|d| d.as_str_name())
-        .unwrap_or("DECISION_UNKNOWN")
+        .map(|d| d.as_str_name().trim_start_matches("DECISION_"))
+        .unwrap_or("UNKNOWN")
 }
 
 fn reason_name(code: i32) -> &'static str {
     proto::ReasonCode::try_from(code)
-        .map(|c| c.as_str_name())
-        .unwrap_or("REASON_CODE_UNKNOWN")
+        .map(|c| c.as_str_name().trim_start_matches("REASON_CODE_"))
+        .unwrap_or("UNKNOWN")
 }
 
 fn reasons_json(rs: &[proto::Reason]) -> serde_json::Value {
@@ -177,11 +177,7 @@ fn reasons_json(rs: &[proto::Reason]) -> serde_json::Value {
 
 fn print_reasons(rs: &[proto::Reason]) {
     for r in rs {
-        println!(
-            "  {:<40} {}",
-            reason_name(r.code).trim_start_matches("REASON_CODE_"),
-            r.message
-        );
+        println!("  {:<40} {}", reason_name(r.code), r.message);
     }
 }
 
@@ -216,6 +212,10 @@ async fn admit(c: &ClientArgs, a: AdmitArgs) -> anyhow::Result<i32> {
         .map_err(status_error)?
         .into_inner();
     let allowed = r.decision == proto::Decision::Allow as i32;
+    if let (true, Some(path)) = (allowed, &a.licence_out) {
+        std::fs::write(path, &r.licence)
+            .with_context(|| format!("cannot write licence to {}", path.display()))?;
+    }
     if c.json {
         print_json(&json!({
             "decision": decision_name(r.decision),
@@ -253,7 +253,9 @@ fn deployment_json(d: &proto::Deployment) -> serde_json::Value {
     let w = d.workload.clone().unwrap_or_default();
     json!({
         "deployment_id": d.deployment_id,
-        "state": proto::DeploymentState::try_from(d.state).map(|s| s.as_str_name()).unwrap_or("?"),
+        "state": proto::DeploymentState::try_from(d.state)
+            .map(|s| s.as_str_name().trim_start_matches("DEPLOYMENT_STATE_"))
+            .unwrap_or("?"),
         "customer_id": d.customer_id,
         "model_digest": d.model_digest,
         "model_name": d.model_name,
@@ -359,10 +361,14 @@ async fn deployment(c: &ClientArgs, cmd: DeploymentCommand) -> anyhow::Result<()
 fn customer_json(x: &proto::Customer) -> serde_json::Value {
     json!({
         "customer_id": x.customer_id,
-        "kind": proto::CustomerKind::try_from(x.kind).map(|k| k.as_str_name()).unwrap_or("?"),
+        "kind": proto::CustomerKind::try_from(x.kind)
+            .map(|k| k.as_str_name().trim_start_matches("CUSTOMER_KIND_"))
+            .unwrap_or("?"),
         "legal_name": x.legal_name,
         "country": x.country,
-        "status": proto::CustomerStatus::try_from(x.status).map(|s| s.as_str_name()).unwrap_or("?"),
+        "status": proto::CustomerStatus::try_from(x.status)
+            .map(|s| s.as_str_name().trim_start_matches("CUSTOMER_STATUS_"))
+            .unwrap_or("?"),
         "status_reason": x.status_reason,
         "version": x.version,
         "updated_at": x.updated_at.as_ref().map(fmt_ts),

@@ -218,29 +218,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    print_instructions(&args, &config);
+    print_instructions(&args, listener.local_addr()?);
     let shutdown = tokio_util::sync::CancellationToken::new();
     super::commands::spawn_signal_handler(shutdown.clone());
-    let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
-    let serving = crate::server::serve(&config, app, listener, shutdown.clone());
-    tokio::pin!(serving);
-    tokio::select! {
-        r = &mut serving => return Ok(r?),
-        _ = shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(grace, serving).await {
-        Ok(r) => Ok(r?),
-        Err(_) => {
-            tracing::warn!("drain time limit reached; closing open calls");
-            Ok(())
-        }
-    }
+    crate::server::run(config, app, listener, shutdown).await?;
+    Ok(())
 }
 
-fn print_instructions(args: &DevArgs, config: &Config) {
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "warden".into());
+fn print_instructions(args: &DevArgs, listen: SocketAddr) {
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        .unwrap_or_else(|| ".".into());
     let d = args.dir.display();
     let vkey = std::fs::read_to_string(args.dir.join("licence.vkey")).unwrap_or_default();
     println!(
@@ -249,7 +238,7 @@ warden dev is serving on {listen} (mTLS; client certificates in {d}/mtls/clients
 Licence verifier key: {vkey}
 In another terminal, from this directory:
 
-  alias warden={exe}
+  export PATH={bin}:$PATH
 
   # a scheduler asks to serve the sample model for the sample customer (ALLOW)
   warden admit --customer {customer} --chain {d}/sample-model.chain.pem \
@@ -262,7 +251,8 @@ In another terminal, from this directory:
   warden deployment list
   warden customer get {customer}
 "#,
-        listen = config.listen,
+        listen = listen,
+        bin = bin,
         customer = SAMPLE_CUSTOMER,
         vkey = vkey.trim(),
         zeros = "0".repeat(64),

@@ -199,6 +199,9 @@ pub struct AdmitArgs {
     /// Print only the deployment id on allow.
     #[arg(long)]
     pub quiet: bool,
+    /// Also write the signed licence to this file on allow.
+    #[arg(long)]
+    pub licence_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
