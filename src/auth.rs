@@ -153,6 +153,22 @@ pub const ROLE_TABLE: &[(&str, &[Role])] = &[
         "/warden.v1.Customers/GetCustomer",
         &[Kyc, Operator, Auditor],
     ),
+    (
+        "/warden.v1.Ledger/GetCheckpoint",
+        &[Authority, Operator, Auditor, Admin],
+    ),
+    (
+        "/warden.v1.Ledger/GetEntries",
+        &[Authority, Operator, Auditor, Admin],
+    ),
+    (
+        "/warden.v1.Ledger/GetInclusionProof",
+        &[Authority, Operator, Auditor, Admin],
+    ),
+    (
+        "/warden.v1.Ledger/GetConsistencyProof",
+        &[Authority, Operator, Auditor, Admin],
+    ),
     ("/warden.v1.Trust/PutCrl", &[Admin]),
     ("/warden.v1.Trust/Reload", &[Admin]),
 ];

@@ -37,6 +37,7 @@ pub struct Config {
     #[serde(default)]
     pub admission: AdmissionConfig,
     pub licence: LicenceConfig,
+    pub ledger: LedgerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +93,14 @@ pub struct LicenceConfig {
     pub key: PathBuf,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Ed25519 signer key for checkpoints, signed-note format; its name is
+    /// the log's origin. Auditors verify with the matching verifier key.
+    pub key: PathBuf,
+}
+
 mod defaults {
     use std::net::SocketAddr;
 
@@ -140,6 +149,7 @@ impl Config {
             &mut self.tls.client_ca,
             &mut self.trust.dir,
             &mut self.licence.key,
+            &mut self.ledger.key,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -179,6 +189,7 @@ impl Config {
             ("tls.key", &self.tls.key),
             ("tls.client_ca", &self.tls.client_ca),
             ("licence.key", &self.licence.key),
+            ("ledger.key", &self.ledger.key),
         ] {
             if !p.is_file() {
                 err(field, format!("{} is not a readable file", p.display()));
@@ -234,6 +245,8 @@ oid_base_arc = "1.x"
 lease_seconds = 0
 [licence]
 key = "licence.key"
+[ledger]
+key = "ledger.key"
 "#,
         )
         .unwrap();
@@ -246,6 +259,7 @@ key = "licence.key"
             "tls.key",
             "tls.client_ca",
             "licence.key",
+            "ledger.key",
             "trust.dir",
         ] {
             assert!(e.contains(f), "{f} missing from: {e}");

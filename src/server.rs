@@ -14,6 +14,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::api::admission::AdmissionService;
 use crate::api::customers::CustomersService;
+use crate::api::ledger::LedgerService;
 use crate::api::trust::TrustService;
 use crate::api::App;
 use crate::auth::AuthLayer;
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::ledger::note::Signer;
 use crate::proto::admission_server::AdmissionServer;
 use crate::proto::customers_server::CustomersServer;
+use crate::proto::ledger_server::LedgerServer;
 use crate::proto::trust_server::TrustServer;
 use crate::store::{SledStore, Store};
 use crate::trust::TrustState;
@@ -36,8 +38,8 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
-    #[error("licence key {path} is invalid: {message}")]
-    LicenceKey { path: String, message: String },
+    #[error("signing key {path} is invalid: {message}")]
+    SigningKey { path: String, message: String },
     #[error("trust bundle: {0}")]
     Trust(String),
     #[error("store: {0}")]
@@ -62,18 +64,21 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ServerErr
     })
 }
 
+fn load_signer(what: &'static str, path: &std::path::Path) -> Result<Signer, ServerError> {
+    let text = read(what, path)?;
+    Signer::from_text(&String::from_utf8_lossy(&text)).map_err(|e| ServerError::SigningKey {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share.
 pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
-    let key_text = read("licence key", &config.licence.key)?;
-    let licence_signer = Signer::from_text(&String::from_utf8_lossy(&key_text)).map_err(|e| {
-        ServerError::LicenceKey {
-            path: config.licence.key.display().to_string(),
-            message: e.to_string(),
-        }
-    })?;
+    let licence_signer = load_signer("licence key", &config.licence.key)?;
+    let ledger_signer = load_signer("ledger key", &config.ledger.key)?;
     let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer)?);
     Ok(Arc::new(App {
         store,
         trust,
@@ -110,6 +115,7 @@ pub async fn serve(
         .set_serving::<CustomersServer<CustomersService>>()
         .await;
     health.set_serving::<TrustServer<TrustService>>().await;
+    health.set_serving::<LedgerServer<LedgerService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -138,6 +144,7 @@ pub async fn serve(
             CustomersServer::new(CustomersService::new(app.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_service(LedgerServer::new(LedgerService::new(app.clone())))
         .add_service(
             TrustServer::new(TrustService::new(app.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -17,11 +17,12 @@ use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::auth::{Principal, Role};
 use crate::digest::ModelDigest;
-use crate::domain::customer::{check_identifier, FieldViolation};
+use crate::domain::customer::{check_identifier, Customer, FieldViolation};
 use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
 use crate::domain::deployment::{Deployment, DeploymentState, Workload};
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
+use crate::ledger::entry::{CertificateRef, CustomerRef, Entry, Event};
 use crate::proto;
 use crate::proto::admission_server::Admission;
 use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter};
@@ -68,7 +69,7 @@ impl AdmissionService {
         d: &Deployment,
         workload: &Workload,
         now: UnixMillis,
-    ) -> Result<(Vec<Reason>, Option<u64>), ApiError> {
+    ) -> Result<(Vec<Reason>, Option<Customer>), ApiError> {
         let chain = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
             tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
             ApiError::Internal
@@ -89,7 +90,7 @@ impl AdmissionService {
             customer_id: &d.customer_id,
             workload,
         });
-        Ok((reasons, customer.map(|c| c.version)))
+        Ok((reasons, customer))
     }
 }
 
@@ -160,7 +161,7 @@ fn admit_response(rec: &DecisionRecord) -> proto::AdmitResponse {
         deployment_id: rec.deployment_id.clone().unwrap_or_default(),
         lease_expires_at: rec.lease_expires_at.map(timestamp),
         licence: rec.licence.clone().unwrap_or_default(),
-        ledger_index: 0,
+        ledger_index: rec.ledger_index.unwrap_or_default(),
         decision_id: rec.decision_id.clone(),
     }
 }
@@ -189,6 +190,7 @@ fn lifecycle_record(
         lease_expires_at: None,
         licence: None,
         request_sha256: String::new(),
+        ledger_index: None,
     }
 }
 
@@ -282,7 +284,9 @@ impl Admission for AdmissionService {
             lease_expires_at: None,
             licence: None,
             request_sha256: request_sha256.clone(),
+            ledger_index: None,
         };
+        let workload_for_entry = workload.clone();
         let deployment = match (&certificate.model, &customer, record.allowed) {
             (Some(model), Some(customer), true) => {
                 let lease_expires_at = (now + self.app.lease_millis).min(model.summary.not_after);
@@ -310,14 +314,46 @@ impl Admission for AdmissionService {
             _ => None,
         };
 
+        let entry = Entry::new(
+            now,
+            &who.spiffe_id,
+            &request_id,
+            Event::Admission {
+                decision_id: record.decision_id.clone(),
+                allowed: record.allowed,
+                reasons: record.reasons.iter().map(|r| r.code).collect(),
+                customer_id: customer_id.clone(),
+                customer: customer.as_ref().map(CustomerRef::of),
+                model_digest: model_digest.clone(),
+                certificate: certificate.model.as_ref().map(|m| CertificateRef {
+                    fingerprint: m.summary.fingerprint.clone(),
+                    serial: m.summary.serial.clone(),
+                    evaluator: m.summary.evaluator.clone(),
+                }),
+                deployment_id: record.deployment_id.clone(),
+                lease_expires_at: record.lease_expires_at,
+                workload: deployment
+                    .as_ref()
+                    .map(|d| d.workload.clone())
+                    .unwrap_or(workload_for_entry),
+            },
+        );
         let recorded = self
             .app
             .store
-            .record_admission(&record, deployment.as_ref(), Some(&certificate_chain))
+            .record_admission(
+                &record,
+                deployment.as_ref(),
+                Some(&certificate_chain),
+                entry,
+            )
             .await
             .map_err(ApiError::from)?;
         let answer = match recorded {
-            AdmitRecorded::New => record,
+            AdmitRecorded::New(index) => DecisionRecord {
+                ledger_index: Some(index),
+                ..record
+            },
             AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
             AdmitRecorded::Replay(_) => {
                 return Err(ApiError::FailedPrecondition(format!(
@@ -356,7 +392,7 @@ impl Admission for AdmissionService {
             workload.endpoints = endpoints;
         }
 
-        let (reasons, customer_version) = match before.state_at(now) {
+        let (reasons, customer) = match before.state_at(now) {
             DeploymentState::Active => self.recheck(&before, &workload, now)?,
             DeploymentState::Expired => (
                 vec![Reason::new(
@@ -381,22 +417,37 @@ impl Admission for AdmissionService {
                 (now + self.app.lease_millis).min(before.certificate.not_after);
             after.renewals += 1;
             after.workload = workload;
-            if let Some(v) = customer_version {
-                after.customer_version = v;
+            if let Some(c) = &customer {
+                after.customer_version = c.version;
             }
             licence = Some(self.licence(&after)?);
         }
         let record = DecisionRecord {
-            customer_version,
+            customer_version: customer.as_ref().map(|c| c.version),
             allowed,
             reasons: reasons.clone(),
             lease_expires_at: allowed.then_some(after.lease_expires_at),
             licence: licence.clone(),
             ..lifecycle_record(DecisionKind::Renew, &who, &before, now)
         };
-        self.app
+        let entry = Entry::new(
+            now,
+            &who.spiffe_id,
+            "",
+            Event::Renewal {
+                decision_id: record.decision_id.clone(),
+                deployment_id: before.deployment_id.clone(),
+                allowed,
+                reasons: reasons.iter().map(|r| r.code).collect(),
+                customer: customer.as_ref().map(CustomerRef::of),
+                lease_expires_at: record.lease_expires_at,
+                endpoints: after.workload.endpoints.clone(),
+            },
+        );
+        let ledger_index = self
+            .app
             .store
-            .update_deployment(&before, &after, &record)
+            .update_deployment(&before, &after, &record, entry)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(
@@ -414,7 +465,7 @@ impl Admission for AdmissionService {
             reasons: super::convert::reasons(&reasons),
             lease_expires_at: Some(timestamp(after.lease_expires_at)),
             licence: licence.unwrap_or_default(),
-            ledger_index: 0,
+            ledger_index,
         }))
     }
 
@@ -443,9 +494,18 @@ impl Admission for AdmissionService {
             ..before.clone()
         };
         let record = lifecycle_record(DecisionKind::Release, &who, &before, now);
+        let entry = Entry::new(
+            now,
+            &who.spiffe_id,
+            "",
+            Event::Release {
+                decision_id: record.decision_id.clone(),
+                deployment_id: before.deployment_id.clone(),
+            },
+        );
         self.app
             .store
-            .update_deployment(&before, &after, &record)
+            .update_deployment(&before, &after, &record, entry)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(deployment_id = %deployment_id, "deployment released");

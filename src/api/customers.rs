@@ -9,8 +9,10 @@ use super::convert::{customer_kind_from_proto, customer_status_from_proto, custo
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::domain::customer::{
-    check_country, check_identifier, check_text, Customer, CustomerStatus, FieldViolation,
+    check_country, check_identifier, check_text, new_commitment_salt, Customer, CustomerStatus,
+    FieldViolation,
 };
+use crate::ledger::entry::{CustomerRef, Entry, Event};
 use crate::proto;
 use crate::proto::customers_server::Customers;
 
@@ -77,11 +79,21 @@ impl Customers for CustomersService {
             status_reason: String::new(),
             version: 1,
             updated_at: now_millis(),
-            updated_by: who.spiffe_id,
+            updated_by: who.spiffe_id.clone(),
+            commitment_salt: new_commitment_salt(),
         };
+        let entry = Entry::new(
+            customer.updated_at,
+            &who.spiffe_id,
+            "",
+            Event::CustomerRegistered {
+                customer: CustomerRef::of(&customer),
+                status: customer.status.as_str().into(),
+            },
+        );
         self.app
             .store
-            .put_customer(&customer)
+            .put_customer(&customer, entry)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(customer_id = %customer.customer_id, status = customer.status.as_str(), "customer registered");
@@ -153,12 +165,22 @@ impl Customers for CustomersService {
             status_reason: reason,
             version: current.version + 1,
             updated_at: now_millis(),
-            updated_by: who.spiffe_id,
+            updated_by: who.spiffe_id.clone(),
+            commitment_salt: new_commitment_salt(),
             ..current
         };
+        let entry = Entry::new(
+            next.updated_at,
+            &who.spiffe_id,
+            "",
+            Event::CustomerStatusChanged {
+                customer: CustomerRef::of(&next),
+                status: next.status.as_str().into(),
+            },
+        );
         self.app
             .store
-            .put_customer(&next)
+            .put_customer(&next, entry)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(%customer_id, status = status.as_str(), version = next.version, "customer status changed");

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod convert;
 pub mod customers;
+pub mod ledger;
 pub mod status;
 pub mod trust;
 

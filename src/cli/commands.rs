@@ -89,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deployment(cmd) => deployment(c, cmd).await.map(|_| 0),
         Command::Customer(cmd) => customer(c, cmd).await.map(|_| 0),
         Command::Trust(cmd) => trust(c, cmd).await.map(|_| 0),
+        Command::Ledger(cmd) => super::ledger::run(c, cmd).await,
         Command::VerifyLicence { licence, vkey } => {
             let note = std::fs::read_to_string(&licence)
                 .with_context(|| format!("cannot read {}", licence.display()))?;

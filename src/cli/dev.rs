@@ -21,6 +21,8 @@ use crate::pki::{EvaluationResult, EvaluationResults, Profile, Regions};
 pub const SAMPLE_CUSTOMER: &str = "acme-ai";
 /// Name of the dev licence key (and of the signatures on licences).
 pub const LICENCE_KEY_NAME: &str = "warden.dev/licence";
+/// Name of the dev ledger key: the origin of its checkpoints.
+pub const LEDGER_KEY_NAME: &str = "warden.dev/ledger";
 
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
@@ -48,6 +50,12 @@ impl DevLayout {
     }
     pub fn licence_vkey(&self) -> PathBuf {
         self.dir.join("licence.vkey")
+    }
+    pub fn ledger_key(&self) -> PathBuf {
+        self.dir.join("ledger.key")
+    }
+    pub fn ledger_vkey(&self) -> PathBuf {
+        self.dir.join("ledger.vkey")
     }
     pub fn sample_model(&self) -> PathBuf {
         self.dir.join("sample-model")
@@ -135,10 +143,19 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
         crate::pki::dev::generate_dev_pki(&layout.dir, &profile, false)?;
         eprintln!("generated a development PKI in {}", layout.dir.display());
     }
-    if !layout.licence_key().exists() {
-        let signer = Signer::generate(LICENCE_KEY_NAME)?;
-        write_secret(&layout.licence_key(), signer.to_text().as_bytes())?;
-        std::fs::write(layout.licence_vkey(), signer.verifier().to_text() + "\n")?;
+    for (name, key, vkey) in [
+        (
+            LICENCE_KEY_NAME,
+            layout.licence_key(),
+            layout.licence_vkey(),
+        ),
+        (LEDGER_KEY_NAME, layout.ledger_key(), layout.ledger_vkey()),
+    ] {
+        if !key.exists() {
+            let signer = Signer::generate(name)?;
+            write_secret(&key, signer.to_text().as_bytes())?;
+            std::fs::write(vkey, signer.verifier().to_text() + "\n")?;
+        }
     }
     if !layout.sample_model().exists() {
         write_sample_model(&layout.sample_model())?;
@@ -180,6 +197,9 @@ lease_seconds = 300
 
 [licence]
 key = "licence.key"
+
+[ledger]
+key = "ledger.key"
 "#,
         listen = args.listen,
         data = data_dir.display(),
@@ -193,19 +213,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = prepare(&args)?;
     let app = crate::server::build_app(&config)?;
     if app.store.customer(SAMPLE_CUSTOMER)?.is_none() {
-        app.store
-            .put_customer(&Customer {
-                customer_id: SAMPLE_CUSTOMER.into(),
-                kind: CustomerKind::Organisation,
-                legal_name: "Acme AI Ltd".into(),
-                country: "GB".into(),
-                status: CustomerStatus::Verified,
-                status_reason: "sample customer created by warden dev".into(),
-                version: 1,
-                updated_at: crate::api::now_millis(),
-                updated_by: "warden-dev".into(),
-            })
-            .await?;
+        let customer = Customer {
+            customer_id: SAMPLE_CUSTOMER.into(),
+            kind: CustomerKind::Organisation,
+            legal_name: "Acme AI Ltd".into(),
+            country: "GB".into(),
+            status: CustomerStatus::Verified,
+            status_reason: "sample customer created by warden dev".into(),
+            version: 1,
+            updated_at: crate::api::now_millis(),
+            updated_by: "warden-dev".into(),
+            commitment_salt: crate::domain::customer::new_commitment_salt(),
+        };
+        let entry = crate::ledger::entry::Entry::new(
+            customer.updated_at,
+            &customer.updated_by,
+            "",
+            crate::ledger::entry::Event::CustomerRegistered {
+                customer: crate::ledger::entry::CustomerRef::of(&customer),
+                status: customer.status.as_str().into(),
+            },
+        );
+        app.store.put_customer(&customer, entry).await?;
     }
     if args.prepare_only {
         println!(
@@ -232,10 +261,12 @@ fn print_instructions(args: &DevArgs, listen: SocketAddr) {
         .unwrap_or_else(|| ".".into());
     let d = args.dir.display();
     let vkey = std::fs::read_to_string(args.dir.join("licence.vkey")).unwrap_or_default();
+    let ledger_vkey = std::fs::read_to_string(args.dir.join("ledger.vkey")).unwrap_or_default();
     println!(
         r#"
 warden dev is serving on {listen} (mTLS; client certificates in {d}/mtls/clients).
 Licence verifier key: {vkey}
+Ledger verifier key:  {ledger_vkey}
 In another terminal, from this directory:
 
   export PATH={bin}:$PATH
@@ -255,6 +286,7 @@ In another terminal, from this directory:
         bin = bin,
         customer = SAMPLE_CUSTOMER,
         vkey = vkey.trim(),
+        ledger_vkey = ledger_vkey.trim(),
         zeros = "0".repeat(64),
     );
 }

@@ -2,11 +2,13 @@
 //! `digest`) run locally; the rest are gRPC clients of a running warden.
 //!
 //! Exit status: 0 success or allow; 1 error (the message says what to do);
-//! 2 usage error; 3 the server answered DENY.
+//! 2 usage error; 3 the server answered DENY; 4 the ledger is proven
+//! inconsistent (evidence printed).
 
 pub mod client;
 mod commands;
 pub mod dev;
+pub mod ledger;
 
 use std::path::PathBuf;
 
@@ -93,6 +95,9 @@ pub enum Command {
     /// Trust bundle administration (admin).
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Read and verify the tamper-evident ledger (auditor).
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Check a licence offline with the licence verifier key.
     VerifyLicence {
         /// File holding the signed licence note.

@@ -124,6 +124,7 @@ mod tests {
             version: 1,
             updated_at: 0,
             updated_by: String::new(),
+            commitment_salt: String::new(),
         }
     }
 

@@ -30,6 +30,30 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<T, StoreErr
     serde_json::from_slice(json).map_err(|e| corrupt(&e.to_string()))
 }
 
+/// Frames raw bytes (ledger entries, which are hashed exactly as stored).
+pub fn encode_raw(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 4);
+    out.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The bytes inside a raw frame, after checking the checksum.
+pub fn decode_raw<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StoreError> {
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        key: hex::encode(key),
+        detail: detail.to_string(),
+    };
+    if raw.len() < 4 {
+        return Err(corrupt("value shorter than its checksum"));
+    }
+    let (sum, bytes) = raw.split_at(4);
+    if sum != crc32fast::hash(bytes).to_le_bytes() {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,18 @@
 //! Durable state behind one trait, so the engine can change without the API
-//! layer noticing. Every write method returns only after its data is flushed
-//! to disk; speed comes from group commit (many writers share one flush),
-//! never from skipping the flush.
+//! layer noticing. Every write carries the ledger entry that records it;
+//! the two are committed together by the sequencer, and the write returns
+//! only after both are flushed and covered by a signed checkpoint. Speed
+//! comes from group commit (many writers share one flush), never from
+//! skipping the flush.
 //!
 //! Stored values carry an application-level checksum: a value that fails it
 //! is reported as corruption and the call fails closed.
 
 mod codec;
-mod flusher;
+mod sequencer;
 mod sled_store;
 
+pub use sequencer::SignedCheckpoint;
 pub use sled_store::SledStore;
 
 use async_trait::async_trait;
@@ -19,6 +22,8 @@ use crate::domain::customer::Customer;
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
+use crate::ledger::entry::Entry;
+use crate::ledger::tree::Hash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,13 +74,16 @@ pub struct DecisionRecord {
     /// SHA-256 of the request as received, to detect a request id reused for
     /// a different request.
     pub request_sha256: String,
+    /// Index of the ledger entry that records this decision.
+    #[serde(default)]
+    pub ledger_index: Option<u64>,
 }
 
 /// Result of recording an admission.
 #[derive(Debug)]
 pub enum AdmitRecorded {
-    /// The decision is new and durable.
-    New,
+    /// The decision is new and durable, recorded at this ledger index.
+    New(u64),
     /// The same caller already sent this request id: here is the first
     /// answer.
     Replay(Box<DecisionRecord>),
@@ -97,27 +105,30 @@ pub trait Store: Send + Sync + 'static {
     /// The newest version of a customer record.
     fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError>;
     /// Writes a new customer version; it must be exactly one past the newest
-    /// stored (version 1 for a new customer).
-    async fn put_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+    /// stored (version 1 for a new customer). Returns the entry's index.
+    async fn put_customer(&self, customer: &Customer, entry: Entry) -> Result<u64, StoreError>;
 
     /// Records an admission decision and, on allow, the new deployment and
-    /// its certificate chain, in one transaction. A request id seen before
-    /// from the same principal returns the stored decision instead.
+    /// its certificate chain, with `entry`, atomically. A request id seen
+    /// before from the same principal returns the stored decision instead
+    /// and records nothing.
     async fn record_admission(
         &self,
         decision: &DecisionRecord,
         deployment: Option<&Deployment>,
         chain_pem: Option<&str>,
+        entry: Entry,
     ) -> Result<AdmitRecorded, StoreError>;
 
     /// Records a renewal or release: replaces `before` with `after` only if
-    /// the stored deployment still equals `before`.
+    /// the stored deployment still equals `before`. Returns the entry's index.
     async fn update_deployment(
         &self,
         before: &Deployment,
         after: &Deployment,
         decision: &DecisionRecord,
-    ) -> Result<(), StoreError>;
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
 
     fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError>;
     /// Deployments in id order after `after`, at most `limit`.
@@ -130,4 +141,13 @@ pub trait Store: Send + Sync + 'static {
     fn decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     /// A certificate chain by the SHA-256 of its PEM text.
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// The latest signed checkpoint (always durable).
+    fn checkpoint(&self) -> SignedCheckpoint;
+    /// Entries `[start, start + count)` that exist, as stored bytes.
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`.
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError>;
+    /// RFC 9162 consistency proof from `from` to `to` (empty from size 0).
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
 }

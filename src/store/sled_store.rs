@@ -1,51 +1,36 @@
 //! The sled implementation of [`Store`]. sled 0.34 allows one process per
 //! data directory; opening a directory another warden holds fails with
 //! [`StoreError::Locked`].
+//!
+//! Reads go straight to sled. Writes go through the [`Sequencer`], which
+//! commits each state change with its ledger entry.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::codec::{decode, encode};
-use super::flusher::Flusher;
+use super::codec::{decode, decode_raw};
+use super::sequencer::{
+    t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT, META_SIZE,
+};
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
 use crate::domain::customer::Customer;
 use crate::domain::deployment::Deployment;
+use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::entry::Entry;
+use crate::ledger::note::Signer;
+use crate::ledger::tree::{self, Hash};
 
 pub struct SledStore {
     db: sled::Db,
-    customers: sled::Tree,
-    deployments: sled::Tree,
-    decisions: sled::Tree,
-    admit_requests: sled::Tree,
-    chains: sled::Tree,
-    flusher: Flusher,
+    trees: Arc<[sled::Tree]>,
+    sequencer: Sequencer,
+    latest: Arc<RwLock<SignedCheckpoint>>,
 }
 
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
-}
-
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => io(e),
-    }
-}
-
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
-}
-
-/// Customer versions are keyed `id 0x00 version(u64 big endian)`, so the
-/// versions of one customer are adjacent and ordered.
-fn customer_key(id: &str, version: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(id.len() + 9);
-    k.extend_from_slice(id.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&version.to_be_bytes());
-    k
 }
 
 fn customer_prefix(id: &str) -> Vec<u8> {
@@ -54,14 +39,23 @@ fn customer_prefix(id: &str) -> Vec<u8> {
     k
 }
 
-fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
-    format!("{principal}\0{request_id}").into_bytes()
+fn be_u64(v: &[u8]) -> Option<u64> {
+    v.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// Why the stored ledger cannot be trusted; warden refuses to start.
+fn tampered(detail: String) -> StoreError {
+    StoreError::Corrupt {
+        key: "ledger".into(),
+        detail,
+    }
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir`. Must be called inside
-    /// a tokio runtime: it starts the flusher task.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the store in `dir`, verifies the ledger
+    /// against its last signed checkpoint, and starts the sequencer. Must be
+    /// called inside a tokio runtime.
+    pub fn open(dir: &Path, ledger_signer: Signer) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let db = sled::Config::new()
             .path(dir)
@@ -74,23 +68,33 @@ impl SledStore {
                 e if e.to_string().contains("lock") => StoreError::Locked(e.to_string()),
                 e => io(e),
             })?;
-        let tree = |name: &str| db.open_tree(name).map_err(io);
+        let trees: Arc<[sled::Tree]> = t::NAMES
+            .iter()
+            .map(|n| db.open_tree(n).map_err(io))
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+        let signer = Arc::new(ledger_signer);
+        let (size, checkpoint) = verify_ledger(&db, &trees, &signer)?;
+        let latest = Arc::new(RwLock::new(checkpoint));
+        let sequencer = Sequencer::spawn(db.clone(), trees.clone(), signer, size, latest.clone());
         Ok(Self {
-            customers: tree("customers")?,
-            deployments: tree("deployments")?,
-            decisions: tree("decisions")?,
-            admit_requests: tree("admit_requests")?,
-            chains: tree("chains")?,
-            flusher: Flusher::spawn(db.clone()),
             db,
+            trees,
+            sequencer,
+            latest,
         })
     }
 
+    fn tree(&self, i: usize) -> &sled::Tree {
+        &self.trees[i]
+    }
+
     fn get<T: serde::de::DeserializeOwned>(
-        tree: &sled::Tree,
+        &self,
+        tree: usize,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        match tree.get(key).map_err(io)? {
+        match self.tree(tree).get(key).map_err(io)? {
             Some(raw) => decode(key, &raw).map(Some),
             None => Ok(None),
         }
@@ -102,11 +106,114 @@ impl SledStore {
     }
 }
 
+/// Start-up check: recomputes every stored hash from the stored entries,
+/// compares them with what is stored, and checks the root at the last
+/// checkpoint's size against that checkpoint. A stored tree behind its
+/// checkpoint, an edited entry or hash, or a checkpoint that does not
+/// verify, refuses start. If the log grew after the last checkpoint (a
+/// crash between commit and signing), the durable tree is signed now.
+fn verify_ledger(
+    db: &sled::Db,
+    trees: &[sled::Tree],
+    signer: &Signer,
+) -> Result<(u64, SignedCheckpoint), StoreError> {
+    let meta = &trees[t::META];
+    let size = match meta.get(META_SIZE).map_err(io)? {
+        Some(v) => be_u64(&v).ok_or_else(|| tampered("stored ledger size is malformed".into()))?,
+        None => 0,
+    };
+    let last = match meta.get(META_CHECKPOINT).map_err(io)? {
+        Some(note) => {
+            let note = String::from_utf8(note.to_vec())
+                .map_err(|_| tampered("stored checkpoint is not UTF-8".into()))?;
+            let cp = Checkpoint::open(&note, &signer.verifier()).map_err(|e| {
+                tampered(format!(
+                    "stored checkpoint does not verify with the ledger key: {e}"
+                ))
+            })?;
+            Some(SignedCheckpoint {
+                checkpoint: cp,
+                note,
+            })
+        }
+        None => None,
+    };
+    if let Some(last) = &last {
+        if size < last.checkpoint.size {
+            return Err(tampered(format!(
+                "stored ledger has {size} entries but its last signed checkpoint covers {}; \
+                 refusing to serve a rolled-back log",
+                last.checkpoint.size
+            )));
+        }
+    }
+
+    // Recompute every stored hash from the entries.
+    let mut computed: Vec<Hash> = Vec::new();
+    for i in 0..size {
+        let key = i.to_be_bytes();
+        let raw = trees[t::ENTRIES]
+            .get(key)
+            .map_err(io)?
+            .ok_or_else(|| tampered(format!("ledger entry {i} is missing")))?;
+        let bytes =
+            decode_raw(&key, &raw).map_err(|e| tampered(format!("ledger entry {i}: {e}")))?;
+        let hashes = tree::stored_hashes_for_record_hash(i, tree::leaf_hash(bytes), &computed)
+            .map_err(|e| tampered(e.to_string()))?;
+        computed.extend(hashes);
+    }
+    let stored_count = trees[t::HASHES].len() as u64;
+    if stored_count != computed.len() as u64 {
+        return Err(tampered(format!(
+            "{} stored hashes for {size} entries, expected {}",
+            stored_count,
+            computed.len()
+        )));
+    }
+    let stored = StoredHashes(&trees[t::HASHES]);
+    for (i, want) in computed.iter().enumerate() {
+        let got = tree::HashReader::read_hashes(&stored, &[i as u64])
+            .map_err(|e| tampered(e.to_string()))?;
+        if got.first() != Some(want) {
+            return Err(tampered(format!(
+                "stored hash {i} does not match the entries; the ledger was altered"
+            )));
+        }
+    }
+    let memory = &computed;
+    if let Some(last) = &last {
+        let root =
+            tree::tree_hash(last.checkpoint.size, memory).map_err(|e| tampered(e.to_string()))?;
+        if root != last.checkpoint.root {
+            return Err(tampered(format!(
+                "the stored tree at size {} does not have the root of the signed checkpoint; \
+                 the ledger was altered",
+                last.checkpoint.size
+            )));
+        }
+        if last.checkpoint.size == size {
+            return Ok((size, last.clone()));
+        }
+    }
+    // Sign the durable tree (first start, or growth since the last checkpoint).
+    let checkpoint = Checkpoint {
+        origin: signer.name().to_string(),
+        size,
+        root: tree::tree_hash(size, memory).map_err(|e| tampered(e.to_string()))?,
+    };
+    let note = checkpoint
+        .sign(signer)
+        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+    meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
+    db.flush().map_err(io)?;
+    Ok((size, SignedCheckpoint { checkpoint, note }))
+}
+
 #[async_trait]
 impl Store for SledStore {
     fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
         match self
-            .customers
+            .tree(t::CUSTOMERS)
             .scan_prefix(customer_prefix(customer_id))
             .next_back()
         {
@@ -116,33 +223,14 @@ impl Store for SledStore {
         }
     }
 
-    async fn put_customer(&self, customer: &Customer) -> Result<(), StoreError> {
-        let key = customer_key(&customer.customer_id, customer.version);
-        let value = encode(customer)?;
-        let prev = customer
-            .version
-            .checked_sub(1)
-            .map(|v| customer_key(&customer.customer_id, v));
-        let id = customer.customer_id.clone();
-        self.customers
-            .transaction(|t| {
-                if t.get(&key)?.is_some() {
-                    return Err(abort(if customer.version == 1 {
-                        StoreError::AlreadyExists(format!("customer {id}"))
-                    } else {
-                        StoreError::Conflict(format!("customer {id}"))
-                    }));
-                }
-                if let Some(prev) = &prev {
-                    if customer.version > 1 && t.get(prev)?.is_none() {
-                        return Err(abort(StoreError::Conflict(format!("customer {id}"))));
-                    }
-                }
-                t.insert(key.as_slice(), value.as_slice())?;
-                Ok(())
-            })
-            .map_err(tx_err)?;
-        self.flusher.flush().await
+    async fn put_customer(&self, customer: &Customer, entry: Entry) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutCustomer(customer.clone()), entry)
+            .await?;
+        applied
+            .ledger_index
+            .ok_or_else(|| StoreError::Io("customer change recorded without an entry".into()))
     }
 
     async fn record_admission(
@@ -150,50 +238,24 @@ impl Store for SledStore {
         decision: &DecisionRecord,
         deployment: Option<&Deployment>,
         chain_pem: Option<&str>,
+        entry: Entry,
     ) -> Result<AdmitRecorded, StoreError> {
-        let idem_key = admit_key(&decision.principal, &decision.request_id);
-        let decision_value = encode(decision)?;
-        let deployment_value = deployment.map(encode).transpose()?;
-        let chain = match (deployment, chain_pem) {
-            (Some(d), Some(pem)) => Some((d.chain_sha256.as_bytes(), encode(&pem)?)),
-            _ => None,
-        };
-        let outcome = (
-            &self.admit_requests,
-            &self.decisions,
-            &self.deployments,
-            &self.chains,
-        )
-            .transaction(|(reqs, decisions, deployments, chains)| {
-                if let Some(existing) = reqs.get(&idem_key)? {
-                    let existing_id = String::from_utf8_lossy(&existing).into_owned();
-                    let raw = decisions.get(existing_id.as_bytes())?.ok_or_else(|| {
-                        abort(StoreError::Corrupt {
-                            key: existing_id.clone(),
-                            detail: "request id points at a missing decision".into(),
-                        })
-                    })?;
-                    let first: DecisionRecord =
-                        decode(existing_id.as_bytes(), &raw).map_err(abort)?;
-                    return Ok(AdmitRecorded::Replay(Box::new(first)));
-                }
-                reqs.insert(idem_key.as_slice(), decision.decision_id.as_bytes())?;
-                decisions.insert(decision.decision_id.as_bytes(), decision_value.as_slice())?;
-                if let (Some(d), Some(v)) = (deployment, &deployment_value) {
-                    deployments.insert(d.deployment_id.as_bytes(), v.as_slice())?;
-                }
-                if let Some((k, v)) = &chain {
-                    if chains.get(k)?.is_none() {
-                        chains.insert(*k, v.as_slice())?;
-                    }
-                }
-                Ok(AdmitRecorded::New)
-            })
-            .map_err(tx_err)?;
-        if let AdmitRecorded::New = outcome {
-            self.flusher.flush().await?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::RecordAdmission {
+                    decision: decision.clone(),
+                    deployment: deployment.cloned(),
+                    chain_pem: chain_pem.map(str::to_string),
+                },
+                entry,
+            )
+            .await?;
+        match (applied.admission, applied.ledger_index) {
+            (Some(AdmitRecorded::Replay(first)), _) => Ok(AdmitRecorded::Replay(first)),
+            (_, Some(index)) => Ok(AdmitRecorded::New(index)),
+            _ => Err(StoreError::Io("admission recorded without an entry".into())),
         }
-        Ok(outcome)
     }
 
     async fn update_deployment(
@@ -201,32 +263,26 @@ impl Store for SledStore {
         before: &Deployment,
         after: &Deployment,
         decision: &DecisionRecord,
-    ) -> Result<(), StoreError> {
-        let key = after.deployment_id.as_bytes();
-        let after_value = encode(after)?;
-        let decision_value = encode(decision)?;
-        (&self.deployments, &self.decisions)
-            .transaction(|(deployments, decisions)| {
-                let current: Option<Deployment> = match deployments.get(key)? {
-                    Some(raw) => Some(decode(key, &raw).map_err(abort)?),
-                    None => None,
-                };
-                if current.as_ref() != Some(before) {
-                    return Err(abort(StoreError::Conflict(format!(
-                        "deployment {}",
-                        after.deployment_id
-                    ))));
-                }
-                deployments.insert(key, after_value.as_slice())?;
-                decisions.insert(decision.decision_id.as_bytes(), decision_value.as_slice())?;
-                Ok(())
-            })
-            .map_err(tx_err)?;
-        self.flusher.flush().await
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::UpdateDeployment {
+                    before: before.clone(),
+                    after: after.clone(),
+                    decision: decision.clone(),
+                },
+                entry,
+            )
+            .await?;
+        applied
+            .ledger_index
+            .ok_or_else(|| StoreError::Io("deployment change recorded without an entry".into()))
     }
 
     fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
-        Self::get(&self.deployments, deployment_id.as_bytes())
+        self.get(t::DEPLOYMENTS, deployment_id.as_bytes())
     }
 
     fn list_deployments(
@@ -240,7 +296,10 @@ impl Store for SledStore {
             None => std::ops::Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for item in self.deployments.range((start, std::ops::Bound::Unbounded)) {
+        for item in self
+            .tree(t::DEPLOYMENTS)
+            .range((start, std::ops::Bound::Unbounded))
+        {
             let (k, v) = item.map_err(io)?;
             let d: Deployment = decode(&k, &v)?;
             let keep = filter
@@ -267,10 +326,40 @@ impl Store for SledStore {
     }
 
     fn decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
-        Self::get(&self.decisions, decision_id.as_bytes())
+        self.get(t::DECISIONS, decision_id.as_bytes())
     }
 
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
-        Self::get(&self.chains, chain_sha256.as_bytes())
+        self.get(t::CHAINS, chain_sha256.as_bytes())
+    }
+
+    fn checkpoint(&self) -> SignedCheckpoint {
+        match self.latest.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = start.saturating_add(count);
+        let mut out = Vec::new();
+        for item in self
+            .tree(t::ENTRIES)
+            .range(start.to_be_bytes()..end.to_be_bytes())
+        {
+            let (k, v) = item.map_err(io)?;
+            out.push(decode_raw(&k, &v)?.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        tree::prove_record(tree_size, index, &StoredHashes(self.tree(t::HASHES)))
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        tree::prove_tree(to, from, &StoredHashes(self.tree(t::HASHES)))
+            .map_err(|e| StoreError::Io(e.to_string()))
     }
 }

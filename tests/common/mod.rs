@@ -11,7 +11,9 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use warden::config::{AdmissionConfig, Config, LicenceConfig, TlsConfig, TrustConfig};
+use warden::config::{
+    AdmissionConfig, Config, LedgerConfig, LicenceConfig, TlsConfig, TrustConfig,
+};
 use warden::ledger::note::{Signer, Verifier};
 use warden::pki::dev::{sample_claims, CrlSpec, LeafSpec, TestCa, TestLeaf, TestPki};
 use warden::proto;
@@ -37,6 +39,8 @@ pub struct TestEnv {
     pub mtls: TestCa,
     pub clients: HashMap<String, TestLeaf>,
     pub licence: Verifier,
+    /// Verifier of the ledger's checkpoints.
+    pub ledger: Verifier,
     pub config: Config,
 }
 
@@ -84,6 +88,8 @@ impl TestEnv {
         );
         let signer = Signer::generate("warden.test/licence").unwrap();
         write(&root.join("licence.key"), signer.to_text());
+        let ledger = Signer::generate("warden.test/ledger").unwrap();
+        write(&root.join("ledger.key"), ledger.to_text());
         let config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: root.join("data"),
@@ -103,10 +109,14 @@ impl TestEnv {
             licence: LicenceConfig {
                 key: root.join("licence.key"),
             },
+            ledger: LedgerConfig {
+                key: root.join("ledger.key"),
+            },
         };
         config.validate().unwrap();
         Self {
             licence: signer.verifier(),
+            ledger: ledger.verifier(),
             dir,
             pki,
             mtls,

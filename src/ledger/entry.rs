@@ -1,0 +1,164 @@
+//! Ledger entries: what happened, who caused it, when. Entries are
+//! deterministic JSON (fields in a fixed order, no whitespace, integers
+//! only), version 1, and are hashed exactly as stored and served.
+//!
+//! An entry must never carry personal data. Customers appear by id, record
+//! version and a salted SHA-256 commitment of that version; names,
+//! addresses and documents stay in the encrypted customer store.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::customer::Customer;
+use crate::domain::deployment::Workload;
+use crate::domain::reason::ReasonCode;
+use crate::domain::UnixMillis;
+
+pub const ENTRY_VERSION: u32 = 1;
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Format version of the entry.
+    pub v: u32,
+    pub at: UnixMillis,
+    /// SPIFFE id of the principal that caused the event.
+    pub principal: String,
+    /// The caller's request id, where the call has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+    pub event: Event,
+}
+
+impl Entry {
+    pub fn new(at: UnixMillis, principal: &str, request_id: &str, event: Event) -> Self {
+        Self {
+            v: ENTRY_VERSION,
+            at,
+            principal: principal.to_string(),
+            request_id: request_id.to_string(),
+            event,
+        }
+    }
+
+    /// The bytes that are stored, served and hashed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising these plain structs (strings, integers, vectors)
+        // cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// What a customer record version is in the ledger: never its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerRef {
+    pub customer_id: String,
+    pub version: u64,
+    /// `sha256:<hex>` of `salt || record JSON` (see [`commitment`]).
+    pub commitment: String,
+}
+
+/// Salted commitment to one customer record version. The salt is stored
+/// with the record, so whoever holds the record can show it is the one
+/// committed to, and nobody can test guesses against the ledger.
+pub fn commitment(customer: &Customer) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(customer.commitment_salt.as_bytes());
+    h.update(serde_json::to_vec(customer).unwrap_or_default());
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+impl CustomerRef {
+    pub fn of(customer: &Customer) -> Self {
+        Self {
+            customer_id: customer.customer_id.clone(),
+            version: customer.version,
+            commitment: commitment(customer),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRef {
+    pub fingerprint: String,
+    pub serial: String,
+    pub evaluator: String,
+}
+
+/// The events the ledger records, one variant per kind.
+// Each event is built once per call and serialised at once; boxing the
+// large variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// An `Admit` answered, allow or deny.
+    Admission {
+        decision_id: String,
+        allowed: bool,
+        reasons: Vec<ReasonCode>,
+        customer_id: String,
+        /// The record version admission relied on, if the customer exists.
+        customer: Option<CustomerRef>,
+        model_digest: String,
+        certificate: Option<CertificateRef>,
+        deployment_id: Option<String>,
+        lease_expires_at: Option<UnixMillis>,
+        workload: Workload,
+    },
+    /// A `Renew` answered, allow or deny.
+    Renewal {
+        decision_id: String,
+        deployment_id: String,
+        allowed: bool,
+        reasons: Vec<ReasonCode>,
+        customer: Option<CustomerRef>,
+        lease_expires_at: Option<UnixMillis>,
+        endpoints: Vec<String>,
+    },
+    /// The scheduler reported that the workload stopped.
+    Release {
+        decision_id: String,
+        deployment_id: String,
+    },
+    CustomerRegistered {
+        customer: CustomerRef,
+        status: String,
+    },
+    CustomerStatusChanged {
+        customer: CustomerRef,
+        status: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_deterministic_and_round_trip() {
+        let e = Entry::new(
+            1_700_000_000_000,
+            "spiffe://warden.test/scheduler/a",
+            "r-1",
+            Event::Release {
+                decision_id: "dec-1".into(),
+                deployment_id: "dep-1".into(),
+            },
+        );
+        let bytes = e.to_bytes();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"v":1,"at":1700000000000,"principal":"spiffe://warden.test/scheduler/a","request_id":"r-1","event":{"kind":"release","decision_id":"dec-1","deployment_id":"dep-1"}}"#
+        );
+        assert_eq!(Entry::from_bytes(&bytes).unwrap(), e);
+        assert_eq!(Entry::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+    }
+}
