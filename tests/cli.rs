@@ -246,6 +246,33 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(v["deployment_id"], dep.as_str());
     assert_eq!(v["customer_id"], "acme-ai");
 
+    // The auditor's check from the README: twice, the second proving the
+    // log only grew since the first.
+    let verify = [
+        "ledger",
+        "verify",
+        "--vkey",
+        "certs/dev/ledger.vkey",
+        "--state",
+        "certs/dev/audit.checkpoint",
+        "--entry",
+        "0",
+    ];
+    let o = warden(dir, &addr, &verify);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("included: entry 0"), "{}", stdout(&o));
+    assert_eq!(warden(dir, &addr, &["renew", &dep]).status.code(), Some(3));
+    let o = warden(dir, &addr, &verify);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("consistent: size"), "{}", stdout(&o));
+    let o = warden(
+        dir,
+        &addr,
+        &["ledger", "entries", "--start", "0", "--count", "5"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o).lines().count(), 5);
+
     // SIGTERM drains and exits cleanly within the grace period.
     let pid = dev.child.id().to_string();
     assert!(Command::new("kill")

@@ -90,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Customer(cmd) => customer(c, cmd).await.map(|_| 0),
         Command::Trust(cmd) => trust(c, cmd).await.map(|_| 0),
         Command::Ledger(cmd) => super::ledger::run(c, cmd).await,
+        Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
         Command::VerifyLicence { licence, vkey } => {
             let note = std::fs::read_to_string(&licence)
                 .with_context(|| format!("cannot read {}", licence.display()))?;

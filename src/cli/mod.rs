@@ -95,6 +95,9 @@ pub enum Command {
     /// Trust bundle administration (admin).
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Benchmarks; results go to bench/results/.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
     /// Read and verify the tamper-evident ledger (auditor).
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),

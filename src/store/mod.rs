@@ -142,6 +142,12 @@ pub trait Store: Send + Sync + 'static {
     /// A certificate chain by the SHA-256 of its PEM text.
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
 
+    /// Cancelled once the store is closed: its writer has answered every
+    /// waiter, persisted its last checkpoint and released the database.
+    /// Drop every handle to the store, then wait on this before reopening
+    /// the same directory.
+    fn closed(&self) -> tokio_util::sync::CancellationToken;
+
     /// The latest signed checkpoint (always durable).
     fn checkpoint(&self) -> SignedCheckpoint;
     /// Entries `[start, start + count)` that exist, as stored bytes.

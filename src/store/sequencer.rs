@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::transaction::ConflictableTransactionError;
 use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
@@ -105,6 +105,9 @@ pub struct SignedCheckpoint {
 #[derive(Clone)]
 pub(crate) struct Sequencer {
     tx: mpsc::Sender<Append>,
+    /// Cancelled when the task has ended: every waiter answered, the last
+    /// checkpoint persisted, and its handles on the database dropped.
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 /// How many appends may wait before callers are made to wait for room.
@@ -124,81 +127,107 @@ fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
     format!("{principal}\0{request_id}").into_bytes()
 }
 
-/// Stored hashes already on disk, read outside the transaction: they are
-/// write-once and only the sequencer writes them.
+/// Stored hashes on disk. Each batch writes the hashes it adds as one
+/// value, keyed by the stored index of its first hash (big endian), so a
+/// batch costs one key however many records it holds; a hash is found by
+/// the last key at or below its index.
 pub(crate) struct StoredHashes<'a>(pub &'a sled::Tree);
 
-impl HashReader for StoredHashes<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::TreeError> {
-        indexes
-            .iter()
-            .map(|i| match self.0.get(i.to_be_bytes()) {
-                Ok(Some(v)) if v.len() == 32 => {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(&v);
-                    Ok(h)
-                }
-                Ok(Some(_)) => Err(tree::TreeError::Storage(format!(
-                    "stored hash {i} is not 32 bytes"
-                ))),
-                Ok(None) => Err(tree::TreeError::Storage(format!(
-                    "stored hash {i} is missing"
-                ))),
-                Err(e) => Err(tree::TreeError::Storage(e.to_string())),
-            })
-            .collect()
+impl StoredHashes<'_> {
+    fn one(&self, i: u64) -> Result<Hash, tree::TreeError> {
+        let storage = |e: sled::Error| tree::TreeError::Storage(e.to_string());
+        let (k, v) = self
+            .0
+            .range(..=i.to_be_bytes())
+            .next_back()
+            .transpose()
+            .map_err(storage)?
+            .ok_or(tree::TreeError::MissingHash(i))?;
+        let start = k
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| tree::TreeError::Storage("malformed stored-hash key".into()))?;
+        let offset = usize::try_from(i - start)
+            .ok()
+            .and_then(|o| o.checked_mul(32))
+            .ok_or(tree::TreeError::MissingHash(i))?;
+        v.get(offset..offset + 32)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(tree::TreeError::MissingHash(i))
     }
 }
 
-/// Stored hashes read inside the batch transaction. sled deadlocks if a
-/// transaction reads a tree it spans through the plain tree handle, so
-/// inside the transaction every read goes through the transactional view.
-struct TxHashes<'a>(&'a TransactionalTree);
-
-impl HashReader for TxHashes<'_> {
+impl HashReader for StoredHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::TreeError> {
-        indexes
-            .iter()
-            .map(|i| match self.0.get(i.to_be_bytes()) {
-                Ok(Some(v)) => v.as_ref().try_into().map_err(|_| {
-                    tree::TreeError::Storage(format!("stored hash {i} is not 32 bytes"))
-                }),
-                Ok(None) => Err(tree::TreeError::MissingHash(*i)),
-                Err(e) => Err(tree::TreeError::Storage(format!("{e:?}"))),
-            })
-            .collect()
+        indexes.iter().map(|&i| self.one(i)).collect()
     }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
+/// A batch's view of the state while it is planned: what the batch itself
+/// wrote so far, over what is stored. Only the sequencer writes, so plain
+/// reads are consistent; the transaction that follows only writes, which
+/// keeps it short (sled's commit cost grows with every key it touches).
+struct Plan<'a> {
+    trees: &'a [sled::Tree],
+    writes: Vec<(usize, Vec<u8>, Vec<u8>)>,
+    written: std::collections::HashMap<(usize, Vec<u8>), usize>,
 }
 
-fn tx_get<T: serde::de::DeserializeOwned>(
-    tree: &TransactionalTree,
-    key: &[u8],
-) -> TxResult<Option<T>> {
-    match tree.get(key)? {
-        Some(raw) => decode(key, &raw).map(Some).map_err(abort),
-        None => Ok(None),
+impl<'a> Plan<'a> {
+    fn new(trees: &'a [sled::Tree]) -> Self {
+        Self {
+            trees,
+            writes: Vec::new(),
+            written: std::collections::HashMap::new(),
+        }
+    }
+
+    fn get(&self, tree: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(&i) = self.written.get(&(tree, key.to_vec())) {
+            return Ok(Some(self.writes[i].2.clone()));
+        }
+        self.trees[tree]
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    fn get_decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: usize,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        self.get(tree, key)?
+            .map(|raw| decode(key, &raw))
+            .transpose()
+    }
+
+    fn put(&mut self, tree: usize, key: Vec<u8>, value: Vec<u8>) {
+        match self.written.get(&(tree, key.clone())) {
+            Some(&i) => self.writes[i].2 = value,
+            None => {
+                self.written.insert((tree, key.clone()), self.writes.len());
+                self.writes.push((tree, key, value));
+            }
+        }
     }
 }
 
-/// Checks an append's preconditions and, if they hold, writes its state
-/// change. Returns the per-append outcome; storage failures abort the
-/// whole transaction.
+/// Checks an append's preconditions and, if they hold, plans its state
+/// change. `Ok(Err(_))` refuses this append alone; `Err(_)` (storage or
+/// corruption) fails the batch.
 fn apply(
-    txs: &[TransactionalTree],
+    plan: &mut Plan<'_>,
     m: &Mutation,
     index: u64,
-) -> TxResult<Result<Option<AdmitRecorded>, StoreError>> {
+) -> Result<Result<Option<AdmitRecorded>, StoreError>, StoreError> {
     match m {
         Mutation::PutCustomer(c) => {
             let key = customer_key(&c.customer_id, c.version);
-            let tree = &txs[t::CUSTOMERS];
-            if tree.get(&key)?.is_some() {
+            if plan.get(t::CUSTOMERS, &key)?.is_some() {
                 return Ok(Err(if c.version == 1 {
                     StoreError::AlreadyExists(format!("customer {}", c.customer_id))
                 } else {
@@ -206,8 +235,8 @@ fn apply(
                 }));
             }
             if c.version > 1
-                && tree
-                    .get(customer_key(&c.customer_id, c.version - 1))?
+                && plan
+                    .get(t::CUSTOMERS, &customer_key(&c.customer_id, c.version - 1))?
                     .is_none()
             {
                 return Ok(Err(StoreError::Conflict(format!(
@@ -215,7 +244,7 @@ fn apply(
                     c.customer_id
                 ))));
             }
-            tree.insert(key, encode(c).map_err(abort)?)?;
+            plan.put(t::CUSTOMERS, key, encode(c)?);
             Ok(Ok(None))
         }
         Mutation::RecordAdmission {
@@ -224,30 +253,38 @@ fn apply(
             chain_pem,
         } => {
             let idem = admit_key(&decision.principal, &decision.request_id);
-            if let Some(existing) = txs[t::ADMIT_REQUESTS].get(&idem)? {
+            if let Some(existing) = plan.get(t::ADMIT_REQUESTS, &idem)? {
                 let first: DecisionRecord =
-                    tx_get(&txs[t::DECISIONS], &existing)?.ok_or_else(|| {
-                        abort(StoreError::Corrupt {
+                    plan.get_decoded(t::DECISIONS, &existing)?.ok_or_else(|| {
+                        StoreError::Corrupt {
                             key: String::from_utf8_lossy(&existing).into_owned(),
                             detail: "request id points at a missing decision".into(),
-                        })
+                        }
                     })?;
                 return Ok(Ok(Some(AdmitRecorded::Replay(Box::new(first)))));
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
-            txs[t::ADMIT_REQUESTS].insert(idem, decision.decision_id.as_bytes())?;
-            txs[t::DECISIONS].insert(
-                decision.decision_id.as_bytes(),
-                encode(&decision).map_err(abort)?,
-            )?;
+            plan.put(
+                t::ADMIT_REQUESTS,
+                idem,
+                decision.decision_id.as_bytes().to_vec(),
+            );
+            plan.put(
+                t::DECISIONS,
+                decision.decision_id.as_bytes().to_vec(),
+                encode(&decision)?,
+            );
             if let Some(d) = deployment {
-                txs[t::DEPLOYMENTS]
-                    .insert(d.deployment_id.as_bytes(), encode(d).map_err(abort)?)?;
+                plan.put(
+                    t::DEPLOYMENTS,
+                    d.deployment_id.as_bytes().to_vec(),
+                    encode(d)?,
+                );
                 if let Some(pem) = chain_pem {
-                    let k = d.chain_sha256.as_bytes();
-                    if txs[t::CHAINS].get(k)?.is_none() {
-                        txs[t::CHAINS].insert(k, encode(pem).map_err(abort)?)?;
+                    let k = d.chain_sha256.as_bytes().to_vec();
+                    if plan.get(t::CHAINS, &k)?.is_none() {
+                        plan.put(t::CHAINS, k, encode(pem)?);
                     }
                 }
             }
@@ -259,7 +296,7 @@ fn apply(
             decision,
         } => {
             let key = after.deployment_id.as_bytes();
-            let current: Option<Deployment> = tx_get(&txs[t::DEPLOYMENTS], key)?;
+            let current: Option<Deployment> = plan.get_decoded(t::DEPLOYMENTS, key)?;
             if current.as_ref() != Some(before) {
                 return Ok(Err(StoreError::Conflict(format!(
                     "deployment {}",
@@ -268,23 +305,34 @@ fn apply(
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
-            txs[t::DEPLOYMENTS].insert(key, encode(after).map_err(abort)?)?;
-            txs[t::DECISIONS].insert(
-                decision.decision_id.as_bytes(),
-                encode(&decision).map_err(abort)?,
-            )?;
+            plan.put(t::DEPLOYMENTS, key.to_vec(), encode(after)?);
+            plan.put(
+                t::DECISIONS,
+                decision.decision_id.as_bytes().to_vec(),
+                encode(&decision)?,
+            );
             Ok(Ok(None))
         }
     }
 }
 
-/// The sequencer's own view of the log.
-struct LogState {
-    size: u64,
+type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+
+/// Waiters whose entries are durable and covered by `checkpoint`, which is
+/// signed but not yet persisted: they are answered once it is.
+struct Unpersisted {
+    checkpoint: SignedCheckpoint,
+    waiters: Vec<(Reply, Result<Applied, StoreError>)>,
 }
 
 impl Sequencer {
     /// Starts the sequencer task over `trees` (in [`t::NAMES`] order).
+    ///
+    /// The loop is pipelined so that a busy log needs one flush per batch:
+    /// the checkpoint signed after batch k's flush is persisted in batch
+    /// k+1's transaction and flush, and batch k's waiters are answered then.
+    /// When nothing else is waiting, the checkpoint is persisted on its own
+    /// right away, so a lone caller waits for two flushes, as before.
     pub(crate) fn spawn(
         db: sled::Db,
         trees: Arc<[sled::Tree]>,
@@ -293,49 +341,101 @@ impl Sequencer {
         latest: Arc<RwLock<SignedCheckpoint>>,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Append>(QUEUE);
+        let stopped = tokio_util::sync::CancellationToken::new();
+        let done = stopped.clone();
         tokio::spawn(async move {
-            let mut state = LogState { size };
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
+            // Declared first so it is dropped last, after the database
+            // handles below: signals the store is closed.
+            let _done = done.drop_guard();
+            let (db, trees, signer, latest) = (db, trees, signer, latest);
+            let mut size = size;
+            let mut unpersisted: Option<Unpersisted> = None;
+            loop {
+                let mut batch = Vec::new();
+                if unpersisted.is_none() {
+                    match rx.recv().await {
+                        Some(a) => batch.push(a),
+                        None => break,
+                    }
+                }
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(a) => batch.push(a),
                         Err(_) => break,
                     }
                 }
+                let previous_note = unpersisted.as_ref().map(|u| u.checkpoint.note.clone());
                 let db = db.clone();
                 let trees = trees.clone();
                 let signer = signer.clone();
-                let latest = latest.clone();
-                let size = state.size;
                 let joined = tokio::task::spawn_blocking(move || {
                     let mutations: Vec<(&Mutation, &Entry)> =
                         batch.iter().map(|a| (&a.mutation, &a.entry)).collect();
-                    let result = commit_batch(&db, &trees, &signer, &latest, size, &mutations);
+                    let result = commit_batch(
+                        &db,
+                        &trees,
+                        &signer,
+                        size,
+                        &mutations,
+                        previous_note.as_deref(),
+                    );
                     (batch, result)
                 })
                 .await;
                 let Ok((batch, result)) = joined else {
                     tracing::error!("sequencer batch panicked; appends in it were not recorded");
+                    fail(unpersisted.take(), Vec::new(), "sequencer batch panicked");
                     continue;
                 };
                 match result {
-                    Ok((new_size, outcomes)) => {
-                        state.size = new_size;
-                        for (a, outcome) in batch.into_iter().zip(outcomes) {
-                            let _ = a.reply.send(outcome);
+                    Ok(step) => {
+                        // The previous checkpoint is on disk now: publish it
+                        // and answer the waiters it covers.
+                        if let Some(done) = unpersisted.take() {
+                            publish(&latest, done.checkpoint);
+                            for (reply, outcome) in done.waiters {
+                                let _ = reply.send(outcome);
+                            }
+                        }
+                        size = step.size;
+                        // Anything that reports recorded data, including a
+                        // replay whose original is in this very batch, waits
+                        // for the checkpoint that covers it. Refusals changed
+                        // nothing and are answered now, as is everything
+                        // when this step signed nothing new.
+                        let mut waiting = Vec::new();
+                        for (a, outcome) in batch.into_iter().zip(step.outcomes) {
+                            if step.checkpoint.is_some() && outcome.is_ok() {
+                                waiting.push((a.reply, outcome));
+                            } else {
+                                let _ = a.reply.send(outcome);
+                            }
+                        }
+                        if let Some(checkpoint) = step.checkpoint {
+                            unpersisted = Some(Unpersisted {
+                                checkpoint,
+                                waiters: waiting,
+                            });
                         }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "ledger batch failed; nothing in it was recorded");
-                        for a in batch {
-                            let _ = a.reply.send(Err(StoreError::Io(e.to_string())));
-                        }
+                        fail(
+                            unpersisted.take(),
+                            batch.into_iter().map(|a| a.reply).collect(),
+                            &e.to_string(),
+                        );
                     }
                 }
             }
         });
-        Self { tx }
+        Self { tx, stopped }
+    }
+
+    /// Resolves once the task has ended (all handles to it were dropped and
+    /// everything it held was persisted).
+    pub(crate) fn stopped(&self) -> tokio_util::sync::CancellationToken {
+        self.stopped.clone()
     }
 
     /// Applies `mutation` and appends `entry` atomically; returns once both
@@ -361,75 +461,120 @@ impl Sequencer {
 
 type Outcomes = Vec<Result<Applied, StoreError>>;
 
-/// One group commit. Returns the new size and each append's outcome.
+fn publish(latest: &RwLock<SignedCheckpoint>, checkpoint: SignedCheckpoint) {
+    match latest.write() {
+        Ok(mut l) => *l = checkpoint,
+        Err(p) => *p.into_inner() = checkpoint,
+    }
+}
+
+/// Answers everyone affected by a failed step with an error. Waiters of an
+/// unpersisted checkpoint get one too: their data is durable, but nothing
+/// signed and persisted covers it yet, and an idempotent retry is safe.
+fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &str) {
+    let waiters = unpersisted.map(|u| u.waiters).unwrap_or_default();
+    for reply in waiters.into_iter().map(|(r, _)| r).chain(replies) {
+        let _ = reply.send(Err(StoreError::Io(why.to_string())));
+    }
+}
+
+/// What one step did.
+struct Step {
+    size: u64,
+    outcomes: Outcomes,
+    /// The checkpoint of the new tree, signed after the flush made it
+    /// durable; persisted by the next step.
+    checkpoint: Option<SignedCheckpoint>,
+}
+
+/// One group commit: applies the batch with its entries and stored hashes
+/// and persists `previous_checkpoint` (signed over a tree already durable)
+/// in the same transaction, flushes, then signs the new tree.
 fn commit_batch(
     db: &sled::Db,
     trees: &[sled::Tree],
     signer: &Signer,
-    latest: &RwLock<SignedCheckpoint>,
     size: u64,
     batch: &[(&Mutation, &Entry)],
-) -> Result<(u64, Outcomes), StoreError> {
+    previous_checkpoint: Option<&str>,
+) -> Result<Step, StoreError> {
+    let io = |e: tree::TreeError| StoreError::Io(e.to_string());
     let first_hash_index = tree::stored_hash_count(size);
-    let (new_size, outcomes, root) = trees
-        .transaction(|txs| {
-            let stored = TxHashes(&txs[t::HASHES]);
-            let mut pending: Vec<Hash> = Vec::new();
-            let mut n = size;
-            let mut outcomes: Outcomes = Vec::with_capacity(batch.len());
-            for (mutation, entry) in batch {
-                match apply(txs, mutation, n)? {
-                    Ok(Some(AdmitRecorded::Replay(first))) => {
-                        outcomes.push(Ok(Applied {
-                            admission: Some(AdmitRecorded::Replay(first)),
-                            ledger_index: None,
-                        }));
-                    }
-                    Ok(admission) => {
-                        let bytes = entry.to_bytes();
-                        let overlay = tree::Overlay::new(&stored, first_hash_index, &pending);
-                        let hashes = tree::stored_hashes_for_record_hash(
-                            n,
-                            tree::leaf_hash(&bytes),
-                            &overlay,
-                        )
-                        .map_err(|e| abort(StoreError::Io(e.to_string())))?;
-                        pending.extend(hashes);
-                        txs[t::ENTRIES].insert(&n.to_be_bytes(), encode_raw(&bytes))?;
-                        outcomes.push(Ok(Applied {
-                            admission,
-                            ledger_index: Some(n),
-                        }));
-                        n += 1;
-                    }
-                    Err(e) => outcomes.push(Err(e)),
-                }
-            }
-            for (i, h) in pending.iter().enumerate() {
-                txs[t::HASHES].insert(&(first_hash_index + i as u64).to_be_bytes(), &h[..])?;
-            }
-            let root = if n > size {
-                txs[t::META].insert(META_SIZE, &n.to_be_bytes())?;
+    let stored = StoredHashes(&trees[t::HASHES]);
+    let mut plan = Plan::new(trees);
+    let mut pending: Vec<Hash> = Vec::new();
+    let mut n = size;
+    let mut outcomes: Outcomes = Vec::with_capacity(batch.len());
+    for (mutation, entry) in batch {
+        match apply(&mut plan, mutation, n)? {
+            Ok(Some(AdmitRecorded::Replay(first))) => outcomes.push(Ok(Applied {
+                admission: Some(AdmitRecorded::Replay(first)),
+                ledger_index: None,
+            })),
+            Ok(admission) => {
+                let bytes = entry.to_bytes();
                 let overlay = tree::Overlay::new(&stored, first_hash_index, &pending);
-                Some(
-                    tree::tree_hash(n, &overlay)
-                        .map_err(|e| abort(StoreError::Io(e.to_string())))?,
-                )
-            } else {
-                None
-            };
-            Ok((n, outcomes, root))
-        })
-        .map_err(|e| match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
-        })?;
-
-    let Some(root) = root else {
-        // Every append was refused: nothing changed, nothing to flush.
-        return Ok((size, outcomes));
+                let hashes =
+                    tree::stored_hashes_for_record_hash(n, tree::leaf_hash(&bytes), &overlay)
+                        .map_err(io)?;
+                pending.extend(hashes);
+                plan.put(t::ENTRIES, n.to_be_bytes().to_vec(), encode_raw(&bytes));
+                outcomes.push(Ok(Applied {
+                    admission,
+                    ledger_index: Some(n),
+                }));
+                n += 1;
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    if let Some(note) = previous_checkpoint {
+        plan.put(t::META, META_CHECKPOINT.to_vec(), note.as_bytes().to_vec());
+    }
+    let new_size = n;
+    let root = if n > size {
+        plan.put(
+            t::HASHES,
+            first_hash_index.to_be_bytes().to_vec(),
+            pending.concat(),
+        );
+        plan.put(t::META, META_SIZE.to_vec(), n.to_be_bytes().to_vec());
+        let overlay = tree::Overlay::new(&stored, first_hash_index, &pending);
+        Some(tree::tree_hash(n, &overlay).map_err(io)?)
+    } else {
+        None
     };
+    if !plan.writes.is_empty() {
+        trees
+            .transaction(|txs| -> TxResult<()> {
+                for (tree, key, value) in &plan.writes {
+                    txs[*tree].insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
+            })?;
+    }
+
+    if root.is_none() && previous_checkpoint.is_none() {
+        // Every append was refused and nothing waits to be persisted.
+        return Ok(Step {
+            size,
+            outcomes,
+            checkpoint: None,
+        });
+    }
     db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+    let Some(root) = root else {
+        return Ok(Step {
+            size,
+            outcomes,
+            checkpoint: None,
+        });
+    };
+    // Only now, with the tree durable, is it signed.
     let checkpoint = Checkpoint {
         origin: signer.name().to_string(),
         size: new_size,
@@ -438,13 +583,9 @@ fn commit_batch(
     let note = checkpoint
         .sign(signer)
         .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
-    trees[t::META]
-        .insert(META_CHECKPOINT, note.as_bytes())
-        .map_err(|e| StoreError::Io(e.to_string()))?;
-    db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
-    match latest.write() {
-        Ok(mut l) => *l = SignedCheckpoint { checkpoint, note },
-        Err(p) => *p.into_inner() = SignedCheckpoint { checkpoint, note },
-    }
-    Ok((new_size, outcomes))
+    Ok(Step {
+        size: new_size,
+        outcomes,
+        checkpoint: Some(SignedCheckpoint { checkpoint, note }),
+    })
 }

@@ -162,23 +162,30 @@ fn verify_ledger(
             .map_err(|e| tampered(e.to_string()))?;
         computed.extend(hashes);
     }
-    let stored_count = trees[t::HASHES].len() as u64;
-    if stored_count != computed.len() as u64 {
+    // The stored hashes, batch by batch: each value continues exactly where
+    // the previous one ended.
+    let mut stored: Vec<Hash> = Vec::with_capacity(computed.len());
+    for item in trees[t::HASHES].iter() {
+        let (k, v) = item.map_err(io)?;
+        let start = be_u64(&k).ok_or_else(|| tampered("malformed stored-hash key".into()))?;
+        if start != stored.len() as u64 || v.len() % 32 != 0 {
+            return Err(tampered(format!(
+                "stored hashes are not contiguous at index {start}; the ledger was altered"
+            )));
+        }
+        stored.extend(v.chunks_exact(32).filter_map(|c| <Hash>::try_from(c).ok()));
+    }
+    if stored.len() != computed.len() {
         return Err(tampered(format!(
             "{} stored hashes for {size} entries, expected {}",
-            stored_count,
+            stored.len(),
             computed.len()
         )));
     }
-    let stored = StoredHashes(&trees[t::HASHES]);
-    for (i, want) in computed.iter().enumerate() {
-        let got = tree::HashReader::read_hashes(&stored, &[i as u64])
-            .map_err(|e| tampered(e.to_string()))?;
-        if got.first() != Some(want) {
-            return Err(tampered(format!(
-                "stored hash {i} does not match the entries; the ledger was altered"
-            )));
-        }
+    if let Some(i) = (0..computed.len()).find(|&i| stored[i] != computed[i]) {
+        return Err(tampered(format!(
+            "stored hash {i} does not match the entries; the ledger was altered"
+        )));
     }
     let memory = &computed;
     if let Some(last) = &last {
@@ -331,6 +338,10 @@ impl Store for SledStore {
 
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
         self.get(t::CHAINS, chain_sha256.as_bytes())
+    }
+
+    fn closed(&self) -> tokio_util::sync::CancellationToken {
+        self.sequencer.stopped()
     }
 
     fn checkpoint(&self) -> SignedCheckpoint {

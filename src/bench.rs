@@ -1,0 +1,320 @@
+//! `warden bench`: throughput and latency of warden's hot paths on this
+//! machine, written to a results file the README links. Benchmarks, not
+//! tests: they report numbers and never fail on them.
+//!
+//! `ledger` measures durable appends through the real store (sequencer,
+//! sled transaction, RFC 6962 stored hashes, flush, signed checkpoint) and,
+//! beside it, the floor of the same machine: the same bytes in the same
+//! group-commit batches written to sled and flushed, with no hashing, tree
+//! or signing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::customer::{new_commitment_salt, Customer, CustomerKind, CustomerStatus};
+use crate::ledger::entry::{CustomerRef, Entry, Event};
+use crate::ledger::note::Signer;
+use crate::store::{SledStore, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durable ledger appends vs the sled flush floor.
+    Ledger(LedgerBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LedgerBenchArgs {
+    /// Concurrent writers to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    pub writers: Vec<usize>,
+    /// Seconds each configuration runs (after a short warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Directory for the benchmark's stores (default: a temp dir, removed after).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Results file (Markdown); a .json beside it holds the raw numbers.
+    #[arg(long, default_value = "bench/results/ledger.md")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    target: &'static str,
+    writers: usize,
+    appends: u64,
+    seconds: f64,
+    appends_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// One customer version and its entry: the bytes both targets write.
+fn sample(writer: usize, seq: u64) -> (Customer, Entry) {
+    let c = Customer {
+        customer_id: format!("bench-{writer}-{seq}"),
+        kind: CustomerKind::Organisation,
+        legal_name: format!("Benchmark Customer {writer} {seq} Ltd"),
+        country: "DE".into(),
+        status: CustomerStatus::Verified,
+        status_reason: String::new(),
+        version: 1,
+        updated_at: crate::api::now_millis(),
+        updated_by: "spiffe://warden.bench/kyc/bench".into(),
+        commitment_salt: new_commitment_salt(),
+    };
+    let e = Entry::new(
+        c.updated_at,
+        &c.updated_by,
+        "",
+        Event::CustomerRegistered {
+            customer: CustomerRef::of(&c),
+            status: "VERIFIED".into(),
+        },
+    );
+    (c, e)
+}
+
+/// Something that durably appends one customer version and its entry.
+trait Target: Send + Sync + 'static {
+    fn append(
+        &self,
+        c: Customer,
+        e: Entry,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+struct Ledger(SledStore);
+
+impl Target for Ledger {
+    async fn append(&self, c: Customer, e: Entry) -> anyhow::Result<()> {
+        self.0.put_customer(&c, e).await?;
+        Ok(())
+    }
+}
+
+/// The floor: the same group commit (drain the queue, one transaction for
+/// the batch, flush, answer) writing the same bytes, with no hashing,
+/// tree or signing.
+/// Key, customer value, entry bytes, and who to tell when it is durable.
+type FloorAppend = (Vec<u8>, Vec<u8>, Vec<u8>, oneshot::Sender<()>);
+
+struct Floor {
+    tx: mpsc::Sender<FloorAppend>,
+}
+
+impl Floor {
+    fn open(dir: &Path) -> anyhow::Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let trees: Arc<[sled::Tree]> =
+            vec![db.open_tree("customers")?, db.open_tree("entries")?].into();
+        let (tx, mut rx) =
+            mpsc::channel::<(Vec<u8>, Vec<u8>, Vec<u8>, oneshot::Sender<()>)>(16_384);
+        tokio::spawn(async move {
+            let mut next_index: u64 = 0;
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 4096 {
+                    match rx.try_recv() {
+                        Ok(a) => batch.push(a),
+                        Err(_) => break,
+                    }
+                }
+                let db = db.clone();
+                let trees = trees.clone();
+                let start = next_index;
+                next_index += batch.len() as u64;
+                let done = tokio::task::spawn_blocking(move || {
+                    use sled::Transactional as _;
+                    let r = trees.transaction(|txs| {
+                        for (i, (key, value, entry, _)) in batch.iter().enumerate() {
+                            txs[0].insert(key.as_slice(), value.as_slice())?;
+                            txs[1].insert(&(start + i as u64).to_be_bytes(), entry.as_slice())?;
+                        }
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                    });
+                    let ok = r.is_ok() && db.flush().is_ok();
+                    (batch, ok)
+                })
+                .await;
+                if let Ok((batch, true)) = done {
+                    for (.., reply) in batch {
+                        let _ = reply.send(());
+                    }
+                }
+            }
+        });
+        Ok(Self { tx })
+    }
+}
+
+impl Target for Floor {
+    async fn append(&self, c: Customer, e: Entry) -> anyhow::Result<()> {
+        let mut key = c.customer_id.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&1u64.to_be_bytes());
+        let value = serde_json::to_vec(&c)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((key, value, e.to_bytes(), reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("floor stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("floor write failed"))?;
+        Ok(())
+    }
+}
+
+async fn drive<T: Target>(
+    target: Arc<T>,
+    writers: usize,
+    run: Duration,
+    name: &'static str,
+) -> anyhow::Result<Row> {
+    // Warm-up: let sled create its files and the first batches settle.
+    let warm = Instant::now() + Duration::from_millis(300);
+    let measure_until = warm + run;
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut seq = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= measure_until {
+                    break;
+                }
+                let (c, e) = sample(w, seq);
+                seq += 1;
+                target.append(c, e).await?;
+                if now >= warm {
+                    latencies.push(now.elapsed());
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_unstable();
+    let seconds = run.as_secs_f64();
+    Ok(Row {
+        target: name,
+        writers,
+        appends: all.len() as u64,
+        seconds,
+        appends_per_second: all.len() as f64 / seconds,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        max_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    })
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Ledger(args) => ledger(args).await,
+    }
+}
+
+async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
+    let tmp;
+    let base = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile_dir()?;
+            tmp.clone()
+        }
+    };
+    let run = Duration::from_secs(args.seconds);
+    let mut rows = Vec::new();
+    for &writers in &args.writers {
+        let dir = base.join(format!("ledger-{writers}"));
+        let signer = Signer::generate("warden.bench/ledger")?;
+        let store = Arc::new(Ledger(SledStore::open(&dir, signer)?));
+        let row = drive(store, writers, run, "ledger").await?;
+        eprintln!("{row:?}");
+        rows.push(row);
+        let floor = Arc::new(Floor::open(&base.join(format!("floor-{writers}")))?);
+        let row = drive(floor, writers, run, "floor").await?;
+        eprintln!("{row:?}");
+        rows.push(row);
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    write_results(&args.out, &command, &rows)?;
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    println!("results written to {}", args.out.display());
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("warden-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn write_results(out: &Path, command: &str, rows: &[Row]) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let when = crate::api::convert::rfc3339(crate::api::now_millis());
+    let mut md = format!(
+        "# Ledger append benchmark\n\n\
+         Durable appends through the sequencer: per batch, one sled transaction with the \
+         state changes, the entries, the RFC 6962 stored hashes and the previous batch's \
+         checkpoint, one flush, then the new tree is signed; a caller is answered once the \
+         checkpoint covering its entry is persisted (by the next batch's flush, or at once \
+         when idle). The floor: the same bytes in the same group-commit batches, one \
+         transaction and one flush per batch, answered at once, with no hashing, tree or \
+         signing.\n\n\
+         - machine: {cores} cores\n- run: {when}\n- command: `{command}`\n\n\
+         | target | writers | appends | appends/s | p50 ms | p99 ms | max ms |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
+            r.target, r.writers, r.appends, r.appends_per_second, r.p50_ms, r.p99_ms, r.max_ms
+        ));
+    }
+    md.push_str("\nLedger throughput as a share of the floor:\n\n");
+    for pair in rows.chunks(2) {
+        if let [l, f] = pair {
+            md.push_str(&format!(
+                "- {} writers: {:.0}%\n",
+                l.writers,
+                100.0 * l.appends_per_second / f.appends_per_second.max(1.0)
+            ));
+        }
+    }
+    std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
+    let json = serde_json::json!({"cores": cores, "run": when, "command": command, "rows": rows});
+    std::fs::write(
+        out.with_extension("json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,786 @@
+//! Crash safety through the real binary: `warden serve` under concurrent
+//! admission load is SIGKILLed again and again. Every decision it answered
+//! must still be there after the restart, unchanged, with its ledger entry
+//! provably included in the latest signed checkpoint, and every checkpoint
+//! seen before a crash must be a prefix of every checkpoint after it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{connect, TestEnv};
+use futures_util::stream::{self, StreamExt as _};
+use tonic::transport::Channel;
+use warden::ledger::checkpoint::Checkpoint;
+use warden::ledger::tree::{self, Hash};
+use warden::proto;
+use warden::proto::admission_client::AdmissionClient;
+use warden::proto::customers_client::CustomersClient;
+use warden::proto::ledger_client::LedgerClient;
+
+const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+const CUSTOMER: &str = "crash-co";
+/// Kill/restart cycles.
+const ITERATIONS: u64 = 22;
+/// Concurrent admission loops per cycle.
+const WORKERS: usize = 24;
+/// Acknowledged decisions re-checked after each restart (the newest ones).
+const SAMPLE: usize = 20;
+/// Requests in flight at the kill, retried after the restart, per cycle.
+const IN_FLIGHT_RETRIES: usize = 8;
+/// Any single RPC.
+const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+/// The whole test; a safety net, the run normally takes a fraction of it.
+const TEST_DEADLINE: Duration = Duration::from_secs(240);
+
+/// An Admit the server answered OK: the request as sent and its answer.
+#[derive(Clone, Debug)]
+struct Ack {
+    request: proto::AdmitRequest,
+    decision_id: String,
+    deployment_id: String,
+    ledger_index: u64,
+    decision: i32,
+}
+
+impl Ack {
+    fn new(request: proto::AdmitRequest, r: proto::AdmitResponse) -> Self {
+        Self {
+            request,
+            decision_id: r.decision_id,
+            deployment_id: r.deployment_id,
+            ledger_index: r.ledger_index,
+            decision: r.decision,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Clients {
+    scheduler: AdmissionClient<Channel>,
+    operator: AdmissionClient<Channel>,
+    auditor: LedgerClient<Channel>,
+    kyc: CustomersClient<Channel>,
+}
+
+/// A `warden serve` child process; killed and reaped on drop.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_text(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail = text.len().saturating_sub(8_000);
+    let start = (tail..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..].to_string()
+}
+
+/// Awaits `f`, failing the test if it takes longer than `RPC_TIMEOUT`.
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(RPC_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {RPC_TIMEOUT:?}"))
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn toml_str(p: &Path) -> String {
+    toml::Value::String(p.to_str().unwrap().to_string()).to_string()
+}
+
+/// Writes a config for `env.config` listening on `addr`.
+fn write_config(env: &TestEnv, addr: SocketAddr) -> PathBuf {
+    let c = &env.config;
+    let text = format!(
+        "listen = \"{addr}\"\n\
+         data_dir = {}\n\
+         shutdown_grace_seconds = {}\n\
+         [tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = \"{}\"\n\
+         [trust]\ndir = {}\nrequire_crls = {}\noid_base_arc = \"{}\"\n\
+         [admission]\nlease_seconds = {}\n\
+         [licence]\nkey = {}\n\
+         [ledger]\nkey = {}\n",
+        toml_str(&c.data_dir),
+        c.shutdown_grace_seconds,
+        toml_str(&c.tls.cert),
+        toml_str(&c.tls.key),
+        toml_str(&c.tls.client_ca),
+        c.tls.trust_domain,
+        toml_str(&c.trust.dir),
+        c.trust.require_crls,
+        c.trust.oid_base_arc,
+        c.admission.lease_seconds,
+        toml_str(&c.licence.key),
+        toml_str(&c.ledger.key),
+    );
+    let path = env.path().join("crash.toml");
+    std::fs::write(&path, text).unwrap();
+    // The file must say what the harness config says.
+    let loaded = warden::config::Config::load(&path).unwrap();
+    assert_eq!(loaded.data_dir, c.data_dir);
+    assert_eq!(loaded.listen, addr);
+    path
+}
+
+async fn channel(env: &TestEnv, addr: SocketAddr, role: &str) -> Channel {
+    let c = &env.clients[role];
+    connect(addr, &env.mtls.cert_pem(), Some((&c.cert_pem, &c.key_pem)))
+        .await
+        .unwrap()
+}
+
+/// Starts `warden serve` and waits until it answers GetCheckpoint. Fails the
+/// test, with the server's stderr, if it exits or does not come up.
+async fn start_server(env: &TestEnv, tag: &str) -> (Server, Clients) {
+    for attempt in 0..3 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = write_config(env, addr);
+        let log = env.path().join(format!("server-{tag}-{attempt}.log"));
+        let child = Command::new(WARDEN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                let text = log_text(&server.log);
+                if text.contains("cannot listen") {
+                    // Someone took the port between our probe and the bind.
+                    break;
+                }
+                panic!("warden serve ({tag}) exited with {status} before serving:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warden serve ({tag}) did not answer within 30 s:\n{}",
+                log_text(&server.log)
+            );
+            let probe = async {
+                let ch = connect(
+                    addr,
+                    &env.mtls.cert_pem(),
+                    Some((
+                        &env.clients["auditor"].cert_pem,
+                        &env.clients["auditor"].key_pem,
+                    )),
+                )
+                .await
+                .ok()?;
+                let mut auditor = LedgerClient::new(ch);
+                auditor
+                    .get_checkpoint(proto::GetCheckpointRequest { first_size: 0 })
+                    .await
+                    .ok()
+                    .map(|_| auditor)
+            };
+            if let Ok(Some(auditor)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
+                let clients = Clients {
+                    scheduler: AdmissionClient::new(channel(env, addr, "scheduler").await),
+                    operator: AdmissionClient::new(channel(env, addr, "operator").await),
+                    kyc: CustomersClient::new(channel(env, addr, "kyc").await),
+                    auditor,
+                };
+                return (server, clients);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("warden serve ({tag}) could not bind a free port in 3 attempts");
+}
+
+/// Opens and checks a checkpoint response.
+fn open_checkpoint(env: &TestEnv, r: &proto::GetCheckpointResponse) -> Checkpoint {
+    let cp = Checkpoint::open(&r.checkpoint, &env.ledger)
+        .unwrap_or_else(|e| panic!("checkpoint does not verify: {e}\n{}", r.checkpoint));
+    assert_eq!(cp.size, r.size, "checkpoint size field disagrees with note");
+    assert_eq!(
+        cp.root.as_slice(),
+        r.root_hash.as_slice(),
+        "checkpoint root field disagrees with note"
+    );
+    cp
+}
+
+fn to_hashes(v: &[Vec<u8>]) -> Vec<Hash> {
+    v.iter()
+        .map(|h| h.as_slice().try_into().expect("proof hash is not 32 bytes"))
+        .collect()
+}
+
+/// Every checkpoint seen, by size; one root per size or the log forked.
+#[derive(Default)]
+struct Seen(BTreeMap<u64, (Hash, String)>);
+
+impl Seen {
+    fn add(&mut self, cp: &Checkpoint, note: &str) {
+        if let Some((root, first)) = self.0.get(&cp.size) {
+            assert_eq!(
+                root, &cp.root,
+                "two different signed roots for size {}:\n{first}\n{note}",
+                cp.size
+            );
+        } else {
+            self.0.insert(cp.size, (cp.root, note.to_string()));
+        }
+    }
+
+    fn max_size(&self) -> u64 {
+        self.0.keys().next_back().copied().unwrap_or(0)
+    }
+}
+
+/// The latest checkpoint must extend every checkpoint seen so far.
+async fn check_consistency(env: &TestEnv, clients: &Clients, seen: &mut Seen) -> Checkpoint {
+    let mut auditor = clients.auditor.clone();
+    let r = within(
+        "GetCheckpoint",
+        auditor.get_checkpoint(proto::GetCheckpointRequest { first_size: 0 }),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    let latest = open_checkpoint(env, &r);
+    assert!(
+        latest.size >= seen.max_size(),
+        "the log shrank: latest size {} after having signed size {}",
+        latest.size,
+        seen.max_size()
+    );
+    let olds: Vec<(u64, Hash)> = seen.0.iter().map(|(s, (h, _))| (*s, *h)).collect();
+    let latest_ref = &latest;
+    stream::iter(olds)
+        .map(|(old_size, old_root)| {
+            let mut auditor = clients.auditor.clone();
+            async move {
+                let r = within(
+                    "GetConsistencyProof",
+                    auditor.get_consistency_proof(proto::GetConsistencyProofRequest {
+                        first_size: old_size,
+                        second_size: latest_ref.size,
+                    }),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("consistency proof from {old_size}: {e}"))
+                .into_inner();
+                assert_eq!(r.first_size, old_size);
+                assert_eq!(r.second_size, latest_ref.size);
+                tree::check_tree(
+                    &to_hashes(&r.proof),
+                    latest_ref.size,
+                    latest_ref.root,
+                    old_size,
+                    old_root,
+                )
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "checkpoint of size {old_size} seen before a crash is not a prefix \
+                         of the latest of size {}: {e}",
+                        latest_ref.size
+                    )
+                });
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    seen.add(&latest, &r.checkpoint);
+    latest
+}
+
+/// One acknowledged decision is still there, unchanged and in the ledger
+/// under `latest`.
+async fn check_ack(clients: &Clients, latest: &Checkpoint, ack: &Ack) {
+    let id = &ack.request.request_id;
+    // An idempotent retry returns the first answer.
+    let mut scheduler = clients.scheduler.clone();
+    let r = within("Admit retry", scheduler.admit(ack.request.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("retry of acknowledged request {id}: {e}"))
+        .into_inner();
+    assert_eq!(
+        r.decision_id, ack.decision_id,
+        "request {id}: retry after crash made a new decision"
+    );
+    assert_eq!(r.deployment_id, ack.deployment_id, "request {id}");
+    assert_eq!(r.ledger_index, ack.ledger_index, "request {id}");
+    assert_eq!(r.decision, ack.decision, "request {id}");
+
+    if ack.decision == proto::Decision::Allow as i32 {
+        let mut operator = clients.operator.clone();
+        let d = within(
+            "GetDeployment",
+            operator.get_deployment(proto::GetDeploymentRequest {
+                deployment_id: ack.deployment_id.clone(),
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "deployment {} of acknowledged request {id} lost: {e}",
+                ack.deployment_id
+            )
+        })
+        .into_inner();
+        assert_eq!(d.request_id, *id);
+        assert_eq!(d.customer_id, CUSTOMER);
+    } else {
+        assert!(ack.deployment_id.is_empty());
+    }
+
+    let index = ack.ledger_index;
+    assert!(
+        index < latest.size,
+        "request {id}: acknowledged ledger index {index} is not covered by the latest \
+         checkpoint of size {}",
+        latest.size
+    );
+    let mut auditor = clients.auditor.clone();
+    let entries = within(
+        "GetEntries",
+        auditor.get_entries(proto::GetEntriesRequest {
+            start: index,
+            count: 1,
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ledger entry {index} of request {id}: {e}"))
+    .into_inner()
+    .entries;
+    assert_eq!(entries.len(), 1, "ledger entry {index} missing");
+    let entry = &entries[0];
+    assert_eq!(entry.index, index);
+    let json: serde_json::Value = serde_json::from_slice(&entry.data)
+        .unwrap_or_else(|e| panic!("ledger entry {index} is not JSON: {e}"));
+    assert!(
+        json.to_string().contains(&ack.decision_id),
+        "ledger entry {index} does not record decision {}: {json}",
+        ack.decision_id
+    );
+    let leaf = tree::leaf_hash(&entry.data);
+    let p = within(
+        "GetInclusionProof",
+        auditor.get_inclusion_proof(proto::GetInclusionProofRequest {
+            index,
+            tree_size: latest.size,
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("inclusion proof of entry {index}: {e}"))
+    .into_inner();
+    assert_eq!(p.tree_size, latest.size);
+    assert_eq!(p.leaf_hash.as_slice(), leaf.as_slice());
+    tree::check_record(&to_hashes(&p.proof), latest.size, latest.root, index, leaf).unwrap_or_else(
+        |e| {
+            panic!(
+                "entry {index} (decision {}) is not included in the checkpoint of size {}: {e}",
+                ack.decision_id, latest.size
+            )
+        },
+    );
+}
+
+async fn check_acks(clients: &Clients, latest: &Checkpoint, acks: &[Ack]) {
+    stream::iter(acks)
+        .map(|a| check_ack(clients, latest, a))
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// Requests cut off by a crash may or may not have been recorded; either way
+/// a retry gets one answer, which is from then on acknowledged like any
+/// other.
+async fn retry_in_flight(
+    clients: &Clients,
+    requests: Vec<proto::AdmitRequest>,
+    acks: &mut Vec<Ack>,
+) {
+    let answered: Vec<Ack> = stream::iter(requests)
+        .map(|request| {
+            let mut scheduler = clients.scheduler.clone();
+            async move {
+                let r = within(
+                    "Admit retry of an in-flight request",
+                    scheduler.admit(request.clone()),
+                )
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "retry of request {} in flight at the crash: {e}",
+                        request.request_id
+                    )
+                })
+                .into_inner();
+                Ack::new(request, r)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT_RETRIES)
+        .collect()
+        .await;
+    acks.extend(answered);
+}
+
+/// What one load worker saw.
+#[derive(Default)]
+struct WorkerResult {
+    acks: Vec<Ack>,
+    /// The request that was in flight when the connection died, if any.
+    in_flight: Option<proto::AdmitRequest>,
+    /// A call that failed while the server was still supposed to be up.
+    error_before_kill: Option<String>,
+    /// Answers that broke the contract while the server was up.
+    violations: Vec<String>,
+}
+
+/// What every load worker shares.
+#[derive(Clone)]
+struct Load {
+    scheduler: AdmissionClient<Channel>,
+    auditor: LedgerClient<Channel>,
+    verifier: warden::ledger::note::Verifier,
+    allow: proto::AdmitRequest,
+    killed: Arc<AtomicBool>,
+}
+
+async fn admit_once(
+    mut scheduler: AdmissionClient<Channel>,
+    request: proto::AdmitRequest,
+) -> Result<proto::AdmitResponse, String> {
+    match tokio::time::timeout(RPC_TIMEOUT, scheduler.admit(request)).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => Err(format!("{status:?}")),
+        Err(_) => Err(format!("no answer within {RPC_TIMEOUT:?}")),
+    }
+}
+
+impl Load {
+    /// Right after an answer, the latest checkpoint must already cover its
+    /// entry: warden answers only once the entry is signed. Says nothing
+    /// when the server is gone.
+    async fn check_covered(&self, r: &proto::AdmitResponse, out: &mut WorkerResult) {
+        let mut auditor = self.auditor.clone();
+        let Ok(Ok(c)) = tokio::time::timeout(
+            RPC_TIMEOUT,
+            auditor.get_checkpoint(proto::GetCheckpointRequest { first_size: 0 }),
+        )
+        .await
+        else {
+            return;
+        };
+        let c = c.into_inner();
+        let cp = Checkpoint::open(&c.checkpoint, &self.verifier).unwrap();
+        if cp.size <= r.ledger_index {
+            out.violations.push(format!(
+                "decision {} was answered with ledger index {} while the latest signed \
+                 checkpoint has size {}",
+                r.decision_id, r.ledger_index, cp.size
+            ));
+        }
+    }
+
+    async fn run(self, worker: usize) -> WorkerResult {
+        let mut out = WorkerResult::default();
+        let deny_digest = format!("sha256:{}", "0".repeat(64));
+        for n in 0usize.. {
+            let mut request = self.allow.clone();
+            request.request_id = uuid::Uuid::new_v4().to_string();
+            if (n + worker) % 4 == 0 {
+                // DIGEST_MISMATCH: a deny, recorded like any decision.
+                request.model_digest = deny_digest.clone();
+            }
+            let want = if request.model_digest == deny_digest {
+                proto::Decision::Deny
+            } else {
+                proto::Decision::Allow
+            } as i32;
+            let first = Box::pin(admit_once(self.scheduler.clone(), request.clone()));
+            let mut answers = Vec::new();
+            if n % 6 == 3 {
+                // The same request twice at once: one decision, and whichever
+                // answer comes first is already covered by a checkpoint.
+                let twin = Box::pin(admit_once(self.scheduler.clone(), request.clone()));
+                let (r, other) = match futures_util::future::select(first, twin).await {
+                    futures_util::future::Either::Left(x) => x,
+                    futures_util::future::Either::Right(x) => x,
+                };
+                if let Ok(r) = &r {
+                    self.check_covered(r, &mut out).await;
+                }
+                answers.push(r);
+                answers.push(other.await);
+            } else {
+                let r = first.await;
+                if let Ok(r) = &r {
+                    self.check_covered(r, &mut out).await;
+                }
+                answers.push(r);
+            }
+            let mut acked: Option<Ack> = None;
+            let mut failed = None;
+            for a in answers {
+                match a {
+                    Ok(r) => {
+                        if r.decision != want {
+                            out.violations
+                                .push(format!("request {}: {r:?}", request.request_id));
+                        }
+                        match &acked {
+                            Some(first) if first.decision_id != r.decision_id => {
+                                out.violations.push(format!(
+                                    "request {} sent twice at once got two decisions: {} and {}",
+                                    request.request_id, first.decision_id, r.decision_id
+                                ));
+                            }
+                            Some(_) => {}
+                            None => acked = Some(Ack::new(request.clone(), r)),
+                        }
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let stop = failed.is_some();
+            if let Some(e) = failed {
+                if !self.killed.load(Ordering::SeqCst) {
+                    out.error_before_kill = Some(e);
+                }
+                if acked.is_none() {
+                    out.in_flight = Some(request);
+                }
+            }
+            out.acks.extend(acked);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Keeps reading the latest checkpoint until the server dies.
+async fn watcher(
+    env_ledger: warden::ledger::note::Verifier,
+    mut auditor: LedgerClient<Channel>,
+    killed: Arc<AtomicBool>,
+) -> (Vec<(Checkpoint, String)>, Option<String>) {
+    let mut out: Vec<(Checkpoint, String)> = Vec::new();
+    loop {
+        let r = tokio::time::timeout(
+            RPC_TIMEOUT,
+            auditor.get_checkpoint(proto::GetCheckpointRequest { first_size: 0 }),
+        )
+        .await;
+        match r {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                let cp = Checkpoint::open(&r.checkpoint, &env_ledger).unwrap();
+                assert_eq!(cp.size, r.size);
+                if let Some((prev, _)) = out.last() {
+                    assert!(
+                        cp.size >= prev.size,
+                        "checkpoint size went from {} to {}",
+                        prev.size,
+                        cp.size
+                    );
+                }
+                out.push((cp, r.checkpoint));
+            }
+            Ok(Err(status)) => {
+                let err = (!killed.load(Ordering::SeqCst)).then(|| format!("{status:?}"));
+                return (out, err);
+            }
+            Err(_) => return (out, Some("GetCheckpoint timed out".into())),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_decisions_survive_repeated_sigkill_under_load() {
+    let started = Instant::now();
+    let env = TestEnv::new();
+    let leaf = env.leaf();
+    let chain = env.chain(&leaf);
+    let allow = env.admit_request(CUSTOMER, &chain);
+
+    let mut acks: Vec<Ack> = Vec::new();
+    let mut seen = Seen::default();
+    let mut per_cycle: Vec<usize> = Vec::new();
+    let mut pending: Vec<proto::AdmitRequest> = Vec::new();
+
+    for iteration in 0..ITERATIONS {
+        assert!(
+            started.elapsed() < TEST_DEADLINE,
+            "test ran past its deadline"
+        );
+        let cycle_start = Instant::now();
+        let (mut server, clients) = start_server(&env, &iteration.to_string()).await;
+        let up = cycle_start.elapsed();
+        if iteration == 0 {
+            let mut kyc = clients.kyc.clone();
+            let c = within(
+                "RegisterCustomer",
+                kyc.register_customer(proto::RegisterCustomerRequest {
+                    customer_id: CUSTOMER.into(),
+                    kind: proto::CustomerKind::Organisation as i32,
+                    legal_name: "Crash Co Ltd".into(),
+                    country: "DE".into(),
+                    status: proto::CustomerStatus::Verified as i32,
+                }),
+            )
+            .await
+            .unwrap()
+            .into_inner();
+            assert_eq!(c.status, proto::CustomerStatus::Verified as i32);
+        }
+
+        // After a restart: the checkpoints seen before are prefixes of the
+        // latest, and the newest acknowledged decisions are all there.
+        let latest = check_consistency(&env, &clients, &mut seen).await;
+        let sample = &acks[acks.len().saturating_sub(SAMPLE)..];
+        check_acks(&clients, &latest, sample).await;
+        let retried = pending.len();
+        retry_in_flight(&clients, std::mem::take(&mut pending), &mut acks).await;
+        let checked = cycle_start.elapsed();
+
+        // Load, then SIGKILL while calls are in flight.
+        let killed = Arc::new(AtomicBool::new(false));
+        let load = Load {
+            scheduler: clients.scheduler.clone(),
+            auditor: clients.auditor.clone(),
+            verifier: env.ledger.clone(),
+            allow: allow.clone(),
+            killed: killed.clone(),
+        };
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| tokio::spawn(load.clone().run(w)))
+            .collect();
+        let watch = tokio::spawn(watcher(
+            env.ledger.clone(),
+            clients.auditor.clone(),
+            killed.clone(),
+        ));
+        let delay = 50 + (iteration * 97) % 251;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        killed.store(true, Ordering::SeqCst);
+        server.child.kill().unwrap();
+        let status = within("child exit", async {
+            loop {
+                if let Some(s) = server.child.try_wait().unwrap() {
+                    break s;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(!status.success(), "killed server exited with {status}");
+
+        let mut cycle_acks = 0;
+        let mut in_flight = Vec::new();
+        for w in workers {
+            let r = within("load worker", w).await.unwrap();
+            if let Some(e) = r.error_before_kill {
+                panic!(
+                    "Admit failed before the kill: {e}\n{}",
+                    log_text(&server.log)
+                );
+            }
+            assert!(
+                r.violations.is_empty(),
+                "contract broken under load:\n{}",
+                r.violations.join("\n")
+            );
+            cycle_acks += r.acks.len();
+            acks.extend(r.acks);
+            in_flight.extend(r.in_flight);
+        }
+        let (checkpoints, err) = within("checkpoint watcher", watch).await.unwrap();
+        if let Some(e) = err {
+            panic!("GetCheckpoint failed before the kill: {e}");
+        }
+        for (cp, note) in &checkpoints {
+            seen.add(cp, note);
+        }
+        per_cycle.push(cycle_acks);
+        drop(server);
+
+        let cut_off = in_flight.len();
+        pending = in_flight.into_iter().take(IN_FLIGHT_RETRIES).collect();
+        eprintln!(
+            "cycle {iteration}: up in {} ms, checked in {} ms ({retried} in-flight retried), \
+             killed after {delay} ms, {cycle_acks} acknowledged, {} cut off, \
+             {} checkpoints read, largest signed size {}",
+            up.as_millis(),
+            (checked - up).as_millis(),
+            cut_off,
+            checkpoints.len(),
+            seen.max_size()
+        );
+    }
+
+    // Final restart: everything ever acknowledged is there.
+    let (server, clients) = start_server(&env, "final").await;
+    retry_in_flight(&clients, std::mem::take(&mut pending), &mut acks).await;
+    let latest = check_consistency(&env, &clients, &mut seen).await;
+    let mut by_index: HashMap<u64, &str> = HashMap::new();
+    for a in &acks {
+        if let Some(other) = by_index.insert(a.ledger_index, &a.decision_id) {
+            assert_eq!(
+                other, a.decision_id,
+                "two decisions acknowledged at ledger index {}",
+                a.ledger_index
+            );
+        }
+    }
+    let ids: HashSet<&str> = acks.iter().map(|a| a.request.request_id.as_str()).collect();
+    assert_eq!(ids.len(), acks.len(), "a request id was acknowledged twice");
+    check_acks(&clients, &latest, &acks).await;
+    // The retries above appended nothing.
+    let after = check_consistency(&env, &clients, &mut seen).await;
+    assert_eq!(after.size, latest.size, "an idempotent retry appended");
+    drop(server);
+
+    let allowed = acks
+        .iter()
+        .filter(|a| a.decision == proto::Decision::Allow as i32)
+        .count();
+    eprintln!(
+        "{ITERATIONS} crashes, {} decisions acknowledged ({allowed} allowed), per cycle {per_cycle:?}, \
+         {} distinct checkpoints, final size {}, {:.1} s",
+        acks.len(),
+        seen.0.len(),
+        latest.size,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        per_cycle.iter().filter(|&&n| n > 0).count() as u64 >= ITERATIONS / 2,
+        "too few cycles had acknowledged decisions: {per_cycle:?}"
+    );
+}
