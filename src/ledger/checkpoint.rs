@@ -121,6 +121,24 @@ mod tests {
         assert!(Checkpoint::open(&note.replace("\n42\n", "\n43\n"), &signer.verifier()).is_err());
     }
 
+    proptest::proptest! {
+        /// Bodies agree byte for byte with the independent `tlog_tiles`
+        /// implementation of C2SP tlog-checkpoint, both ways.
+        #[test]
+        fn bodies_agree_with_the_tlog_tiles_crate(
+            origin in "[a-z][a-z0-9.-]{0,20}(/[a-z0-9]{1,8})?",
+            size in proptest::prelude::any::<u64>(),
+            root in proptest::prelude::any::<[u8; 32]>(),
+        ) {
+            let ours = Checkpoint { origin: origin.clone(), size, root };
+            let theirs = tlog_tiles::Checkpoint::new(&origin, size, tlog_tiles::Hash(root), "").unwrap();
+            proptest::prop_assert_eq!(ours.body().into_bytes(), theirs.to_bytes());
+            let parsed = tlog_tiles::Checkpoint::from_bytes(ours.body().as_bytes()).unwrap();
+            proptest::prop_assert_eq!((parsed.origin(), parsed.size(), parsed.hash().0), (origin.as_str(), size, root));
+            proptest::prop_assert_eq!(Checkpoint::parse_body(&String::from_utf8(theirs.to_bytes()).unwrap()).unwrap(), ours);
+        }
+    }
+
     #[test]
     fn malformed_bodies_are_refused() {
         for body in ["", "o\n", "o\n01\nAAAA\n", "o\nx\n", "o\n1\nAAAA\n"] {

@@ -298,6 +298,38 @@ mod tests {
         assert!(Verifier::from_text("k+00000000+AAAA").is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Cross-check against the independent `signed_note` crate: our
+        /// notes verify there, theirs open here, and both sign the same text
+        /// with the same key to the same bytes.
+        #[test]
+        fn notes_agree_with_the_signed_note_crate(
+            name in "[a-z][a-z0-9.-]{0,20}(/[a-z0-9]{1,8})?",
+            lines in proptest::collection::vec("[ -~]{0,60}", 1..6),
+        ) {
+            use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
+            let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+            let ours = Signer::generate(&name).unwrap();
+            let note = ours.sign(&text).unwrap();
+
+            let theirs_verifier = StandardVerifier::new(&ours.verifier().to_text()).unwrap();
+            let parsed = Note::from_bytes(note.as_bytes()).unwrap();
+            let (verified, _) = parsed
+                .verify(&VerifierList::new(vec![Box::new(theirs_verifier)]))
+                .unwrap();
+            proptest::prop_assert_eq!(verified.len(), 1);
+
+            let theirs_signer = StandardSigner::new(&ours.to_text()).unwrap();
+            let mut theirs = Note::new(text.as_bytes(), &[]).unwrap();
+            theirs.add_sigs(&[&theirs_signer]).unwrap();
+            let theirs = String::from_utf8(theirs.to_bytes()).unwrap();
+            proptest::prop_assert_eq!(ours.verifier().open(&theirs).unwrap(), text.as_str());
+            proptest::prop_assert_eq!(theirs, note);
+        }
+    }
+
     #[test]
     fn text_without_final_newline_is_not_signed() {
         let s = Signer::generate("k").unwrap();
