@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::customer::{new_commitment_salt, Customer, CustomerKind, CustomerStatus};
-use crate::ledger::entry::{CustomerRef, Entry, Event};
+use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::store::{SledStore, Store};
 
@@ -78,15 +78,7 @@ fn sample(writer: usize, seq: u64) -> (Customer, Entry) {
         updated_by: "spiffe://warden.bench/kyc/bench".into(),
         commitment_salt: new_commitment_salt(),
     };
-    let e = Entry::new(
-        c.updated_at,
-        &c.updated_by,
-        "",
-        Event::CustomerRegistered {
-            customer: CustomerRef::of(&c),
-            status: "VERIFIED".into(),
-        },
-    );
+    let e = crate::ledger::entry::customer_entry(&c, &c.updated_by);
     (c, e)
 }
 

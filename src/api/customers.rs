@@ -12,7 +12,6 @@ use crate::domain::customer::{
     check_country, check_identifier, check_text, new_commitment_salt, Customer, CustomerStatus,
     FieldViolation,
 };
-use crate::ledger::entry::{CustomerRef, Entry, Event};
 use crate::proto;
 use crate::proto::customers_server::Customers;
 
@@ -82,15 +81,7 @@ impl Customers for CustomersService {
             updated_by: who.spiffe_id.clone(),
             commitment_salt: new_commitment_salt(),
         };
-        let entry = Entry::new(
-            customer.updated_at,
-            &who.spiffe_id,
-            "",
-            Event::CustomerRegistered {
-                customer: CustomerRef::of(&customer),
-                status: customer.status.as_str().into(),
-            },
-        );
+        let entry = crate::ledger::entry::customer_entry(&customer, &who.spiffe_id);
         self.app
             .store
             .put_customer(&customer, entry)
@@ -169,15 +160,7 @@ impl Customers for CustomersService {
             commitment_salt: new_commitment_salt(),
             ..current
         };
-        let entry = Entry::new(
-            next.updated_at,
-            &who.spiffe_id,
-            "",
-            Event::CustomerStatusChanged {
-                customer: CustomerRef::of(&next),
-                status: next.status.as_str().into(),
-            },
-        );
+        let entry = crate::ledger::entry::customer_entry(&next, &who.spiffe_id);
         self.app
             .store
             .put_customer(&next, entry)

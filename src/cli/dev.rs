@@ -225,15 +225,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             updated_by: "warden-dev".into(),
             commitment_salt: crate::domain::customer::new_commitment_salt(),
         };
-        let entry = crate::ledger::entry::Entry::new(
-            customer.updated_at,
-            &customer.updated_by,
-            "",
-            crate::ledger::entry::Event::CustomerRegistered {
-                customer: crate::ledger::entry::CustomerRef::of(&customer),
-                status: customer.status.as_str().into(),
-            },
-        );
+        let entry = crate::ledger::entry::customer_entry(&customer, &customer.updated_by);
         app.store.put_customer(&customer, entry).await?;
     }
     if args.prepare_only {

@@ -84,6 +84,25 @@ impl CustomerRef {
     }
 }
 
+/// The entry for a new customer version: registered when it is version 1,
+/// a status change otherwise.
+pub fn customer_entry(customer: &Customer, principal: &str) -> Entry {
+    let customer_ref = CustomerRef::of(customer);
+    let status = customer.status.as_str().to_string();
+    let event = if customer.version == 1 {
+        Event::CustomerRegistered {
+            customer: customer_ref,
+            status,
+        }
+    } else {
+        Event::CustomerStatusChanged {
+            customer: customer_ref,
+            status,
+        }
+    };
+    Entry::new(customer.updated_at, principal, "", event)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateRef {

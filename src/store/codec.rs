@@ -9,25 +9,15 @@ use super::StoreError;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let json = serde_json::to_vec(value).map_err(|e| StoreError::Io(e.to_string()))?;
-    let mut out = Vec::with_capacity(json.len() + 4);
-    out.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-    out.extend_from_slice(&json);
-    Ok(out)
+    Ok(encode_raw(&json))
 }
 
 pub fn decode<T: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<T, StoreError> {
-    let corrupt = |detail: &str| StoreError::Corrupt {
+    let json = decode_raw(key, raw)?;
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
-        detail: detail.to_string(),
-    };
-    if raw.len() < 4 {
-        return Err(corrupt("value shorter than its checksum"));
-    }
-    let (sum, json) = raw.split_at(4);
-    if sum != crc32fast::hash(json).to_le_bytes() {
-        return Err(corrupt("checksum mismatch"));
-    }
-    serde_json::from_slice(json).map_err(|e| corrupt(&e.to_string()))
+        detail: e.to_string(),
+    })
 }
 
 /// Frames raw bytes (ledger entries, which are hashed exactly as stored).
