@@ -39,7 +39,7 @@ impl Role {
         Role::Admin,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Role::Scheduler => "scheduler",
             Role::Kyc => "kyc",

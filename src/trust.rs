@@ -89,26 +89,29 @@ impl TrustState {
         }
     }
 
-    /// Input checks on a `certificate_chain` field (size, count, PEM/DER
-    /// form); a failure is a caller error, not a denial.
-    pub fn check_input(&self, chain_pem: &str) -> Result<(), String> {
-        self.verifier
+    /// Verifies a PEM chain at `now` and returns the model facts or every
+    /// certificate problem. The chain is decoded once; if it cannot be
+    /// decoded at all (size, count, PEM or DER form) that is the caller's
+    /// input error, returned as `Err` with a description, not a denial.
+    pub fn check(&self, chain_pem: &str, now: UnixMillis) -> Result<CertificateOutcome, String> {
+        let certs = self
+            .verifier
             .parse_chain(chain_pem)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Verifies a chain at `now` and returns the model facts or every
-    /// certificate problem.
-    pub fn check(&self, chain_pem: &str, now: UnixMillis) -> Result<CertificateOutcome, Reason> {
-        let secs = u64::try_from(now.div_euclid(1000)).map_err(|_| {
-            Reason::new(ReasonCode::CertMalformed, "clock is before the Unix epoch")
-        })?;
+            .map_err(|e| e.to_string())?;
+        let Ok(secs) = u64::try_from(now.div_euclid(1000)) else {
+            return Ok(CertificateOutcome {
+                model: None,
+                problems: vec![Reason::new(
+                    ReasonCode::CertMalformed,
+                    "clock is before the Unix epoch",
+                )],
+            });
+        };
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
         let bundle = self.snapshot();
         let check = self
             .verifier
-            .verify(&bundle, chain_pem, time, &self.profile);
+            .verify_der(&bundle, &certs, time, &self.profile);
         let problems = check
             .problems
             .iter()

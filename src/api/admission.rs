@@ -78,9 +78,9 @@ impl AdmissionService {
             self.app
                 .trust
                 .check(&chain, now)
-                .unwrap_or_else(|problem| CertificateOutcome {
+                .unwrap_or_else(|input| CertificateOutcome {
                     model: None,
-                    problems: vec![problem],
+                    problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
                 });
         let customer = self.app.store.customer(&d.customer_id)?;
         let reasons = decide(&AdmissionInput {
@@ -232,20 +232,12 @@ impl Admission for AdmissionService {
             check_workload(&workload, &mut v);
         }
         let now = now_millis();
-        let certificate = match self.app.trust.check_input(&certificate_chain) {
+        let certificate = match self.app.trust.check(&certificate_chain, now) {
             Err(description) => {
                 v.push(FieldViolation::new("certificate_chain", description));
                 None
             }
-            Ok(()) => Some(
-                self.app
-                    .trust
-                    .check(&certificate_chain, now)
-                    .unwrap_or_else(|problem| CertificateOutcome {
-                        model: None,
-                        problems: vec![problem],
-                    }),
-            ),
+            Ok(outcome) => Some(outcome),
         };
         ApiError::check(v)?;
         let Some(certificate) = certificate else {

@@ -46,7 +46,6 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(what) => {
                 ApiError::AlreadyExists(format!("{what} already exists"))
             }
-            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(what) => {
                 ApiError::Aborted(format!("{what} was changed concurrently; retry"))
             }

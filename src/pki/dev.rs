@@ -28,15 +28,8 @@ use crate::pki::profile::{EvaluationClaims, EvaluationResult, Field, Profile, Re
 use crate::pki::verify::TrustBundle;
 use crate::pki::PkiError;
 
-/// Roles that get a dev client certificate.
-pub const ROLES: [&str; 6] = [
-    "scheduler",
-    "kyc",
-    "authority",
-    "operator",
-    "auditor",
-    "admin",
-];
+/// Roles that get a dev client certificate: every role warden knows.
+pub const ROLES: [crate::auth::Role; 6] = crate::auth::Role::ALL;
 /// SPIFFE trust domain of the dev client certificates.
 pub const DEV_TRUST_DOMAIN: &str = "warden.dev";
 /// Workload name used in the dev client certificates' SPIFFE IDs.

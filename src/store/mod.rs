@@ -35,8 +35,6 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0} was changed concurrently; retry")]
     Conflict(String),
-    #[error("{0} not found")]
-    NotFound(String),
     #[error("store is locked by another process (one warden per data directory): {0}")]
     Locked(String),
 }
@@ -138,7 +136,6 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Deployment>, StoreError>;
-    fn decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     /// A certificate chain by the SHA-256 of its PEM text.
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
 

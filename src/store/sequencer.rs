@@ -81,18 +81,10 @@ pub(crate) enum Mutation {
     },
 }
 
-/// What an append did.
-#[derive(Debug)]
-pub(crate) struct Applied {
-    pub admission: Option<AdmitRecorded>,
-    /// The entry's index; `None` when nothing was appended (a replay).
-    pub ledger_index: Option<u64>,
-}
-
 struct Append {
     mutation: Mutation,
     entry: Entry,
-    reply: oneshot::Sender<Result<Applied, StoreError>>,
+    reply: oneshot::Sender<Result<AdmitRecorded, StoreError>>,
 }
 
 /// The latest signed checkpoint, shared with readers.
@@ -115,10 +107,17 @@ const QUEUE: usize = 16_384;
 /// The most appends one transaction takes.
 const MAX_BATCH: usize = 4_096;
 
-pub(crate) fn customer_key(id: &str, version: u64) -> Vec<u8> {
+/// Customer versions are keyed `id 0x00 version(u64 big endian)`, so the
+/// versions of one customer are adjacent and ordered under this prefix.
+pub(crate) fn customer_prefix(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(id.len() + 9);
     k.extend_from_slice(id.as_bytes());
     k.push(0);
+    k
+}
+
+fn customer_key(id: &str, version: u64) -> Vec<u8> {
+    let mut k = customer_prefix(id);
     k.extend_from_slice(&version.to_be_bytes());
     k
 }
@@ -217,13 +216,14 @@ impl<'a> Plan<'a> {
 }
 
 /// Checks an append's preconditions and, if they hold, plans its state
-/// change. `Ok(Err(_))` refuses this append alone; `Err(_)` (storage or
-/// corruption) fails the batch.
+/// change, to be recorded at ledger `index`. `Ok(Ok(Some(first)))` is a
+/// replay of an earlier admission (nothing planned); `Ok(Err(_))` refuses
+/// this append alone; `Err(_)` (storage or corruption) fails the batch.
 fn apply(
     plan: &mut Plan<'_>,
     m: &Mutation,
     index: u64,
-) -> Result<Result<Option<AdmitRecorded>, StoreError>, StoreError> {
+) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
     match m {
         Mutation::PutCustomer(c) => {
             let key = customer_key(&c.customer_id, c.version);
@@ -261,7 +261,7 @@ fn apply(
                             detail: "request id points at a missing decision".into(),
                         }
                     })?;
-                return Ok(Ok(Some(AdmitRecorded::Replay(Box::new(first)))));
+                return Ok(Ok(Some(Box::new(first))));
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
@@ -288,7 +288,7 @@ fn apply(
                     }
                 }
             }
-            Ok(Ok(Some(AdmitRecorded::New(index))))
+            Ok(Ok(None))
         }
         Mutation::UpdateDeployment {
             before,
@@ -316,13 +316,13 @@ fn apply(
     }
 }
 
-type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+type Reply = oneshot::Sender<Result<AdmitRecorded, StoreError>>;
 
 /// Waiters whose entries are durable and covered by `checkpoint`, which is
 /// signed but not yet persisted: they are answered once it is.
 struct Unpersisted {
     checkpoint: SignedCheckpoint,
-    waiters: Vec<(Reply, Result<Applied, StoreError>)>,
+    waiters: Vec<(Reply, Result<AdmitRecorded, StoreError>)>,
 }
 
 impl Sequencer {
@@ -444,7 +444,7 @@ impl Sequencer {
         &self,
         mutation: Mutation,
         entry: Entry,
-    ) -> Result<Applied, StoreError> {
+    ) -> Result<AdmitRecorded, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Append {
@@ -459,7 +459,7 @@ impl Sequencer {
     }
 }
 
-type Outcomes = Vec<Result<Applied, StoreError>>;
+type Outcomes = Vec<Result<AdmitRecorded, StoreError>>;
 
 fn publish(latest: &RwLock<SignedCheckpoint>, checkpoint: SignedCheckpoint) {
     match latest.write() {
@@ -507,11 +507,8 @@ fn commit_batch(
     let mut outcomes: Outcomes = Vec::with_capacity(batch.len());
     for (mutation, entry) in batch {
         match apply(&mut plan, mutation, n)? {
-            Ok(Some(AdmitRecorded::Replay(first))) => outcomes.push(Ok(Applied {
-                admission: Some(AdmitRecorded::Replay(first)),
-                ledger_index: None,
-            })),
-            Ok(admission) => {
+            Ok(Some(first)) => outcomes.push(Ok(AdmitRecorded::Replay(first))),
+            Ok(None) => {
                 let bytes = entry.to_bytes();
                 let overlay = tree::Overlay::new(&stored, first_hash_index, &pending);
                 let hashes =
@@ -519,10 +516,7 @@ fn commit_batch(
                         .map_err(io)?;
                 pending.extend(hashes);
                 plan.put(t::ENTRIES, n.to_be_bytes().to_vec(), encode_raw(&bytes));
-                outcomes.push(Ok(Applied {
-                    admission,
-                    ledger_index: Some(n),
-                }));
+                outcomes.push(Ok(AdmitRecorded::New(n)));
                 n += 1;
             }
             Err(e) => outcomes.push(Err(e)),

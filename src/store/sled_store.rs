@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 use super::codec::{decode, decode_raw};
 use super::sequencer::{
-    t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT, META_SIZE,
+    customer_prefix, t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT,
+    META_SIZE,
 };
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
 use crate::domain::customer::Customer;
@@ -23,7 +24,6 @@ use crate::ledger::note::Signer;
 use crate::ledger::tree::{self, Hash};
 
 pub struct SledStore {
-    db: sled::Db,
     trees: Arc<[sled::Tree]>,
     sequencer: Sequencer,
     latest: Arc<RwLock<SignedCheckpoint>>,
@@ -33,14 +33,19 @@ fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-fn customer_prefix(id: &str) -> Vec<u8> {
-    let mut k = id.as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
 fn be_u64(v: &[u8]) -> Option<u64> {
     v.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The index of an appended entry. Only admissions can be replays; a
+/// replay here would mean a change went unrecorded, so it is an error.
+fn appended(outcome: AdmitRecorded) -> Result<u64, StoreError> {
+    match outcome {
+        AdmitRecorded::New(index) => Ok(index),
+        AdmitRecorded::Replay(_) => Err(StoreError::Io(
+            "a state change was answered as a replay; nothing was recorded".into(),
+        )),
+    }
 }
 
 /// Why the stored ledger cannot be trusted; warden refuses to start.
@@ -78,7 +83,6 @@ impl SledStore {
         let latest = Arc::new(RwLock::new(checkpoint));
         let sequencer = Sequencer::spawn(db.clone(), trees.clone(), signer, size, latest.clone());
         Ok(Self {
-            db,
             trees,
             sequencer,
             latest,
@@ -98,11 +102,6 @@ impl SledStore {
             Some(raw) => decode(key, &raw).map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Total bytes on disk, for diagnostics.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().map_err(io)
     }
 }
 
@@ -235,9 +234,7 @@ impl Store for SledStore {
             .sequencer
             .submit(Mutation::PutCustomer(customer.clone()), entry)
             .await?;
-        applied
-            .ledger_index
-            .ok_or_else(|| StoreError::Io("customer change recorded without an entry".into()))
+        appended(applied)
     }
 
     async fn record_admission(
@@ -258,11 +255,7 @@ impl Store for SledStore {
                 entry,
             )
             .await?;
-        match (applied.admission, applied.ledger_index) {
-            (Some(AdmitRecorded::Replay(first)), _) => Ok(AdmitRecorded::Replay(first)),
-            (_, Some(index)) => Ok(AdmitRecorded::New(index)),
-            _ => Err(StoreError::Io("admission recorded without an entry".into())),
-        }
+        Ok(applied)
     }
 
     async fn update_deployment(
@@ -283,9 +276,7 @@ impl Store for SledStore {
                 entry,
             )
             .await?;
-        applied
-            .ledger_index
-            .ok_or_else(|| StoreError::Io("deployment change recorded without an entry".into()))
+        appended(applied)
     }
 
     fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
@@ -330,10 +321,6 @@ impl Store for SledStore {
             }
         }
         Ok(out)
-    }
-
-    fn decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
-        self.get(t::DECISIONS, decision_id.as_bytes())
     }
 
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use warden::auth::Role;
 use warden::config::{
     AdmissionConfig, Config, LedgerConfig, LicenceConfig, TlsConfig, TrustConfig,
 };
@@ -22,13 +23,14 @@ use warden::proto::customers_client::CustomersClient;
 use warden::proto::trust_client::TrustClient;
 
 pub const TRUST_DOMAIN: &str = "warden.test";
+/// Every role, by name: the roles warden itself defines.
 pub const ROLES: [&str; 6] = [
-    "scheduler",
-    "kyc",
-    "authority",
-    "operator",
-    "auditor",
-    "admin",
+    Role::Scheduler.as_str(),
+    Role::Kyc.as_str(),
+    Role::Authority.as_str(),
+    Role::Operator.as_str(),
+    Role::Auditor.as_str(),
+    Role::Admin.as_str(),
 ];
 
 /// Everything on disk a server needs, kept for the life of a test so the
@@ -281,9 +283,4 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-/// Path of a file under the environment's directory.
-pub fn file(env: &TestEnv, rel: &str) -> PathBuf {
-    env.path().join(rel)
 }
