@@ -5,8 +5,8 @@
 //! `ledger` measures durable appends through the real store (sequencer,
 //! sled transaction, RFC 6962 stored hashes, flush, signed checkpoint) and,
 //! beside it, the floor of the same machine: the same bytes in the same
-//! group-commit batches written to sled and flushed, with no hashing, tree
-//! or signing.
+//! group-commit batches and the same layout written to sled and flushed,
+//! with no checks, hashing, tree or signing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,11 +136,18 @@ impl Floor {
                 next_index += batch.len() as u64;
                 let done = tokio::task::spawn_blocking(move || {
                     use sled::Transactional as _;
+                    // The ledger's layout: a key per customer, one value
+                    // for the batch's entries.
+                    let mut entries = Vec::new();
+                    for (_, _, entry, _) in &batch {
+                        entries.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+                        entries.extend_from_slice(entry);
+                    }
                     let r = trees.transaction(|txs| {
-                        for (i, (key, value, entry, _)) in batch.iter().enumerate() {
+                        for (key, value, _, _) in &batch {
                             txs[0].insert(key.as_slice(), value.as_slice())?;
-                            txs[1].insert(&(start + i as u64).to_be_bytes(), entry.as_slice())?;
                         }
+                        txs[1].insert(&start.to_be_bytes(), entries.as_slice())?;
                         Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
                     });
                     let ok = r.is_ok() && db.flush().is_ok();
@@ -275,13 +282,16 @@ fn write_results(out: &Path, command: &str, rows: &[Row]) -> anyhow::Result<()> 
     let when = crate::api::convert::rfc3339(crate::api::now_millis());
     let mut md = format!(
         "# Ledger append benchmark\n\n\
-         Durable appends through the sequencer: per batch, one sled transaction with the \
-         state changes, the entries, the RFC 6962 stored hashes and the previous batch's \
-         checkpoint, one flush, then the new tree is signed; a caller is answered once the \
-         checkpoint covering its entry is persisted (by the next batch's flush, or at once \
-         when idle). The floor: the same bytes in the same group-commit batches, one \
-         transaction and one flush per batch, answered at once, with no hashing, tree or \
-         signing.\n\n\
+         Durable appends through the sequencer. A planner thread checks each batch, \
+         encodes it and computes its RFC 6962 stored hashes and root while the batch \
+         before it commits; a committer thread writes the batch (state changes, the \
+         entries as one value, the stored hashes as one value, and the previous batch's \
+         checkpoint) in one sled transaction, flushes, then signs the new tree. A caller is \
+         answered once the checkpoint covering its entry is persisted (by the next batch's \
+         flush, or at once when idle). The floor: the same bytes in the same group-commit \
+         batches and the same layout (a key per customer, one value for the batch's \
+         entries), one transaction and one flush per batch, answered at once, with no \
+         checks, hashing, tree or signing.\n\n\
          - machine: {cores} cores\n- run: {when}\n- command: `{command}`\n\n\
          | target | writers | appends | appends/s | p50 ms | p99 ms | max ms |\n\
          |---|---:|---:|---:|---:|---:|---:|\n"

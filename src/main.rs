@@ -2,6 +2,10 @@
 //! All logic lives in the library.
 
 use clap::Parser as _;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use tracing_subscriber::EnvFilter;
 use warden::cli::{Cli, LogFormatArg};
 

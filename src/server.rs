@@ -30,6 +30,10 @@ use crate::trust::TrustState;
 /// Largest request or response message accepted (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long `serve` waits, after the last call ended, for the store to
+/// persist its last checkpoint and release the data directory.
+const STORE_CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot read {what} from {path}: {source}")]
@@ -127,6 +131,9 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServerError::Transport(e.to_string()))?;
 
+    // Fires once the store has persisted its last checkpoint and let go of
+    // the data directory; the services hold the only other handles.
+    let store_closed = app.store.closed();
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "warden serving (mTLS)");
     let result = tonic::transport::Server::builder()
@@ -146,8 +153,7 @@ pub async fn serve(
         )
         .add_service(LedgerServer::new(LedgerService::new(app.clone())))
         .add_service(
-            TrustServer::new(TrustService::new(app.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            TrustServer::new(TrustService::new(app)).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
@@ -155,6 +161,15 @@ pub async fn serve(
     health
         .set_not_serving::<AdmissionServer<AdmissionService>>()
         .await;
+    // Every service (and with it the store) is dropped once the server
+    // future has returned; wait until the store has finished, so the data
+    // directory can be opened again as soon as `serve` returns.
+    if tokio::time::timeout(STORE_CLOSE_LIMIT, store_closed.cancelled())
+        .await
+        .is_err()
+    {
+        tracing::warn!("store still open after shutdown; a call may still be holding it");
+    }
     tracing::info!("warden stopped");
     result
 }

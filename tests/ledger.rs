@@ -243,6 +243,40 @@ fn framed(bytes: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Every stored ledger entry, in order. Entries are stored one value per
+/// batch, keyed by the index of the batch's first entry (big endian); the
+/// value is framed, and holds each entry as a 4-byte little-endian length
+/// and its bytes.
+fn stored_entries(tree: &sled::Tree) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item.unwrap();
+        assert_eq!(
+            u64::from_be_bytes(k.as_ref().try_into().unwrap()),
+            out.len() as u64
+        );
+        let mut rest = &v[4..];
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
+        }
+    }
+    out
+}
+
+/// Rewrites the stored entries as one batch, checksum and all, as a forger
+/// with write access to the data directory would.
+fn store_entries(tree: &sled::Tree, entries: &[Vec<u8>]) {
+    let mut batch = Vec::new();
+    for e in entries {
+        batch.extend_from_slice(&u32::try_from(e.len()).unwrap().to_le_bytes());
+        batch.extend_from_slice(e);
+    }
+    tree.clear().unwrap();
+    tree.insert(0u64.to_be_bytes(), framed(&batch)).unwrap();
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -863,7 +897,7 @@ async fn start_after_tampering(tamper: impl FnOnce(&[sled::Tree])) -> String {
             .iter()
             .map(|n| db.open_tree(n).unwrap())
             .collect();
-        assert_eq!(trees[0].len(), 5);
+        assert_eq!(stored_entries(&trees[0]).len(), 5);
         tamper(&trees);
         db.flush().unwrap();
     }
@@ -876,15 +910,14 @@ async fn start_after_tampering(tamper: impl FnOnce(&[sled::Tree])) -> String {
 #[tokio::test]
 async fn start_up_refuses_an_edited_entry_even_with_a_fixed_up_checksum() {
     let err = start_after_tampering(|t| {
-        let key = 2u64.to_be_bytes();
-        let raw = t[0].get(key).unwrap().unwrap().to_vec();
-        let mut json = raw[4..].to_vec();
+        let mut entries = stored_entries(&t[0]);
+        let json = &mut entries[2];
         // Backdate the entry by flipping one digit of its time: the entry
         // still parses, and the checksum is fixed up to match.
-        let at = find(&json, b"\"at\":") + 8;
+        let at = find(json, b"\"at\":") + 8;
         json[at] = if json[at] == b'0' { b'1' } else { b'0' };
-        Entry::from_bytes(&json).unwrap();
-        t[0].insert(key, framed(&json)).unwrap();
+        Entry::from_bytes(json).unwrap();
+        store_entries(&t[0], &entries);
     })
     .await;
     assert!(err.contains("ledger"), "{err}");
@@ -900,17 +933,16 @@ async fn start_up_refuses_an_edited_entry_even_with_every_stored_hash_recomputed
     // The forger rewrites an entry and recomputes the whole tree; only the
     // signed checkpoint, which they cannot re-sign, still tells.
     let err = start_after_tampering(|t| {
-        let key = 2u64.to_be_bytes();
-        let raw = t[0].get(key).unwrap().unwrap().to_vec();
-        let json = String::from_utf8(raw[4..].to_vec())
+        let mut entries = stored_entries(&t[0]);
+        let json = String::from_utf8(entries[2].clone())
             .unwrap()
             .replace("\"status\":\"PENDING\"", "\"status\":\"VERIFIED\"");
         assert!(json.contains("VERIFIED"));
-        t[0].insert(key, framed(json.as_bytes())).unwrap();
+        entries[2] = json.into_bytes();
+        store_entries(&t[0], &entries);
         let mut tree = MemoryTree::new();
-        for item in t[0].iter() {
-            let (_, v) = item.unwrap();
-            tree.append_data(&v[4..]).unwrap();
+        for e in &entries {
+            tree.append_data(e).unwrap();
         }
         // Stored hashes are kept one value per batch, keyed by the stored
         // index of the batch's first hash; the forger rewrites them all as
@@ -951,7 +983,9 @@ async fn start_up_refuses_an_edited_stored_hash() {
 #[tokio::test]
 async fn start_up_refuses_a_log_rolled_back_behind_its_checkpoint() {
     let err = start_after_tampering(|t| {
-        t[0].remove(4u64.to_be_bytes()).unwrap().unwrap();
+        let mut entries = stored_entries(&t[0]);
+        entries.pop().unwrap();
+        store_entries(&t[0], &entries);
         t[2].insert("size", &4u64.to_be_bytes()).unwrap();
     })
     .await;

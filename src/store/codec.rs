@@ -44,9 +44,57 @@ pub fn decode_raw<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StoreError>
     Ok(bytes)
 }
 
+/// Appends one ledger entry to a batch value under construction: a
+/// 4-byte little-endian length, then the entry's bytes. The finished batch
+/// is framed with [`encode_raw`].
+pub fn push_entry(batch: &mut Vec<u8>, entry: &[u8]) -> Result<(), StoreError> {
+    let len = u32::try_from(entry.len())
+        .map_err(|_| StoreError::Io("ledger entry larger than 4 GiB".into()))?;
+    batch.extend_from_slice(&len.to_le_bytes());
+    batch.extend_from_slice(entry);
+    Ok(())
+}
+
+/// The entries of a batch value (checksum checked), in order.
+pub fn decode_entries<'a>(key: &[u8], raw: &'a [u8]) -> Result<Vec<&'a [u8]>, StoreError> {
+    let mut rest = decode_raw(key, raw)?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let truncated = || StoreError::Corrupt {
+            key: hex::encode(key),
+            detail: "ledger entry batch is truncated".into(),
+        };
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| truncated())?;
+        if tail.len() < len {
+            return Err(truncated());
+        }
+        let (entry, tail) = tail.split_at(len);
+        out.push(entry);
+        rest = tail;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_batches_round_trip_and_refuse_truncation() {
+        let mut batch = Vec::new();
+        for e in [&b"{\"v\":1}"[..], b"", b"third"] {
+            push_entry(&mut batch, e).unwrap();
+        }
+        let raw = encode_raw(&batch);
+        let entries = decode_entries(b"k", &raw).unwrap();
+        assert_eq!(entries, vec![&b"{\"v\":1}"[..], b"", b"third"]);
+        let cut = encode_raw(&batch[..batch.len() - 1]);
+        assert!(matches!(
+            decode_entries(b"k", &cut),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 
     #[test]
     fn a_flipped_byte_is_reported_as_corruption() {

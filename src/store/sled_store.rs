@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::codec::{decode, decode_raw};
+use super::codec::{decode, decode_entries};
 use super::sequencer::{
     customer_prefix, t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT,
     META_SIZE,
@@ -81,7 +81,7 @@ impl SledStore {
         let signer = Arc::new(ledger_signer);
         let (size, checkpoint) = verify_ledger(&db, &trees, &signer)?;
         let latest = Arc::new(RwLock::new(checkpoint));
-        let sequencer = Sequencer::spawn(db.clone(), trees.clone(), signer, size, latest.clone());
+        let sequencer = Sequencer::spawn(db.clone(), trees.clone(), signer, size, latest.clone())?;
         Ok(Self {
             trees,
             sequencer,
@@ -147,19 +147,39 @@ fn verify_ledger(
         }
     }
 
-    // Recompute every stored hash from the entries.
+    // Recompute every stored hash from the entries, batch by batch: each
+    // batch value starts exactly where the previous one ended.
     let mut computed: Vec<Hash> = Vec::new();
-    for i in 0..size {
-        let key = i.to_be_bytes();
-        let raw = trees[t::ENTRIES]
-            .get(key)
-            .map_err(io)?
-            .ok_or_else(|| tampered(format!("ledger entry {i} is missing")))?;
-        let bytes =
-            decode_raw(&key, &raw).map_err(|e| tampered(format!("ledger entry {i}: {e}")))?;
-        let hashes = tree::stored_hashes_for_record_hash(i, tree::leaf_hash(bytes), &computed)
-            .map_err(|e| tampered(e.to_string()))?;
-        computed.extend(hashes);
+    let mut next = 0u64;
+    for item in trees[t::ENTRIES].iter() {
+        let (k, v) = item.map_err(io)?;
+        let start = be_u64(&k).ok_or_else(|| tampered("malformed ledger entry key".into()))?;
+        if start != next {
+            return Err(tampered(format!(
+                "ledger entries are not contiguous at index {start} (expected {next}); \
+                 the ledger was altered"
+            )));
+        }
+        let batch =
+            decode_entries(&k, &v).map_err(|e| tampered(format!("ledger entry {start}: {e}")))?;
+        for bytes in batch {
+            let hashes =
+                tree::stored_hashes_for_record_hash(next, tree::leaf_hash(bytes), &computed)
+                    .map_err(|e| tampered(e.to_string()))?;
+            computed.extend(hashes);
+            next += 1;
+        }
+    }
+    if next != size {
+        return Err(if next < size {
+            tampered(format!(
+                "ledger entry {next} is missing: {next} entries stored, size {size}"
+            ))
+        } else {
+            tampered(format!(
+                "{next} ledger entries stored but the stored size is {size}; the ledger was altered"
+            ))
+        });
     }
     // The stored hashes, batch by batch: each value continues exactly where
     // the previous one ended.
@@ -339,14 +359,32 @@ impl Store for SledStore {
     }
 
     fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        // Entries are stored one value per batch, keyed by the index of the
+        // batch's first entry: start from the batch holding `start`.
         let end = start.saturating_add(count);
-        let mut out = Vec::new();
-        for item in self
+        let first = match self
             .tree(t::ENTRIES)
-            .range(start.to_be_bytes()..end.to_be_bytes())
+            .range(..=start.to_be_bytes())
+            .next_back()
         {
+            Some(item) => item.map_err(io)?.0,
+            None => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for item in self.tree(t::ENTRIES).range(first..) {
             let (k, v) = item.map_err(io)?;
-            out.push(decode_raw(&k, &v)?.to_vec());
+            let first = be_u64(&k).ok_or_else(|| StoreError::Corrupt {
+                key: hex::encode(&k),
+                detail: "malformed ledger entry key".into(),
+            })?;
+            if first >= end {
+                break;
+            }
+            for (index, bytes) in (first..).zip(decode_entries(&k, &v)?) {
+                if (start..end).contains(&index) {
+                    out.push(bytes.to_vec());
+                }
+            }
         }
         Ok(out)
     }
