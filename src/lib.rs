@@ -45,6 +45,7 @@ pub mod digest;
 pub mod domain;
 pub mod ledger;
 pub mod pki;
+pub mod screening;
 pub mod server;
 pub mod store;
 pub mod trust;
