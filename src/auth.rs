@@ -148,9 +148,15 @@ pub const ROLE_TABLE: &[(&str, &[Role])] = &[
         &[Scheduler, Authority, Operator, Auditor],
     ),
     ("/warden.v1.Customers/RegisterCustomer", &[Kyc]),
+    ("/warden.v1.Customers/UpdateCustomer", &[Kyc]),
     ("/warden.v1.Customers/SetCustomerStatus", &[Kyc]),
+    ("/warden.v1.Customers/ResolveScreening", &[Kyc]),
     (
         "/warden.v1.Customers/GetCustomer",
+        &[Kyc, Operator, Auditor],
+    ),
+    (
+        "/warden.v1.Customers/ListCustomers",
         &[Kyc, Operator, Auditor],
     ),
     (
@@ -171,6 +177,7 @@ pub const ROLE_TABLE: &[(&str, &[Role])] = &[
     ),
     ("/warden.v1.Trust/PutCrl", &[Admin]),
     ("/warden.v1.Trust/Reload", &[Admin]),
+    ("/warden.v1.Trust/LoadSanctionsList", &[Admin]),
 ];
 
 /// Services any authenticated caller may use, whatever the role: health

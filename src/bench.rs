@@ -77,8 +77,16 @@ fn sample(writer: usize, seq: u64) -> (Customer, Entry) {
         updated_at: crate::api::now_millis(),
         updated_by: "spiffe://warden.bench/kyc/bench".into(),
         commitment_salt: new_commitment_salt(),
+        details: Default::default(),
+        purged: false,
     };
-    let e = crate::ledger::entry::customer_entry(&c, &c.updated_by);
+    let e = crate::ledger::entry::customer_entry(
+        &c,
+        crate::ledger::entry::CustomerChange::Registered,
+        None,
+        &c.updated_by,
+        "",
+    );
     (c, e)
 }
 
@@ -95,7 +103,7 @@ struct Ledger(SledStore);
 
 impl Target for Ledger {
     async fn append(&self, c: Customer, e: Entry) -> anyhow::Result<()> {
-        self.0.put_customer(&c, e).await?;
+        self.0.put_customer(&c, None, e).await?;
         Ok(())
     }
 }
@@ -250,7 +258,9 @@ async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
     for &writers in &args.writers {
         let dir = base.join(format!("ledger-{writers}"));
         let signer = Signer::generate("warden.bench/ledger")?;
-        let store = Arc::new(Ledger(SledStore::open(&dir, signer)?));
+        let keys =
+            crate::pii::Keyring::parse("bench", &crate::pii::Keyring::new_key_line("bench")?)?;
+        let store = Arc::new(Ledger(SledStore::open(&dir, signer, keys)?));
         let row = drive(store, writers, run, "ledger").await?;
         eprintln!("{row:?}");
         rows.push(row);

@@ -38,6 +38,7 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub licence: LicenceConfig,
     pub ledger: LedgerConfig,
+    pub kyc: KycConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,7 +102,36 @@ pub struct LedgerConfig {
     pub key: PathBuf,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KycConfig {
+    /// PII key file: one AES-256 key per line, `<key-id> <64 hex digits>`;
+    /// the last seals new records (`warden dev` writes one; `warden pii
+    /// rotate` appends a key).
+    pub pii_key_file: PathBuf,
+    /// Sanctions screening: a name scoring at or above this (0-1,
+    /// token-based Jaro-Winkler) is a potential match.
+    #[serde(default = "defaults::screening_threshold")]
+    pub screening_threshold: f64,
+    /// Customers CLOSED for longer than this have their personal data
+    /// purged (versions remain as tombstones with their commitments).
+    #[serde(default = "defaults::retention_days")]
+    pub retention_days: u64,
+    /// How often the retention purge runs.
+    #[serde(default = "defaults::purge_interval_seconds")]
+    pub purge_interval_seconds: u64,
+}
+
 mod defaults {
+    pub fn screening_threshold() -> f64 {
+        crate::screening::DEFAULT_THRESHOLD
+    }
+    pub fn retention_days() -> u64 {
+        5 * 365
+    }
+    pub fn purge_interval_seconds() -> u64 {
+        3_600
+    }
     use std::net::SocketAddr;
 
     pub fn listen() -> SocketAddr {
@@ -150,6 +180,7 @@ impl Config {
             &mut self.trust.dir,
             &mut self.licence.key,
             &mut self.ledger.key,
+            &mut self.kyc.pii_key_file,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -166,6 +197,16 @@ impl Config {
                 "admission.lease_seconds",
                 "must be between 1 and 86400".into(),
             );
+        }
+        let t = self.kyc.screening_threshold;
+        if !(t > 0.5 && t <= 1.0) {
+            err(
+                "kyc.screening_threshold",
+                "must be above 0.5 and at most 1".into(),
+            );
+        }
+        if self.kyc.purge_interval_seconds == 0 {
+            err("kyc.purge_interval_seconds", "must be at least 1".into());
         }
         if self.shutdown_grace_seconds > 3_600 {
             err("shutdown_grace_seconds", "must be at most 3600".into());
@@ -190,6 +231,7 @@ impl Config {
             ("tls.client_ca", &self.tls.client_ca),
             ("licence.key", &self.licence.key),
             ("ledger.key", &self.ledger.key),
+            ("kyc.pii_key_file", &self.kyc.pii_key_file),
         ] {
             if !p.is_file() {
                 err(field, format!("{} is not a readable file", p.display()));
@@ -247,6 +289,9 @@ lease_seconds = 0
 key = "licence.key"
 [ledger]
 key = "ledger.key"
+[kyc]
+pii_key_file = "pii.keys"
+screening_threshold = 2.0
 "#,
         )
         .unwrap();
@@ -261,6 +306,8 @@ key = "ledger.key"
             "licence.key",
             "ledger.key",
             "trust.dir",
+            "kyc.pii_key_file",
+            "kyc.screening_threshold",
         ] {
             assert!(e.contains(f), "{f} missing from: {e}");
         }

@@ -82,14 +82,24 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     let licence_signer = load_signer("licence key", &config.licence.key)?;
     let ledger_signer = load_signer("ledger key", &config.ledger.key)?;
     let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer)?);
+    let keys = crate::pii::Keyring::load(&config.kyc.pii_key_file)
+        .map_err(|e| ServerError::Store(e.into()))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer, keys)?);
+    let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
+        .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;
+    let seconds_to_millis = |s: u64| {
+        i64::try_from(s)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000)
+    };
     Ok(Arc::new(App {
         store,
         trust,
         licence_signer,
-        lease_millis: i64::try_from(config.admission.lease_seconds)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
+        lease_millis: seconds_to_millis(config.admission.lease_seconds),
+        screening,
+        retention_millis: seconds_to_millis(config.kyc.retention_days.saturating_mul(86_400)),
+        purge_interval: Duration::from_secs(config.kyc.purge_interval_seconds),
     }))
 }
 
@@ -132,8 +142,14 @@ pub async fn serve(
         .map_err(|e| ServerError::Transport(e.to_string()))?;
 
     // Fires once the store has persisted its last checkpoint and let go of
-    // the data directory; the services hold the only other handles.
+    // the data directory; the services and the retention task hold the
+    // only other handles.
     let store_closed = app.store.closed();
+    let retention = tokio::spawn(retention_task(
+        app.clone(),
+        format!("spiffe://{}/system/retention", config.tls.trust_domain),
+        shutdown.clone(),
+    ));
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "warden serving (mTLS)");
     let result = tonic::transport::Server::builder()
@@ -153,14 +169,20 @@ pub async fn serve(
         )
         .add_service(LedgerServer::new(LedgerService::new(app.clone())))
         .add_service(
-            TrustServer::new(TrustService::new(app)).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            TrustServer::new(TrustService::new(app))
+                .max_decoding_message_size(crate::api::trust::MAX_LIST_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        )
         .await
         .map_err(|e| ServerError::Transport(e.to_string()));
     health
         .set_not_serving::<AdmissionServer<AdmissionService>>()
         .await;
+    shutdown.cancel();
+    let _ = retention.await;
     // Every service (and with it the store) is dropped once the server
     // future has returned; wait until the store has finished, so the data
     // directory can be opened again as soon as `serve` returns.
@@ -172,6 +194,24 @@ pub async fn serve(
     }
     tracing::info!("warden stopped");
     result
+}
+
+/// Purges the personal data of customers closed for longer than the
+/// retention period: once at start, then every `purge_interval`, until
+/// shutdown.
+async fn retention_task(app: Arc<App>, principal: String, shutdown: CancellationToken) {
+    loop {
+        let now = crate::api::now_millis();
+        match crate::kyc::purge_due(&*app.store, app.retention_millis, &principal, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(customers = n, "retention purged personal data"),
+            Err(e) => tracing::error!(error = %e, "retention purge failed; retrying next interval"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(app.purge_interval) => {}
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown`, then drains for at most the

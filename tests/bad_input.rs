@@ -381,6 +381,7 @@ async fn get_customer(f: &Fixture, id: &str) -> Result<proto::Customer, Status> 
         .await
         .get_customer(proto::GetCustomerRequest {
             customer_id: id.into(),
+            as_of: None,
         })
         .await
         .map(tonic::Response::into_inner)
@@ -393,6 +394,7 @@ fn customer_request(id: &str) -> proto::RegisterCustomerRequest {
         legal_name: format!("{id} GmbH"),
         country: "DE".into(),
         status: proto::CustomerStatus::Pending as i32,
+        details: Some(common::org_details()),
     }
 }
 
@@ -465,6 +467,7 @@ async fn register_customer_with_several_bad_fields_reports_them_all() {
         legal_name: String::new(),
         country: "deu".into(),
         status: proto::CustomerStatus::Closed as i32,
+        details: Some(common::org_details()),
     };
     assert_register_rejected(
         &f,

@@ -121,7 +121,8 @@ fn write_config(env: &TestEnv, addr: SocketAddr) -> PathBuf {
          [trust]\ndir = {}\nrequire_crls = {}\noid_base_arc = \"{}\"\n\
          [admission]\nlease_seconds = {}\n\
          [licence]\nkey = {}\n\
-         [ledger]\nkey = {}\n",
+         [ledger]\nkey = {}\n\
+         [kyc]\npii_key_file = {}\n",
         toml_str(&c.data_dir),
         c.shutdown_grace_seconds,
         toml_str(&c.tls.cert),
@@ -134,6 +135,7 @@ fn write_config(env: &TestEnv, addr: SocketAddr) -> PathBuf {
         c.admission.lease_seconds,
         toml_str(&c.licence.key),
         toml_str(&c.ledger.key),
+        toml_str(&c.kyc.pii_key_file),
     );
     let path = env.path().join("crash.toml");
     std::fs::write(&path, text).unwrap();
@@ -653,6 +655,7 @@ async fn acknowledged_decisions_survive_repeated_sigkill_under_load() {
                     legal_name: "Crash Co Ltd".into(),
                     country: "DE".into(),
                     status: proto::CustomerStatus::Verified as i32,
+                    details: Some(common::org_details()),
                 }),
             )
             .await

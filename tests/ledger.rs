@@ -193,6 +193,7 @@ async fn register_as(
             legal_name: legal_name.into(),
             country: "DE".into(),
             status: status as i32,
+            details: Some(common::org_details()),
         })
         .await
         .unwrap()
@@ -318,7 +319,10 @@ async fn every_write_appends_exactly_one_entry_with_kind_principal_time_request_
     assert_eq!(e.request_id, "");
     assert_eq!(e.at, millis(c1.updated_at.as_ref().unwrap()));
     assert!(e.at >= t0 && e.at <= now_ms());
-    let Event::CustomerRegistered { customer, status } = e.event else {
+    let Event::CustomerRegistered {
+        customer, status, ..
+    } = e.event
+    else {
         panic!("expected customer_registered, got {:?}", e.event)
     };
     assert_customer_ref(&customer, "acme", 1);
@@ -551,6 +555,7 @@ async fn every_write_appends_exactly_one_entry_with_kind_principal_time_request_
             legal_name: "Beta".into(),
             country: "Germany".into(),
             status: 0,
+            details: Some(common::org_details()),
         })
         .await
         .unwrap_err();

@@ -229,6 +229,7 @@ async fn try_register(channel: Channel, id: &str) -> Result<proto::Customer, Sta
             legal_name: format!("{id} Ltd"),
             country: "DE".into(),
             status: proto::CustomerStatus::Verified as i32,
+            details: Some(common::org_details()),
         })
         .await
         .map(tonic::Response::into_inner)
@@ -241,6 +242,7 @@ async fn assert_customer_absent(env: &TestEnv, server: &TestServer, id: &str) {
         .await
         .get_customer(proto::GetCustomerRequest {
             customer_id: id.into(),
+            as_of: None,
         })
         .await
         .unwrap_err();

@@ -83,11 +83,13 @@ impl AdmissionService {
                     problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
                 });
         let customer = self.app.store.customer(&d.customer_id)?;
+        let screening = self.app.store.screening(&d.customer_id)?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &d.model_digest,
             customer: customer.as_ref(),
             customer_id: &d.customer_id,
+            screening: screening.as_ref(),
             workload,
         });
         Ok((reasons, customer))
@@ -249,11 +251,17 @@ impl Admission for AdmissionService {
             .store
             .customer(&customer_id)
             .map_err(ApiError::from)?;
+        let screening = self
+            .app
+            .store
+            .screening(&customer_id)
+            .map_err(ApiError::from)?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &model_digest,
             customer: customer.as_ref(),
             customer_id: &customer_id,
+            screening: screening.as_ref(),
             workload: &workload,
         });
 

@@ -4,7 +4,10 @@
 
 use prost_types::Timestamp;
 
-use crate::domain::customer::{Customer, CustomerKind, CustomerStatus};
+use crate::domain::customer::{
+    Address, Customer, CustomerDetails, CustomerKind, CustomerStatus, Person, RiskRating,
+    Screening, ScreeningStatus, Verification,
+};
 use crate::domain::deployment::{Deployment, DeploymentState, Workload};
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
@@ -54,6 +57,7 @@ pub fn reason_code(code: ReasonCode) -> proto::ReasonCode {
         ReasonCode::AcceleratorsOutOfScope => P::AcceleratorsOutOfScope,
         ReasonCode::LeaseExpired => P::LeaseExpired,
         ReasonCode::DeploymentNotActive => P::DeploymentNotActive,
+        ReasonCode::ScreeningUnresolved => P::ScreeningUnresolved,
     }
 }
 
@@ -166,7 +170,7 @@ pub fn customer_kind_from_proto(k: proto::CustomerKind) -> Option<CustomerKind> 
     }
 }
 
-pub fn customer_to_proto(c: &Customer) -> proto::Customer {
+pub fn customer_to_proto(c: &Customer, screening: Option<&Screening>) -> proto::Customer {
     proto::Customer {
         customer_id: c.customer_id.clone(),
         kind: match c.kind {
@@ -180,6 +184,191 @@ pub fn customer_to_proto(c: &Customer) -> proto::Customer {
         version: c.version,
         updated_at: Some(timestamp(c.updated_at)),
         updated_by: c.updated_by.clone(),
+        details: (!c.purged).then(|| details_to_proto(&c.details)),
+        screening: screening.map(screening_to_proto),
+        purged: c.purged,
+    }
+}
+
+fn risk_to_proto(r: RiskRating) -> proto::RiskRating {
+    match r {
+        RiskRating::Unspecified => proto::RiskRating::Unspecified,
+        RiskRating::Low => proto::RiskRating::Low,
+        RiskRating::Medium => proto::RiskRating::Medium,
+        RiskRating::High => proto::RiskRating::High,
+    }
+}
+
+fn person_to_proto(p: &Person) -> proto::Person {
+    proto::Person {
+        name: p.name.clone(),
+        nationality: p.nationality.clone(),
+        date_of_birth: p.date_of_birth.clone(),
+        id_number: p.id_number.clone(),
+        id_issuing_country: p.id_issuing_country.clone(),
+        ownership_percent: p.ownership_percent,
+        role: p.role.clone(),
+    }
+}
+
+fn person_from_proto(p: proto::Person) -> Person {
+    let proto::Person {
+        name,
+        nationality,
+        date_of_birth,
+        id_number,
+        id_issuing_country,
+        ownership_percent,
+        role,
+    } = p;
+    Person {
+        name,
+        nationality,
+        date_of_birth,
+        id_number,
+        id_issuing_country,
+        ownership_percent,
+        role,
+    }
+}
+
+pub fn details_to_proto(d: &CustomerDetails) -> proto::CustomerDetails {
+    proto::CustomerDetails {
+        aliases: d.aliases.clone(),
+        date_of_birth: d.date_of_birth.clone(),
+        place_of_birth: d.place_of_birth.clone(),
+        registration_number: d.registration_number.clone(),
+        legal_form: d.legal_form.clone(),
+        jurisdiction: d.jurisdiction.clone(),
+        addresses: d
+            .addresses
+            .iter()
+            .map(|a| proto::Address {
+                lines: a.lines.clone(),
+                city: a.city.clone(),
+                postal_code: a.postal_code.clone(),
+                region: a.region.clone(),
+                country: a.country.clone(),
+            })
+            .collect(),
+        email: d.email.clone(),
+        phone: d.phone.clone(),
+        payment_fingerprint: d.payment_fingerprint.clone(),
+        beneficial_owners: d.beneficial_owners.iter().map(person_to_proto).collect(),
+        key_personnel: d.key_personnel.iter().map(person_to_proto).collect(),
+        declared_purpose: d.declared_purpose.clone(),
+        verification: d.verification.as_ref().map(|v| proto::Verification {
+            method: v.method.clone(),
+            evidence_sha256: v.evidence_sha256.clone(),
+            verified_by: v.verified_by.clone(),
+            verified_at: v.verified_at.map(timestamp),
+        }),
+        risk_rating: risk_to_proto(d.risk_rating) as i32,
+    }
+}
+
+/// The details as given; `Err` names the enum field that is out of range.
+/// Everything else is checked by `validate_identity`.
+pub fn details_from_proto(
+    d: Option<proto::CustomerDetails>,
+) -> Result<CustomerDetails, crate::domain::customer::FieldViolation> {
+    let proto::CustomerDetails {
+        aliases,
+        date_of_birth,
+        place_of_birth,
+        registration_number,
+        legal_form,
+        jurisdiction,
+        addresses,
+        email,
+        phone,
+        payment_fingerprint,
+        beneficial_owners,
+        key_personnel,
+        declared_purpose,
+        verification,
+        risk_rating,
+    } = d.unwrap_or_default();
+    let risk_rating = match proto::RiskRating::try_from(risk_rating) {
+        Ok(proto::RiskRating::Unspecified) => RiskRating::Unspecified,
+        Ok(proto::RiskRating::Low) => RiskRating::Low,
+        Ok(proto::RiskRating::Medium) => RiskRating::Medium,
+        Ok(proto::RiskRating::High) => RiskRating::High,
+        Err(_) => {
+            return Err(crate::domain::customer::FieldViolation::new(
+                "details.risk_rating",
+                "LOW, MEDIUM or HIGH",
+            ))
+        }
+    };
+    Ok(CustomerDetails {
+        aliases,
+        date_of_birth,
+        place_of_birth,
+        registration_number,
+        legal_form,
+        jurisdiction,
+        addresses: addresses
+            .into_iter()
+            .map(|a| Address {
+                lines: a.lines,
+                city: a.city,
+                postal_code: a.postal_code,
+                region: a.region,
+                country: a.country,
+            })
+            .collect(),
+        email,
+        phone,
+        payment_fingerprint,
+        beneficial_owners: beneficial_owners
+            .into_iter()
+            .map(person_from_proto)
+            .collect(),
+        key_personnel: key_personnel.into_iter().map(person_from_proto).collect(),
+        declared_purpose,
+        verification: verification.map(|v| Verification {
+            method: v.method,
+            evidence_sha256: v.evidence_sha256,
+            verified_by: v.verified_by,
+            verified_at: v.verified_at.as_ref().map(millis),
+        }),
+        risk_rating,
+    })
+}
+
+pub fn screening_status(s: ScreeningStatus) -> proto::ScreeningStatus {
+    match s {
+        ScreeningStatus::NotScreened => proto::ScreeningStatus::NotScreened,
+        ScreeningStatus::Clear => proto::ScreeningStatus::Clear,
+        ScreeningStatus::PotentialMatch => proto::ScreeningStatus::PotentialMatch,
+        ScreeningStatus::FalsePositive => proto::ScreeningStatus::FalsePositive,
+        ScreeningStatus::ConfirmedMatch => proto::ScreeningStatus::ConfirmedMatch,
+    }
+}
+
+pub fn screening_to_proto(s: &Screening) -> proto::Screening {
+    proto::Screening {
+        status: screening_status(s.status) as i32,
+        list_name: s.list_name.clone(),
+        list_version: s.list_version.clone(),
+        list_sha256: s.list_sha256.clone(),
+        screened_at: Some(timestamp(s.screened_at)),
+        hits: s
+            .hits
+            .iter()
+            .map(|h| proto::ScreeningHit {
+                entry_id: h.entry_id.clone(),
+                entry_name: h.entry_name.clone(),
+                list_name: h.list_name.clone(),
+                matched_field: h.matched_field.clone(),
+                score: h.score,
+            })
+            .collect(),
+        resolution_note: s.resolution_note.clone(),
+        resolved_by: s.resolved_by.clone(),
+        resolved_at: s.resolved_at.map(timestamp),
+        threshold: s.threshold,
     }
 }
 

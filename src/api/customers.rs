@@ -1,19 +1,28 @@
-//! `Customers`: the KYC onboarding system registers customers and changes
-//! their status; admission reads them. Every change is a new version.
+//! `Customers`: the KYC onboarding system registers and updates customers,
+//! changes their status and resolves screening matches; operators and
+//! auditors read them. Every change is a new version, screened against the
+//! loaded sanctions list, and recorded in the ledger.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{customer_kind_from_proto, customer_status_from_proto, customer_to_proto};
+use super::convert::{
+    customer_kind_from_proto, customer_status_from_proto, customer_to_proto, details_from_proto,
+    millis,
+};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::domain::customer::{
-    check_country, check_identifier, check_text, new_commitment_salt, Customer, CustomerStatus,
-    FieldViolation,
+    check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
+    FieldViolation, ScreeningStatus,
+};
+use crate::ledger::entry::{
+    customer_entry, CustomerChange, CustomerRef, Entry, Event, ScreeningRef,
 };
 use crate::proto;
 use crate::proto::customers_server::Customers;
+use crate::store::CustomerFilter;
 
 pub struct CustomersService {
     app: Arc<App>,
@@ -22,6 +31,33 @@ pub struct CustomersService {
 impl CustomersService {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
+    }
+
+    fn newest(&self, customer_id: &str) -> Result<Customer, ApiError> {
+        self.app
+            .store
+            .customer(customer_id)?
+            .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} not found")))
+    }
+
+    fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
+        let screening = self
+            .app
+            .store
+            .screening(&c.customer_id)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(customer_to_proto(c, screening.as_ref())))
+    }
+}
+
+fn check_note(field: &str, note: &str, required: bool, v: &mut Vec<FieldViolation>) {
+    if required && note.trim().is_empty() {
+        v.push(FieldViolation::new(field, "required"));
+    } else if note.len() > 1024 || note.chars().any(char::is_control) {
+        v.push(FieldViolation::new(
+            field,
+            "at most 1024 bytes without control characters",
+        ));
     }
 }
 
@@ -38,7 +74,9 @@ impl Customers for CustomersService {
             legal_name,
             country,
             status,
+            details,
         } = request.into_inner();
+        let now = now_millis();
         let mut v: Vec<FieldViolation> = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         let kind = proto::CustomerKind::try_from(kind)
@@ -50,8 +88,6 @@ impl Customers for CustomersService {
                 "INDIVIDUAL or ORGANISATION is required",
             ));
         }
-        check_text("legal_name", &legal_name, 512, &mut v);
-        check_country("country", &country, &mut v);
         let status = match proto::CustomerStatus::try_from(status) {
             Ok(proto::CustomerStatus::Unspecified) => Some(CustomerStatus::Pending),
             Ok(s) => customer_status_from_proto(s),
@@ -65,8 +101,26 @@ impl Customers for CustomersService {
             )),
             Some(_) => {}
         }
+        let details = match details_from_proto(details) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                v.push(e);
+                None
+            }
+        };
+        match (kind, &details) {
+            (Some(kind), Some(details)) => {
+                v.extend(validate_identity(kind, &legal_name, &country, details, now));
+            }
+            // Without a kind the details cannot be checked; the fields
+            // every kind has still are.
+            _ => {
+                crate::domain::customer::check_text("legal_name", &legal_name, 512, &mut v);
+                crate::domain::customer::check_iso_country("country", &country, &mut v);
+            }
+        }
         ApiError::check(v)?;
-        let (Some(kind), Some(status)) = (kind, status) else {
+        let (Some(kind), Some(status), Some(details)) = (kind, status, details) else {
             return Err(ApiError::Internal.into());
         };
         let customer = Customer {
@@ -77,35 +131,204 @@ impl Customers for CustomersService {
             status,
             status_reason: String::new(),
             version: 1,
-            updated_at: now_millis(),
+            updated_at: now,
             updated_by: who.spiffe_id.clone(),
             commitment_salt: new_commitment_salt(),
+            details,
+            purged: false,
         };
-        let entry = crate::ledger::entry::customer_entry(&customer, &who.spiffe_id);
+        let screening = self.app.screening.screen(&customer, None, now);
+        let entry = customer_entry(
+            &customer,
+            CustomerChange::Registered,
+            Some(&screening),
+            &who.spiffe_id,
+            "",
+        );
         self.app
             .store
-            .put_customer(&customer, entry)
+            .put_customer(&customer, Some(&screening), entry)
             .await
             .map_err(ApiError::from)?;
-        tracing::info!(customer_id = %customer.customer_id, status = customer.status.as_str(), "customer registered");
-        Ok(Response::new(customer_to_proto(&customer)))
+        tracing::info!(customer_id = %customer.customer_id, status = customer.status.as_str(), screening = screening.status.as_str(), "customer registered");
+        Ok(Response::new(customer_to_proto(
+            &customer,
+            Some(&screening),
+        )))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<proto::UpdateCustomerRequest>,
+    ) -> Result<Response<proto::Customer>, Status> {
+        let who = principal(&request)?;
+        let proto::UpdateCustomerRequest {
+            customer_id,
+            expected_version,
+            legal_name,
+            country,
+            details,
+        } = request.into_inner();
+        let now = now_millis();
+        let mut v = Vec::new();
+        check_identifier("customer_id", &customer_id, &mut v);
+        ApiError::check(v)?;
+        let current = self.newest(&customer_id)?;
+        let mut v = Vec::new();
+        let details = match details_from_proto(details) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                v.push(e);
+                None
+            }
+        };
+        if let Some(d) = &details {
+            v.extend(validate_identity(
+                current.kind,
+                &legal_name,
+                &country,
+                d,
+                now,
+            ));
+        }
+        ApiError::check(v)?;
+        let Some(details) = details else {
+            return Err(ApiError::Internal.into());
+        };
+        if expected_version != 0 && expected_version != current.version {
+            return Err(ApiError::FailedPrecondition(format!(
+                "customer {customer_id} is at version {}, not {expected_version}",
+                current.version
+            ))
+            .into());
+        }
+        if current.status == CustomerStatus::Closed || current.purged {
+            return Err(ApiError::FailedPrecondition(format!(
+                "customer {customer_id} is CLOSED; its record cannot change"
+            ))
+            .into());
+        }
+        let next = Customer {
+            legal_name,
+            country,
+            details,
+            version: current.version + 1,
+            updated_at: now,
+            updated_by: who.spiffe_id.clone(),
+            commitment_salt: new_commitment_salt(),
+            ..current
+        };
+        let previous = self
+            .app
+            .store
+            .screening(&customer_id)
+            .map_err(ApiError::from)?;
+        let screening = self.app.screening.screen(&next, previous.as_ref(), now);
+        let entry = customer_entry(
+            &next,
+            CustomerChange::Updated,
+            Some(&screening),
+            &who.spiffe_id,
+            "",
+        );
+        self.app
+            .store
+            .put_customer(&next, Some(&screening), entry)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(%customer_id, version = next.version, screening = screening.status.as_str(), "customer updated");
+        Ok(Response::new(customer_to_proto(&next, Some(&screening))))
     }
 
     async fn get_customer(
         &self,
         request: Request<proto::GetCustomerRequest>,
     ) -> Result<Response<proto::Customer>, Status> {
-        let proto::GetCustomerRequest { customer_id } = request.into_inner();
+        let proto::GetCustomerRequest { customer_id, as_of } = request.into_inner();
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         ApiError::check(v)?;
-        let c = self
+        let c = match as_of {
+            None => self.newest(&customer_id)?,
+            Some(t) => self
+                .app
+                .store
+                .customer_as_of(&customer_id, millis(&t))
+                .map_err(ApiError::from)?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "customer {customer_id} has no version at or before {}",
+                        super::convert::rfc3339(millis(&t))
+                    ))
+                })?,
+        };
+        self.answer(&c)
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<proto::ListCustomersRequest>,
+    ) -> Result<Response<proto::ListCustomersResponse>, Status> {
+        let proto::ListCustomersRequest {
+            page_size,
+            page_token,
+            status,
+            country,
+        } = request.into_inner();
+        let mut v = Vec::new();
+        let limit = match page_size {
+            0 => 100,
+            1..=1000 => page_size as usize,
+            _ => {
+                v.push(FieldViolation::new("page_size", "at most 1000"));
+                0
+            }
+        };
+        if !page_token.is_empty() {
+            check_identifier("page_token", &page_token, &mut v);
+        }
+        let status = match proto::CustomerStatus::try_from(status) {
+            Ok(proto::CustomerStatus::Unspecified) => None,
+            Ok(s) => customer_status_from_proto(s),
+            Err(_) => {
+                v.push(FieldViolation::new("status", "unknown status"));
+                None
+            }
+        };
+        if !country.is_empty() {
+            crate::domain::customer::check_iso_country("country", &country, &mut v);
+        }
+        ApiError::check(v)?;
+        let filter = CustomerFilter {
+            status,
+            country: (!country.is_empty()).then_some(country),
+        };
+        let after = (!page_token.is_empty()).then_some(page_token.as_str());
+        let page = self
             .app
             .store
-            .customer(&customer_id)
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} not found")))?;
-        Ok(Response::new(customer_to_proto(&c)))
+            .list_customers(&filter, after, limit)
+            .map_err(ApiError::from)?;
+        let next_page_token = if page.len() == limit {
+            page.last()
+                .map(|c| c.customer_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut customers = Vec::with_capacity(page.len());
+        for c in &page {
+            let screening = self
+                .app
+                .store
+                .screening(&c.customer_id)
+                .map_err(ApiError::from)?;
+            customers.push(customer_to_proto(c, screening.as_ref()));
+        }
+        Ok(Response::new(proto::ListCustomersResponse {
+            customers,
+            next_page_token,
+        }))
     }
 
     async fn set_customer_status(
@@ -129,22 +352,12 @@ impl Customers for CustomersService {
                 "PENDING, VERIFIED, SUSPENDED or CLOSED is required",
             ));
         }
-        if reason.len() > 1024 || reason.chars().any(char::is_control) {
-            v.push(FieldViolation::new(
-                "reason",
-                "at most 1024 bytes without control characters",
-            ));
-        }
+        check_note("reason", &reason, false, &mut v);
         ApiError::check(v)?;
         let Some(status) = status else {
             return Err(ApiError::Internal.into());
         };
-        let current = self
-            .app
-            .store
-            .customer(&customer_id)
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} not found")))?;
+        let current = self.newest(&customer_id)?;
         if current.status == CustomerStatus::Closed {
             return Err(ApiError::FailedPrecondition(format!(
                 "customer {customer_id} is CLOSED; a closed customer cannot change status"
@@ -160,13 +373,119 @@ impl Customers for CustomersService {
             commitment_salt: new_commitment_salt(),
             ..current
         };
-        let entry = crate::ledger::entry::customer_entry(&next, &who.spiffe_id);
+        let entry = customer_entry(
+            &next,
+            CustomerChange::StatusChanged,
+            None,
+            &who.spiffe_id,
+            "",
+        );
         self.app
             .store
-            .put_customer(&next, entry)
+            .put_customer(&next, None, entry)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(%customer_id, status = status.as_str(), version = next.version, "customer status changed");
-        Ok(Response::new(customer_to_proto(&next)))
+        self.answer(&next)
+    }
+
+    async fn resolve_screening(
+        &self,
+        request: Request<proto::ResolveScreeningRequest>,
+    ) -> Result<Response<proto::Customer>, Status> {
+        let who = principal(&request)?;
+        let proto::ResolveScreeningRequest {
+            customer_id,
+            resolution,
+            note,
+        } = request.into_inner();
+        let mut v = Vec::new();
+        check_identifier("customer_id", &customer_id, &mut v);
+        let outcome = match proto::ScreeningResolution::try_from(resolution) {
+            Ok(proto::ScreeningResolution::FalsePositive) => Some(ScreeningStatus::FalsePositive),
+            Ok(proto::ScreeningResolution::ConfirmedMatch) => Some(ScreeningStatus::ConfirmedMatch),
+            _ => {
+                v.push(FieldViolation::new(
+                    "resolution",
+                    "FALSE_POSITIVE or CONFIRMED_MATCH is required",
+                ));
+                None
+            }
+        };
+        check_note("note", &note, true, &mut v);
+        ApiError::check(v)?;
+        let Some(outcome) = outcome else {
+            return Err(ApiError::Internal.into());
+        };
+        let now = now_millis();
+        let current = self.newest(&customer_id)?;
+        let screening = self
+            .app
+            .store
+            .screening(&customer_id)
+            .map_err(ApiError::from)?
+            .filter(|s| s.status == ScreeningStatus::PotentialMatch)
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(format!(
+                    "customer {customer_id} has no unresolved potential match"
+                ))
+            })?;
+        let note_sha256 = {
+            use sha2::{Digest as _, Sha256};
+            hex::encode(Sha256::digest(note.as_bytes()))
+        };
+        let mut resolved = crate::domain::customer::Screening {
+            revision: screening.revision + 1,
+            customer_version: current.version,
+            status: outcome,
+            resolution_note: note,
+            resolved_by: who.spiffe_id.clone(),
+            resolved_at: Some(now),
+            ..screening
+        };
+        // A confirmed match suspends the customer in the same commit.
+        let suspended = (outcome == ScreeningStatus::ConfirmedMatch
+            && current.status != CustomerStatus::Suspended
+            && current.status != CustomerStatus::Closed)
+            .then(|| Customer {
+                status: CustomerStatus::Suspended,
+                status_reason: "sanctions match confirmed".into(),
+                version: current.version + 1,
+                updated_at: now,
+                updated_by: who.spiffe_id.clone(),
+                commitment_salt: new_commitment_salt(),
+                ..current.clone()
+            });
+        if let Some(c) = &suspended {
+            resolved.customer_version = c.version;
+        }
+        let entry = Entry::new(
+            now,
+            &who.spiffe_id,
+            "",
+            Event::ScreeningResolved {
+                screening: ScreeningRef::of(&resolved),
+                note_sha256,
+                customer: suspended.as_ref().map(CustomerRef::of),
+            },
+        );
+        match &suspended {
+            Some(c) => {
+                self.app
+                    .store
+                    .put_customer(c, Some(&resolved), entry)
+                    .await
+                    .map_err(ApiError::from)?;
+            }
+            None => {
+                self.app
+                    .store
+                    .put_screenings(std::slice::from_ref(&resolved), entry)
+                    .await
+                    .map_err(ApiError::from)?;
+            }
+        }
+        tracing::info!(%customer_id, outcome = outcome.as_str(), "screening resolved");
+        self.answer(&suspended.unwrap_or(current))
     }
 }

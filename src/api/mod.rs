@@ -27,6 +27,11 @@ pub struct App {
     pub trust: TrustState,
     pub licence_signer: Signer,
     pub lease_millis: i64,
+    /// The loaded sanctions list's screener and the hit threshold.
+    pub screening: crate::kyc::ScreeningState,
+    /// Closed customers' personal data is purged after this long.
+    pub retention_millis: i64,
+    pub purge_interval: std::time::Duration,
 }
 
 pub fn now_millis() -> UnixMillis {

@@ -57,6 +57,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%key, %detail, "stored value failed its checksum; failing closed");
                 ApiError::Internal
             }
+            StoreError::Pii(e) => {
+                tracing::error!(error = %e, "stored personal data does not open; failing closed");
+                ApiError::Internal
+            }
         }
     }
 }

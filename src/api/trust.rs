@@ -13,6 +13,10 @@ use crate::proto::trust_server::Trust;
 /// A CRL larger than this is refused (a regulator's CRL is far smaller).
 const MAX_CRL_BYTES: usize = 2 * 1024 * 1024;
 
+/// The largest sanctions list accepted (the OFAC SDN files together are a
+/// few MiB); the Trust service's message limit is set to match.
+pub const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct TrustService {
     app: Arc<App>,
 }
@@ -75,5 +79,104 @@ impl Trust for TrustService {
             .map_err(ApiError::FailedPrecondition)?;
         tracing::info!(principal = %who.spiffe_id, "trust directory reloaded");
         Ok(Response::new(self.status()))
+    }
+
+    async fn load_sanctions_list(
+        &self,
+        request: Request<proto::LoadSanctionsListRequest>,
+    ) -> Result<Response<proto::LoadSanctionsListResponse>, Status> {
+        use crate::screening::{ListFormat, ListSource, SanctionsList};
+        let who = principal(&request)?;
+        let proto::LoadSanctionsListRequest {
+            name,
+            version,
+            format,
+            content,
+            alt_content,
+        } = request.into_inner();
+        let mut v = Vec::new();
+        for (field, value) in [("name", &name), ("version", &version)] {
+            crate::domain::customer::check_text(field, value, 128, &mut v);
+        }
+        let format = match proto::SanctionsListFormat::try_from(format) {
+            Ok(proto::SanctionsListFormat::OfacSdn) => Some(ListFormat::OfacSdn),
+            Ok(proto::SanctionsListFormat::Csv) => Some(ListFormat::Csv),
+            _ => {
+                v.push(crate::domain::customer::FieldViolation::new(
+                    "format",
+                    "OFAC_SDN or CSV is required",
+                ));
+                None
+            }
+        };
+        if content.is_empty() {
+            v.push(crate::domain::customer::FieldViolation::new(
+                "content", "required",
+            ));
+        }
+        if format == Some(ListFormat::Csv) && !alt_content.is_empty() {
+            v.push(crate::domain::customer::FieldViolation::new(
+                "alt_content",
+                "only for the OFAC_SDN format",
+            ));
+        }
+        ApiError::check(v)?;
+        let Some(format) = format else {
+            return Err(ApiError::Internal.into());
+        };
+        let parsed = tokio::task::spawn_blocking(move || {
+            let alt = (!alt_content.is_empty()).then(|| ListSource {
+                file_name: "alt_content",
+                bytes: &alt_content,
+            });
+            SanctionsList::from_sources(
+                format,
+                &name,
+                &version,
+                ListSource {
+                    file_name: "content",
+                    bytes: &content,
+                },
+                alt,
+            )
+        })
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| {
+            let field = if e.to_string().starts_with("alt_content") {
+                "alt_content"
+            } else {
+                "content"
+            };
+            ApiError::invalid(field, e.to_string())
+        })?;
+        let (name, version, sha256) = (
+            parsed.name.clone(),
+            parsed.version.clone(),
+            parsed.sha256.clone(),
+        );
+        let loaded = crate::kyc::load_list(
+            &*self.app.store,
+            &self.app.screening,
+            parsed,
+            &who.spiffe_id,
+            "",
+            super::now_millis(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::kyc::KycError::Invalid(m) => ApiError::invalid("content", m),
+            crate::kyc::KycError::Store(e) => ApiError::from(e),
+        })?;
+        tracing::info!(principal = %who.spiffe_id, list = %name, %version, entries = loaded.entries, screened = loaded.screened, potential_matches = loaded.potential_matches, "sanctions list loaded");
+        let n = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+        Ok(Response::new(proto::LoadSanctionsListResponse {
+            name,
+            version,
+            sha256,
+            entries: n(loaded.entries as u64),
+            customers_screened: n(loaded.screened),
+            potential_matches: n(loaded.potential_matches),
+        }))
     }
 }

@@ -421,12 +421,16 @@ async fn customer(c: &ClientArgs, cmd: CustomerCommand) -> anyhow::Result<()> {
                     legal_name: name,
                     country,
                     status: parse_status(&status)? as i32,
+                    details: None,
                 })
                 .await
         }
         CustomerCommand::Get { customer_id } => {
             client
-                .get_customer(proto::GetCustomerRequest { customer_id })
+                .get_customer(proto::GetCustomerRequest {
+                    customer_id,
+                    as_of: None,
+                })
                 .await
         }
         CustomerCommand::Status {

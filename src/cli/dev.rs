@@ -69,6 +69,9 @@ impl DevLayout {
     pub fn config(&self) -> PathBuf {
         self.dir.join("warden.toml")
     }
+    pub fn pii_keys(&self) -> PathBuf {
+        self.dir.join("pii.keys")
+    }
 }
 
 fn write_secret(path: &Path, data: &[u8]) -> anyhow::Result<()> {
@@ -157,6 +160,9 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
             std::fs::write(vkey, signer.verifier().to_text() + "\n")?;
         }
     }
+    if !layout.pii_keys().exists() {
+        crate::pii::Keyring::generate(&layout.pii_keys(), "dev-1")?;
+    }
     if !layout.sample_model().exists() {
         write_sample_model(&layout.sample_model())?;
     }
@@ -200,6 +206,11 @@ key = "licence.key"
 
 [ledger]
 key = "ledger.key"
+
+[kyc]
+pii_key_file = "pii.keys"
+screening_threshold = 0.9
+retention_days = 1825
 "#,
         listen = args.listen,
         data = data_dir.display(),
@@ -209,10 +220,47 @@ key = "ledger.key"
     Ok(Config::load(&layout.config())?)
 }
 
+/// The sample customer's identity record (invented).
+fn sample_details(now: crate::domain::UnixMillis) -> crate::domain::customer::CustomerDetails {
+    use crate::domain::customer::{Address, CustomerDetails, Person, RiskRating, Verification};
+    CustomerDetails {
+        aliases: vec!["Acme AI".into()],
+        registration_number: "00000000".into(),
+        legal_form: "private limited company".into(),
+        jurisdiction: "GB".into(),
+        addresses: vec![Address {
+            lines: vec!["1 Example Street".into()],
+            city: "London".into(),
+            postal_code: "EC1A 1AA".into(),
+            region: String::new(),
+            country: "GB".into(),
+        }],
+        email: "compliance@acme-ai.example".into(),
+        phone: "+442000000000".into(),
+        beneficial_owners: vec![Person {
+            name: "Ada Example".into(),
+            nationality: "GB".into(),
+            date_of_birth: "1980-01-01".into(),
+            ownership_percent: 60.0,
+            ..Person::default()
+        }],
+        declared_purpose: "inference for a sample chat assistant".into(),
+        verification: Some(Verification {
+            method: "registry-extract".into(),
+            evidence_sha256: "0".repeat(64),
+            verified_by: "warden-dev".into(),
+            verified_at: Some(now),
+        }),
+        risk_rating: RiskRating::Low,
+        ..CustomerDetails::default()
+    }
+}
+
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = prepare(&args)?;
     let app = crate::server::build_app(&config)?;
     if app.store.customer(SAMPLE_CUSTOMER)?.is_none() {
+        let now = crate::api::now_millis();
         let customer = Customer {
             customer_id: SAMPLE_CUSTOMER.into(),
             kind: CustomerKind::Organisation,
@@ -221,12 +269,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             status: CustomerStatus::Verified,
             status_reason: "sample customer created by warden dev".into(),
             version: 1,
-            updated_at: crate::api::now_millis(),
+            updated_at: now,
             updated_by: "warden-dev".into(),
             commitment_salt: crate::domain::customer::new_commitment_salt(),
+            details: sample_details(now),
+            purged: false,
         };
-        let entry = crate::ledger::entry::customer_entry(&customer, &customer.updated_by);
-        app.store.put_customer(&customer, entry).await?;
+        let screening = app.screening.screen(&customer, None, now);
+        let entry = crate::ledger::entry::customer_entry(
+            &customer,
+            crate::ledger::entry::CustomerChange::Registered,
+            Some(&screening),
+            &customer.updated_by,
+            "",
+        );
+        app.store
+            .put_customer(&customer, Some(&screening), entry)
+            .await?;
     }
     if args.prepare_only {
         println!(

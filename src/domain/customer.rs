@@ -1,6 +1,7 @@
-//! Customer records as admission needs them. Every change writes a new
-//! immutable version; the record grows into the full KYC record without
-//! changing how versions are stored.
+//! KYC customer records: the full identity record of an individual or an
+//! organisation, its validation, and its screening result. Every change
+//! writes a new immutable version. Pure data and rules; the store seals
+//! the personal data at rest.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +34,67 @@ impl CustomerStatus {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RiskRating {
+    #[default]
+    Unspecified,
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    pub lines: Vec<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub region: String,
+    pub country: String,
+}
+
+/// A beneficial owner or a member of key personnel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub name: String,
+    pub nationality: String,
+    pub date_of_birth: String,
+    pub id_number: String,
+    pub id_issuing_country: String,
+    pub ownership_percent: f64,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub method: String,
+    pub evidence_sha256: String,
+    pub verified_by: String,
+    pub verified_at: Option<UnixMillis>,
+}
+
+/// The identity record besides kind, legal name and country.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CustomerDetails {
+    pub aliases: Vec<String>,
+    pub date_of_birth: String,
+    pub place_of_birth: String,
+    pub registration_number: String,
+    pub legal_form: String,
+    pub jurisdiction: String,
+    pub addresses: Vec<Address>,
+    pub email: String,
+    pub phone: String,
+    pub payment_fingerprint: String,
+    pub beneficial_owners: Vec<Person>,
+    pub key_personnel: Vec<Person>,
+    pub declared_purpose: String,
+    pub verification: Option<Verification>,
+    pub risk_rating: RiskRating,
+}
+
 /// One immutable version of a customer record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
     pub customer_id: String,
     pub kind: CustomerKind,
@@ -52,6 +112,106 @@ pub struct Customer {
     /// version; never written to the ledger itself.
     #[serde(default)]
     pub commitment_salt: String,
+    #[serde(default)]
+    pub details: CustomerDetails,
+    /// True once retention purged this version's personal data: names,
+    /// reason, details and salt are then empty.
+    #[serde(default)]
+    pub purged: bool,
+}
+
+impl Customer {
+    /// Every name to screen, with the field it came from (as the API names
+    /// it).
+    pub fn screened_names(&self) -> Vec<(String, &str)> {
+        let mut out = vec![("legal_name".to_string(), self.legal_name.as_str())];
+        let d = &self.details;
+        for (i, a) in d.aliases.iter().enumerate() {
+            out.push((format!("details.aliases[{i}]"), a.as_str()));
+        }
+        for (i, p) in d.beneficial_owners.iter().enumerate() {
+            out.push((
+                format!("details.beneficial_owners[{i}].name"),
+                p.name.as_str(),
+            ));
+        }
+        for (i, p) in d.key_personnel.iter().enumerate() {
+            out.push((format!("details.key_personnel[{i}].name"), p.name.as_str()));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScreeningStatus {
+    NotScreened,
+    Clear,
+    PotentialMatch,
+    FalsePositive,
+    ConfirmedMatch,
+}
+
+impl ScreeningStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotScreened => "NOT_SCREENED",
+            Self::Clear => "CLEAR",
+            Self::PotentialMatch => "POTENTIAL_MATCH",
+            Self::FalsePositive => "FALSE_POSITIVE",
+            Self::ConfirmedMatch => "CONFIRMED_MATCH",
+        }
+    }
+
+    /// Whether admission must deny until a kyc principal resolves it.
+    pub fn blocks_admission(self) -> bool {
+        matches!(self, Self::PotentialMatch | Self::ConfirmedMatch)
+    }
+}
+
+/// A hit, described by the list's side only (list data is public) and the
+/// name of the customer's field that matched, never its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreeningHit {
+    pub entry_id: String,
+    pub entry_name: String,
+    pub list_name: String,
+    pub matched_field: String,
+    pub score: f64,
+}
+
+/// The latest screening of a customer against the loaded list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Screening {
+    pub customer_id: String,
+    /// Starts at 1 and increases by one with every change of the result.
+    pub revision: u64,
+    pub status: ScreeningStatus,
+    pub list_name: String,
+    pub list_version: String,
+    pub list_sha256: String,
+    pub threshold: f64,
+    pub screened_at: UnixMillis,
+    pub hits: Vec<ScreeningHit>,
+    /// The customer version screened.
+    pub customer_version: u64,
+    pub resolution_note: String,
+    pub resolved_by: String,
+    pub resolved_at: Option<UnixMillis>,
+}
+
+impl Screening {
+    /// Whether `other` says the same about the customer (status and hits),
+    /// whatever list run produced it.
+    pub fn same_outcome(&self, other: &Screening) -> bool {
+        self.status == other.status
+            && self.hits.len() == other.hits.len()
+            && self
+                .hits
+                .iter()
+                .zip(&other.hits)
+                .all(|(a, b)| a.entry_id == b.entry_id && a.matched_field == b.matched_field)
+    }
 }
 
 /// A fresh commitment salt: 32 random bytes, hex.
@@ -121,6 +281,302 @@ pub fn check_text(field: &str, value: &str, max: usize, out: &mut Vec<FieldViola
             "control characters are not allowed",
         ));
     }
+}
+
+/// ISO 3166-1 alpha-2 codes officially assigned.
+const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+/// An assigned ISO 3166-1 alpha-2 code, upper case.
+pub fn check_iso_country(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
+    if value.len() != 2 || !ISO_3166_ALPHA2.split(' ').any(|c| c == value) {
+        out.push(FieldViolation::new(
+            field,
+            format!("{value:?} is not an ISO 3166-1 alpha-2 code such as \"DE\""),
+        ));
+    }
+}
+
+/// A calendar date `YYYY-MM-DD`, not after `today` and not before 1900.
+pub fn check_date(field: &str, value: &str, today: UnixMillis, out: &mut Vec<FieldViolation>) {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    match time::Date::parse(value, &format) {
+        Err(_) => out.push(FieldViolation::new(
+            field,
+            format!("{value:?} is not a date YYYY-MM-DD"),
+        )),
+        Ok(d) => {
+            let now = time::OffsetDateTime::from_unix_timestamp(today / 1000)
+                .map(|t| t.date())
+                .unwrap_or(time::Date::MAX);
+            if d > now {
+                out.push(FieldViolation::new(field, "must not be in the future"));
+            } else if d.year() < 1900 {
+                out.push(FieldViolation::new(field, "must not be before 1900"));
+            }
+        }
+    }
+}
+
+/// A plausible email address: one '@', a non-empty local part, a dotted
+/// domain of letters, digits and hyphens; no spaces; at most 254 bytes.
+pub fn check_email(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
+    let ok = value.len() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.len() <= 64
+                && !local.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@')
+                && domain.contains('.')
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        });
+    if !ok {
+        out.push(FieldViolation::new(
+            field,
+            "an email address such as \"kyc@example.com\" is required",
+        ));
+    }
+}
+
+/// E.164: '+' followed by 8 to 15 digits, the first not 0.
+pub fn check_phone(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    let ok = (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !ok {
+        out.push(FieldViolation::new(
+            field,
+            "an E.164 number such as \"+4930123456\" is required",
+        ));
+    }
+}
+
+/// Lower-case hex SHA-256.
+pub fn check_sha256(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        out.push(FieldViolation::new(
+            field,
+            "64 lower-case hex digits (a SHA-256) are required",
+        ));
+    }
+}
+
+/// Optional free text: at most `max` bytes, no control characters.
+fn check_optional_text(field: &str, value: &str, max: usize, out: &mut Vec<FieldViolation>) {
+    if !value.is_empty() {
+        check_text(field, value, max, out);
+    }
+}
+
+fn check_person(
+    field: &str,
+    p: &Person,
+    owner: bool,
+    today: UnixMillis,
+    out: &mut Vec<FieldViolation>,
+) {
+    check_text(&format!("{field}.name"), &p.name, 512, out);
+    check_iso_country(&format!("{field}.nationality"), &p.nationality, out);
+    check_date(
+        &format!("{field}.date_of_birth"),
+        &p.date_of_birth,
+        today,
+        out,
+    );
+    if p.id_number.is_empty() != p.id_issuing_country.is_empty() {
+        out.push(FieldViolation::new(
+            format!("{field}.id_issuing_country"),
+            "id_number and id_issuing_country are given together",
+        ));
+    }
+    check_optional_text(&format!("{field}.id_number"), &p.id_number, 64, out);
+    if !p.id_issuing_country.is_empty() {
+        check_iso_country(
+            &format!("{field}.id_issuing_country"),
+            &p.id_issuing_country,
+            out,
+        );
+    }
+    check_optional_text(&format!("{field}.role"), &p.role, 128, out);
+    let pct = p.ownership_percent;
+    if !(0.0..=100.0).contains(&pct) || pct.is_nan() {
+        out.push(FieldViolation::new(
+            format!("{field}.ownership_percent"),
+            "must be between 0 and 100",
+        ));
+    } else if owner && pct <= 0.0 {
+        out.push(FieldViolation::new(
+            format!("{field}.ownership_percent"),
+            "a beneficial owner owns more than 0%",
+        ));
+    }
+}
+
+/// Checks an identity record: the fields every customer needs, those its
+/// kind needs, and the syntax of everything given. Every problem is
+/// reported, each naming its field as the API names it.
+pub fn validate_identity(
+    kind: CustomerKind,
+    legal_name: &str,
+    country: &str,
+    d: &CustomerDetails,
+    today: UnixMillis,
+) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    check_text("legal_name", legal_name, 512, &mut v);
+    check_iso_country("country", country, &mut v);
+    for (i, a) in d.aliases.iter().enumerate() {
+        check_text(&format!("details.aliases[{i}]"), a, 512, &mut v);
+    }
+    if d.aliases.len() > 32 {
+        v.push(FieldViolation::new("details.aliases", "at most 32 aliases"));
+    }
+    match kind {
+        CustomerKind::Individual => {
+            if d.date_of_birth.is_empty() {
+                v.push(FieldViolation::new(
+                    "details.date_of_birth",
+                    "required for an individual",
+                ));
+            } else {
+                check_date("details.date_of_birth", &d.date_of_birth, today, &mut v);
+            }
+            check_optional_text("details.place_of_birth", &d.place_of_birth, 256, &mut v);
+            for (f, value) in [
+                ("details.registration_number", &d.registration_number),
+                ("details.legal_form", &d.legal_form),
+                ("details.jurisdiction", &d.jurisdiction),
+            ] {
+                if !value.is_empty() {
+                    v.push(FieldViolation::new(f, "only for an organisation"));
+                }
+            }
+        }
+        CustomerKind::Organisation => {
+            for (f, value) in [
+                ("details.registration_number", &d.registration_number),
+                ("details.legal_form", &d.legal_form),
+            ] {
+                if value.trim().is_empty() {
+                    v.push(FieldViolation::new(f, "required for an organisation"));
+                } else {
+                    check_text(f, value, 128, &mut v);
+                }
+            }
+            if d.jurisdiction.is_empty() {
+                v.push(FieldViolation::new(
+                    "details.jurisdiction",
+                    "required for an organisation",
+                ));
+            } else {
+                check_iso_country("details.jurisdiction", &d.jurisdiction, &mut v);
+            }
+            for (f, value) in [
+                ("details.date_of_birth", &d.date_of_birth),
+                ("details.place_of_birth", &d.place_of_birth),
+            ] {
+                if !value.is_empty() {
+                    v.push(FieldViolation::new(f, "only for an individual"));
+                }
+            }
+        }
+    }
+    if d.addresses.is_empty() {
+        v.push(FieldViolation::new(
+            "details.addresses",
+            "at least one address is required",
+        ));
+    }
+    for (i, a) in d.addresses.iter().enumerate() {
+        let f = format!("details.addresses[{i}]");
+        if a.lines.is_empty() {
+            v.push(FieldViolation::new(
+                format!("{f}.lines"),
+                "at least one line is required",
+            ));
+        }
+        for (j, line) in a.lines.iter().enumerate() {
+            check_text(&format!("{f}.lines[{j}]"), line, 256, &mut v);
+        }
+        check_text(&format!("{f}.city"), &a.city, 128, &mut v);
+        check_optional_text(&format!("{f}.postal_code"), &a.postal_code, 32, &mut v);
+        check_optional_text(&format!("{f}.region"), &a.region, 128, &mut v);
+        check_iso_country(&format!("{f}.country"), &a.country, &mut v);
+    }
+    check_email("details.email", &d.email, &mut v);
+    if !d.phone.is_empty() {
+        check_phone("details.phone", &d.phone, &mut v);
+    }
+    if !d.payment_fingerprint.is_empty() {
+        check_sha256(
+            "details.payment_fingerprint",
+            &d.payment_fingerprint,
+            &mut v,
+        );
+    }
+    let mut owned = 0.0;
+    for (i, p) in d.beneficial_owners.iter().enumerate() {
+        check_person(
+            &format!("details.beneficial_owners[{i}]"),
+            p,
+            true,
+            today,
+            &mut v,
+        );
+        owned += p.ownership_percent;
+    }
+    if owned > 100.0 + 1e-9 {
+        v.push(FieldViolation::new(
+            "details.beneficial_owners",
+            format!("ownership percentages sum to {owned}, more than 100"),
+        ));
+    }
+    for (i, p) in d.key_personnel.iter().enumerate() {
+        check_person(
+            &format!("details.key_personnel[{i}]"),
+            p,
+            false,
+            today,
+            &mut v,
+        );
+    }
+    check_text(
+        "details.declared_purpose",
+        &d.declared_purpose,
+        2048,
+        &mut v,
+    );
+    if let Some(ver) = &d.verification {
+        check_text("details.verification.method", &ver.method, 128, &mut v);
+        check_sha256(
+            "details.verification.evidence_sha256",
+            &ver.evidence_sha256,
+            &mut v,
+        );
+        check_text(
+            "details.verification.verified_by",
+            &ver.verified_by,
+            256,
+            &mut v,
+        );
+        if ver.verified_at.is_none_or(|t| t > today) {
+            v.push(FieldViolation::new(
+                "details.verification.verified_at",
+                "required, and not in the future",
+            ));
+        }
+    }
+    v
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! allow. Every failing check is reported, not only the first, so a
 //! scheduler's operator can fix everything in one round.
 
-use super::customer::{Customer, CustomerStatus};
+use super::customer::{Customer, CustomerStatus, Screening, ScreeningStatus};
 use super::deployment::{CertificateSummary, Workload};
 use super::reason::{Reason, ReasonCode};
 
@@ -35,6 +35,8 @@ pub struct AdmissionInput<'a> {
     pub measured_digest: &'a str,
     pub customer: Option<&'a Customer>,
     pub customer_id: &'a str,
+    /// The customer's current sanctions screening, if it was screened.
+    pub screening: Option<&'a Screening>,
     pub workload: &'a Workload,
 }
 
@@ -95,6 +97,23 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
         )),
         Some(_) => {}
     }
+    if let Some(s) = input.screening.filter(|s| s.status.blocks_admission()) {
+        let what = if s.status == ScreeningStatus::ConfirmedMatch {
+            "a confirmed sanctions match"
+        } else {
+            "an unresolved potential sanctions match"
+        };
+        let entries: Vec<&str> = s.hits.iter().map(|h| h.entry_id.as_str()).collect();
+        reasons.push(Reason::new(
+            ReasonCode::ScreeningUnresolved,
+            format!(
+                "the customer has {what} on list {} {} (entries {})",
+                s.list_name,
+                s.list_version,
+                entries.join(", ")
+            ),
+        ));
+    }
     reasons
 }
 
@@ -125,6 +144,8 @@ mod tests {
             updated_at: 0,
             updated_by: String::new(),
             commitment_salt: String::new(),
+            details: Default::default(),
+            purged: false,
         }
     }
 
@@ -154,6 +175,7 @@ mod tests {
             measured_digest: &digest,
             customer: Some(&c),
             customer_id: "c1",
+            screening: None,
             workload: &w,
         };
         assert!(decide(&input).is_empty());
@@ -175,6 +197,7 @@ mod tests {
             measured_digest: &digest,
             customer: Some(&c),
             customer_id: "c1",
+            screening: None,
             workload: &w,
         };
         assert_eq!(
@@ -202,6 +225,7 @@ mod tests {
             measured_digest: &digest,
             customer: None,
             customer_id: "nobody",
+            screening: None,
             workload: &w,
         };
         assert_eq!(
@@ -226,6 +250,7 @@ mod tests {
             measured_digest: &digest,
             customer: Some(&c),
             customer_id: "c1",
+            screening: None,
             workload: &w,
         };
         assert!(decide(&input).is_empty());

@@ -26,6 +26,7 @@ pub enum ReasonCode {
     AcceleratorsOutOfScope,
     LeaseExpired,
     DeploymentNotActive,
+    ScreeningUnresolved,
 }
 
 impl ReasonCode {
@@ -51,6 +52,7 @@ impl ReasonCode {
             Self::AcceleratorsOutOfScope => "ACCELERATORS_OUT_OF_SCOPE",
             Self::LeaseExpired => "LEASE_EXPIRED",
             Self::DeploymentNotActive => "DEPLOYMENT_NOT_ACTIVE",
+            Self::ScreeningUnresolved => "SCREENING_UNRESOLVED",
         }
     }
 }

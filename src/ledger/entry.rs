@@ -84,23 +84,73 @@ impl CustomerRef {
     }
 }
 
-/// The entry for a new customer version: registered when it is version 1,
-/// a status change otherwise.
-pub fn customer_entry(customer: &Customer, principal: &str) -> Entry {
+/// What a screening result is in the ledger: the list it ran against and
+/// its outcome; hits are counted, the names matched are not recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreeningRef {
+    pub customer_id: String,
+    pub revision: u64,
+    pub customer_version: u64,
+    pub status: String,
+    pub list_name: String,
+    pub list_version: String,
+    pub list_sha256: String,
+    pub hits: u64,
+}
+
+impl ScreeningRef {
+    pub fn of(s: &crate::domain::customer::Screening) -> Self {
+        Self {
+            customer_id: s.customer_id.clone(),
+            revision: s.revision,
+            customer_version: s.customer_version,
+            status: s.status.as_str().to_string(),
+            list_name: s.list_name.clone(),
+            list_version: s.list_version.clone(),
+            list_sha256: s.list_sha256.clone(),
+            hits: s.hits.len() as u64,
+        }
+    }
+}
+
+/// Why a customer version was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerChange {
+    Registered,
+    Updated,
+    StatusChanged,
+}
+
+/// The entry for a new customer version (and its screening, if it was
+/// screened with it).
+pub fn customer_entry(
+    customer: &Customer,
+    change: CustomerChange,
+    screening: Option<&crate::domain::customer::Screening>,
+    principal: &str,
+    request_id: &str,
+) -> Entry {
     let customer_ref = CustomerRef::of(customer);
     let status = customer.status.as_str().to_string();
-    let event = if customer.version == 1 {
-        Event::CustomerRegistered {
+    let screening = screening.map(ScreeningRef::of);
+    let event = match change {
+        CustomerChange::Registered => Event::CustomerRegistered {
             customer: customer_ref,
             status,
-        }
-    } else {
-        Event::CustomerStatusChanged {
+            screening,
+        },
+        CustomerChange::Updated => Event::CustomerUpdated {
             customer: customer_ref,
             status,
-        }
+            screening,
+        },
+        CustomerChange::StatusChanged => Event::CustomerStatusChanged {
+            customer: customer_ref,
+            status,
+        },
     };
-    Entry::new(customer.updated_at, principal, "", event)
+    Entry::new(customer.updated_at, principal, request_id, event)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,11 +200,45 @@ pub enum Event {
     CustomerRegistered {
         customer: CustomerRef,
         status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screening: Option<ScreeningRef>,
     },
     CustomerStatusChanged {
         customer: CustomerRef,
         status: String,
     },
+    /// A new version of the identity record.
+    CustomerUpdated {
+        customer: CustomerRef,
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screening: Option<ScreeningRef>,
+    },
+    /// A sanctions list replaced the previous one.
+    SanctionsListLoaded {
+        name: String,
+        version: String,
+        sha256: String,
+        entries: u64,
+    },
+    /// Customers re-screened against the loaded list; `changed` lists those
+    /// whose result changed.
+    CustomersScreened {
+        list_sha256: String,
+        screened: u64,
+        changed: Vec<ScreeningRef>,
+    },
+    /// A kyc principal resolved a potential match. The note is not
+    /// recorded (it may name people); its SHA-256 is.
+    ScreeningResolved {
+        screening: ScreeningRef,
+        note_sha256: String,
+        /// The suspension a confirmed match caused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<CustomerRef>,
+    },
+    /// Retention purged the personal data of every version of a customer.
+    CustomerPurged { customer_id: String, versions: u64 },
 }
 
 #[cfg(test)]

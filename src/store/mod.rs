@@ -9,6 +9,7 @@
 //! is reported as corruption and the call fails closed.
 
 mod codec;
+mod sealed;
 mod sequencer;
 mod sled_store;
 
@@ -18,7 +19,7 @@ pub use sled_store::SledStore;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::customer::Customer;
+use crate::domain::customer::{Customer, CustomerStatus, Screening};
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
@@ -37,6 +38,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("store is locked by another process (one warden per data directory): {0}")]
     Locked(String),
+    /// Stored personal data that does not open with the configured keys.
+    #[error(transparent)]
+    Pii(#[from] crate::pii::PiiError),
 }
 
 /// What kind of call a decision answered.
@@ -98,13 +102,65 @@ pub struct DeploymentFilter {
     pub now: UnixMillis,
 }
 
+#[derive(Debug, Default, Clone)]
+pub struct CustomerFilter {
+    pub status: Option<CustomerStatus>,
+    pub country: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The newest version of a customer record.
     fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError>;
-    /// Writes a new customer version; it must be exactly one past the newest
-    /// stored (version 1 for a new customer). Returns the entry's index.
-    async fn put_customer(&self, customer: &Customer, entry: Entry) -> Result<u64, StoreError>;
+    /// The version in force at `as_of`: the newest written at or before it.
+    fn customer_as_of(
+        &self,
+        customer_id: &str,
+        as_of: UnixMillis,
+    ) -> Result<Option<Customer>, StoreError>;
+    /// Every version of a customer, oldest first.
+    fn customer_versions(&self, customer_id: &str) -> Result<Vec<Customer>, StoreError>;
+    /// Newest versions in id order after `after`, at most `limit`.
+    fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, StoreError>;
+    /// Writes a new customer version, and its screening if given; the
+    /// version must be exactly one past the newest stored (1 for a new
+    /// customer), and the screening's revision one past the stored one.
+    /// Returns the entry's index.
+    async fn put_customer(
+        &self,
+        customer: &Customer,
+        screening: Option<&Screening>,
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
+    /// The current screening result of a customer.
+    fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError>;
+    /// Writes screening results (each one revision past the stored one, and
+    /// of the customer's newest version) with one entry, all or nothing.
+    async fn put_screenings(
+        &self,
+        screenings: &[Screening],
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
+    /// The loaded sanctions list, if any.
+    fn sanctions_list(&self) -> Result<Option<crate::screening::SanctionsList>, StoreError>;
+    async fn put_sanctions_list(
+        &self,
+        list: &crate::screening::SanctionsList,
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
+    /// Replaces every version of a customer with its purged tombstone and
+    /// removes its screening; `latest_version` must still be the newest.
+    async fn purge_customer(
+        &self,
+        tombstones: &[Customer],
+        latest_version: u64,
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
 
     /// Records an admission decision and, on allow, the new deployment and
     /// its certificate chain, with `entry`, atomically. A request id seen

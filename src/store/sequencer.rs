@@ -28,8 +28,8 @@ use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode, encode, encode_raw, push_entry};
+use super::sealed::{StoredCustomer, StoredScreening};
 use super::{AdmitRecorded, DecisionRecord, StoreError};
-use crate::domain::customer::Customer;
 use crate::domain::deployment::Deployment;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
@@ -46,7 +46,9 @@ pub(crate) mod t {
     pub const ENTRIES: usize = 5;
     pub const HASHES: usize = 6;
     pub const META: usize = 7;
-    pub const NAMES: [&str; 8] = [
+    pub const SCREENINGS: usize = 8;
+    pub const SANCTIONS: usize = 9;
+    pub const NAMES: [&str; 10] = [
         "customers",
         "deployments",
         "decisions",
@@ -55,9 +57,13 @@ pub(crate) mod t {
         "ledger_entries",
         "ledger_hashes",
         "ledger_meta",
+        "screenings",
+        "sanctions",
     ];
 }
 
+/// The key of the loaded sanctions list in [`t::SANCTIONS`].
+pub(crate) const SANCTIONS_LIST: &[u8] = b"list";
 pub(crate) const META_SIZE: &[u8] = b"size";
 pub(crate) const META_CHECKPOINT: &[u8] = b"checkpoint";
 
@@ -66,8 +72,23 @@ pub(crate) const META_CHECKPOINT: &[u8] = b"checkpoint";
 // allocation per call.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Mutation {
-    /// A new customer version, exactly one past the newest stored.
-    PutCustomer(Customer),
+    /// A new customer version, exactly one past the newest stored, and
+    /// optionally its screening, one revision past the stored one.
+    PutCustomer {
+        customer: StoredCustomer,
+        screening: Option<StoredScreening>,
+    },
+    /// Screening results, each one revision past the stored one and of the
+    /// customer's newest version; all or nothing.
+    PutScreenings(Vec<StoredScreening>),
+    /// Replaces the sanctions list (encoded).
+    PutSanctionsList(Vec<u8>),
+    /// Replaces every version of a customer with its tombstone and removes
+    /// its screening, if `latest_version` is still the newest.
+    PurgeCustomer {
+        tombstones: Vec<StoredCustomer>,
+        latest_version: u64,
+    },
     /// An admission decision, and on allow its deployment and chain. A
     /// request id already used by the same principal replays the first
     /// decision and appends nothing.
@@ -120,7 +141,7 @@ pub(crate) fn customer_prefix(id: &str) -> Vec<u8> {
     k
 }
 
-fn customer_key(id: &str, version: u64) -> Vec<u8> {
+pub(crate) fn customer_key(id: &str, version: u64) -> Vec<u8> {
     let mut k = customer_prefix(id);
     k.extend_from_slice(&version.to_be_bytes());
     k
@@ -174,7 +195,8 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 /// committer, which writes them, and the planner, which reads through them
 /// while it plans the next batch.
 struct Layer {
-    writes: Vec<(usize, Vec<u8>, Vec<u8>)>,
+    /// `None` removes the key.
+    writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
     /// Per tree, key to position in `writes`.
     written: [std::collections::HashMap<Vec<u8>, usize>; t::NAMES.len()],
     /// Stored index of `hashes[0]`.
@@ -193,10 +215,11 @@ impl Layer {
         }
     }
 
-    fn get(&self, tree: usize, key: &[u8]) -> Option<&[u8]> {
+    /// `Some(None)`: removed by this batch.
+    fn get(&self, tree: usize, key: &[u8]) -> Option<Option<&[u8]>> {
         self.written[tree]
             .get(key)
-            .map(|&i| self.writes[i].2.as_slice())
+            .map(|&i| self.writes[i].2.as_deref())
     }
 }
 
@@ -223,10 +246,10 @@ impl<'a> Plan<'a> {
 
     fn get(&self, tree: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.layer.get(tree, key) {
-            return Ok(Some(v.to_vec()));
+            return Ok(v.map(<[u8]>::to_vec));
         }
         if let Some(v) = self.previous.and_then(|p| p.get(tree, key)) {
-            return Ok(Some(v.to_vec()));
+            return Ok(v.map(<[u8]>::to_vec));
         }
         self.trees[tree]
             .get(key)
@@ -245,6 +268,14 @@ impl<'a> Plan<'a> {
     }
 
     fn put(&mut self, tree: usize, key: Vec<u8>, value: Vec<u8>) {
+        self.write(tree, key, Some(value));
+    }
+
+    fn remove(&mut self, tree: usize, key: Vec<u8>) {
+        self.write(tree, key, None);
+    }
+
+    fn write(&mut self, tree: usize, key: Vec<u8>, value: Option<Vec<u8>>) {
         let layer = &mut self.layer;
         match layer.written[tree].get(&key) {
             Some(&i) => layer.writes[i].2 = value,
@@ -254,6 +285,34 @@ impl<'a> Plan<'a> {
             }
         }
     }
+}
+
+/// A screening write must be exactly one revision past the stored one.
+fn check_screening(
+    plan: &Plan<'_>,
+    s: &StoredScreening,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let key = s.customer_id.as_bytes();
+    let stored: Option<StoredScreening> = plan.get_decoded(t::SCREENINGS, key)?;
+    let current = stored.map_or(0, |x| x.revision);
+    Ok(if s.revision == current + 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "screening of customer {}",
+            s.customer_id
+        )))
+    })
+}
+
+/// Whether `version` is the newest stored version of customer `id`.
+fn is_newest(plan: &Plan<'_>, id: &str, version: u64) -> Result<bool, StoreError> {
+    Ok(plan
+        .get(t::CUSTOMERS, &customer_key(id, version))?
+        .is_some()
+        && plan
+            .get(t::CUSTOMERS, &customer_key(id, version + 1))?
+            .is_none())
 }
 
 /// Checks an append's preconditions and, if they hold, plans its state
@@ -266,7 +325,10 @@ fn apply(
     index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
     match m {
-        Mutation::PutCustomer(c) => {
+        Mutation::PutCustomer {
+            customer: c,
+            screening,
+        } => {
             let key = customer_key(&c.customer_id, c.version);
             if plan.get(t::CUSTOMERS, &key)?.is_some() {
                 return Ok(Err(if c.version == 1 {
@@ -285,7 +347,54 @@ fn apply(
                     c.customer_id
                 ))));
             }
+            if let Some(s) = screening {
+                if let Err(e) = check_screening(plan, s)? {
+                    return Ok(Err(e));
+                }
+                plan.put(t::SCREENINGS, s.customer_id.as_bytes().to_vec(), encode(s)?);
+            }
             plan.put(t::CUSTOMERS, key, encode(c)?);
+            Ok(Ok(None))
+        }
+        Mutation::PutScreenings(screenings) => {
+            for s in screenings {
+                if let Err(e) = check_screening(plan, s)? {
+                    return Ok(Err(e));
+                }
+                if !is_newest(plan, &s.customer_id, s.customer_version)? {
+                    return Ok(Err(StoreError::Conflict(format!(
+                        "customer {}",
+                        s.customer_id
+                    ))));
+                }
+            }
+            for s in screenings {
+                plan.put(t::SCREENINGS, s.customer_id.as_bytes().to_vec(), encode(s)?);
+            }
+            Ok(Ok(None))
+        }
+        Mutation::PutSanctionsList(list) => {
+            plan.put(t::SANCTIONS, SANCTIONS_LIST.to_vec(), list.clone());
+            Ok(Ok(None))
+        }
+        Mutation::PurgeCustomer {
+            tombstones,
+            latest_version,
+        } => {
+            let Some(id) = tombstones.first().map(|c| c.customer_id.clone()) else {
+                return Ok(Err(StoreError::Conflict("nothing to purge".into())));
+            };
+            if !is_newest(plan, &id, *latest_version)? {
+                return Ok(Err(StoreError::Conflict(format!("customer {id}"))));
+            }
+            for c in tombstones {
+                plan.put(
+                    t::CUSTOMERS,
+                    customer_key(&c.customer_id, c.version),
+                    encode(c)?,
+                );
+            }
+            plan.remove(t::SCREENINGS, id.into_bytes());
             Ok(Ok(None))
         }
         Mutation::RecordAdmission {
@@ -762,7 +871,10 @@ fn commit(
     trees
         .transaction(|txs| -> TxResult<()> {
             for (tree, key, value) in writes {
-                txs[*tree].insert(key.as_slice(), value.as_slice())?;
+                match value {
+                    Some(v) => txs[*tree].insert(key.as_slice(), v.as_slice())?,
+                    None => txs[*tree].remove(key.as_slice())?,
+                };
             }
             if let Some(note) = previous_checkpoint {
                 txs[t::META].insert(META_CHECKPOINT, note.as_bytes())?;

@@ -11,20 +11,26 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use super::codec::{decode, decode_entries};
+use super::sealed::{StoredCustomer, StoredScreening};
 use super::sequencer::{
     customer_prefix, t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT,
-    META_SIZE,
+    META_SIZE, SANCTIONS_LIST,
 };
+use super::CustomerFilter;
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
-use crate::domain::customer::Customer;
+use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
+use crate::domain::UnixMillis;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree::{self, Hash};
+use crate::pii::Keyring;
+use crate::screening::SanctionsList;
 
 pub struct SledStore {
     trees: Arc<[sled::Tree]>,
+    keys: Arc<Keyring>,
     sequencer: Sequencer,
     latest: Arc<RwLock<SignedCheckpoint>>,
 }
@@ -58,9 +64,10 @@ fn tampered(detail: String) -> StoreError {
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`, verifies the ledger
-    /// against its last signed checkpoint, and starts the sequencer. Must be
-    /// called inside a tokio runtime.
-    pub fn open(dir: &Path, ledger_signer: Signer) -> Result<Self, StoreError> {
+    /// against its last signed checkpoint, checks that `keys` open the
+    /// stored personal data, and starts the sequencer. Must be called
+    /// inside a tokio runtime.
+    pub fn open(dir: &Path, ledger_signer: Signer, keys: Keyring) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let db = sled::Config::new()
             .path(dir)
@@ -80,10 +87,13 @@ impl SledStore {
             .into();
         let signer = Arc::new(ledger_signer);
         let (size, checkpoint) = verify_ledger(&db, &trees, &signer)?;
+        let keys = Arc::new(keys);
+        check_keys(&trees, &keys)?;
         let latest = Arc::new(RwLock::new(checkpoint));
         let sequencer = Sequencer::spawn(db.clone(), trees.clone(), signer, size, latest.clone())?;
         Ok(Self {
             trees,
+            keys,
             sequencer,
             latest,
         })
@@ -91,6 +101,11 @@ impl SledStore {
 
     fn tree(&self, i: usize) -> &sled::Tree {
         &self.trees[i]
+    }
+
+    fn open_customer(&self, key: &[u8], raw: &[u8]) -> Result<Customer, StoreError> {
+        let stored: StoredCustomer = decode(key, raw)?;
+        stored.open(&self.keys)
     }
 
     fn get<T: serde::de::DeserializeOwned>(
@@ -103,6 +118,20 @@ impl SledStore {
             None => Ok(None),
         }
     }
+}
+
+/// Start-up check: the newest stored customer version (if any) must open
+/// with the configured keys, so a wrong or missing PII key file refuses
+/// start instead of failing call by call.
+fn check_keys(trees: &[sled::Tree], keys: &Keyring) -> Result<(), StoreError> {
+    if let Some(item) = trees[t::CUSTOMERS].iter().next_back() {
+        let (k, v) = item.map_err(io)?;
+        let stored: StoredCustomer = decode(&k, &v)?;
+        if stored.sealed.is_some() {
+            stored.open(keys)?;
+        }
+    }
+    Ok(())
 }
 
 /// Start-up check: recomputes every stored hash from the stored entries,
@@ -243,16 +272,178 @@ impl Store for SledStore {
             .scan_prefix(customer_prefix(customer_id))
             .next_back()
         {
-            Some(Ok((k, v))) => decode(&k, &v).map(Some),
+            Some(Ok((k, v))) => self.open_customer(&k, &v).map(Some),
             Some(Err(e)) => Err(io(e)),
             None => Ok(None),
         }
     }
 
-    async fn put_customer(&self, customer: &Customer, entry: Entry) -> Result<u64, StoreError> {
+    fn customer_as_of(
+        &self,
+        customer_id: &str,
+        as_of: UnixMillis,
+    ) -> Result<Option<Customer>, StoreError> {
+        for item in self
+            .tree(t::CUSTOMERS)
+            .scan_prefix(customer_prefix(customer_id))
+            .rev()
+        {
+            let (k, v) = item.map_err(io)?;
+            let stored: StoredCustomer = decode(&k, &v)?;
+            if stored.updated_at <= as_of {
+                return stored.open(&self.keys).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn customer_versions(&self, customer_id: &str) -> Result<Vec<Customer>, StoreError> {
+        self.tree(t::CUSTOMERS)
+            .scan_prefix(customer_prefix(customer_id))
+            .map(|item| {
+                let (k, v) = item.map_err(io)?;
+                self.open_customer(&k, &v)
+            })
+            .collect()
+    }
+
+    fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, StoreError> {
+        // Keys are `id 0x00 version`: the newest version of an id is the
+        // last key before the next id. Filters read the fields kept in the
+        // clear; only the versions returned are opened.
+        let start = match after {
+            Some(a) => {
+                let mut k = customer_prefix(a);
+                k.extend_from_slice(&u64::MAX.to_be_bytes());
+                std::ops::Bound::Excluded(k)
+            }
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut newest: Option<StoredCustomer> = None;
+        let keep = |c: &StoredCustomer| {
+            filter.status.is_none_or(|s| s == c.status)
+                && filter.country.as_ref().is_none_or(|x| *x == c.country)
+        };
+        for item in self
+            .tree(t::CUSTOMERS)
+            .range((start, std::ops::Bound::Unbounded))
+        {
+            let (k, v) = item.map_err(io)?;
+            let stored: StoredCustomer = decode(&k, &v)?;
+            if let Some(prev) = newest.take() {
+                if prev.customer_id != stored.customer_id && keep(&prev) {
+                    out.push(prev.open(&self.keys)?);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            newest = Some(stored);
+        }
+        if let Some(prev) = newest {
+            if keep(&prev) && out.len() < limit {
+                out.push(prev.open(&self.keys)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_customer(
+        &self,
+        customer: &Customer,
+        screening: Option<&Screening>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let customer = StoredCustomer::seal(customer, &self.keys)?;
+        let screening = screening
+            .map(|s| StoredScreening::seal(s, &self.keys))
+            .transpose()?;
         let applied = self
             .sequencer
-            .submit(Mutation::PutCustomer(customer.clone()), entry)
+            .submit(
+                Mutation::PutCustomer {
+                    customer,
+                    screening,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
+        match self.get::<StoredScreening>(t::SCREENINGS, customer_id.as_bytes())? {
+            Some(s) => s.open(&self.keys).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_screenings(
+        &self,
+        screenings: &[Screening],
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let sealed = screenings
+            .iter()
+            .map(|s| StoredScreening::seal(s, &self.keys))
+            .collect::<Result<Vec<_>, _>>()?;
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutScreenings(sealed), entry)
+            .await?;
+        appended(applied)
+    }
+
+    fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
+        self.get(t::SANCTIONS, SANCTIONS_LIST)
+    }
+
+    async fn put_sanctions_list(
+        &self,
+        list: &SanctionsList,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let encoded = super::codec::encode(list)?;
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutSanctionsList(encoded), entry)
+            .await?;
+        appended(applied)
+    }
+
+    async fn purge_customer(
+        &self,
+        tombstones: &[Customer],
+        latest_version: u64,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let tombstones = tombstones
+            .iter()
+            .map(|c| {
+                // The commitment is the stored one: the tombstone no longer
+                // holds what it was computed from.
+                let key = super::sequencer::customer_key(&c.customer_id, c.version);
+                let stored: StoredCustomer = self
+                    .get(t::CUSTOMERS, &key)?
+                    .ok_or_else(|| StoreError::Conflict(format!("customer {}", c.customer_id)))?;
+                Ok(stored.tombstone())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PurgeCustomer {
+                    tombstones,
+                    latest_version,
+                },
+                entry,
+            )
             .await?;
         appended(applied)
     }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use warden::auth::Role;
 use warden::config::{
-    AdmissionConfig, Config, LedgerConfig, LicenceConfig, TlsConfig, TrustConfig,
+    AdmissionConfig, Config, KycConfig, LedgerConfig, LicenceConfig, TlsConfig, TrustConfig,
 };
 use warden::ledger::note::{Signer, Verifier};
 use warden::pki::dev::{sample_claims, CrlSpec, LeafSpec, TestCa, TestLeaf, TestPki};
@@ -114,7 +114,14 @@ impl TestEnv {
             ledger: LedgerConfig {
                 key: root.join("ledger.key"),
             },
+            kyc: KycConfig {
+                pii_key_file: root.join("pii.keys"),
+                screening_threshold: 0.9,
+                retention_days: 365,
+                purge_interval_seconds: 3600,
+            },
         };
+        warden::pii::Keyring::generate(&config.kyc.pii_key_file, "test-1").unwrap();
         config.validate().unwrap();
         Self {
             licence: signer.verifier(),
@@ -189,13 +196,7 @@ impl TestEnv {
     ) -> proto::Customer {
         self.customers(server)
             .await
-            .register_customer(proto::RegisterCustomerRequest {
-                customer_id: id.into(),
-                kind: proto::CustomerKind::Organisation as i32,
-                legal_name: format!("{id} Ltd"),
-                country: "DE".into(),
-                status: status as i32,
-            })
+            .register_customer(organisation(id, status))
             .await
             .unwrap()
             .into_inner()
@@ -282,5 +283,38 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A complete, valid organisation record (invented).
+pub fn org_details() -> proto::CustomerDetails {
+    proto::CustomerDetails {
+        registration_number: "HRB 12345".into(),
+        legal_form: "GmbH".into(),
+        jurisdiction: "DE".into(),
+        addresses: vec![proto::Address {
+            lines: vec!["Beispielstrasse 1".into()],
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            region: String::new(),
+            country: "DE".into(),
+        }],
+        email: "kyc@example.com".into(),
+        phone: "+4930123456".into(),
+        declared_purpose: "hosted inference for customer support".into(),
+        ..Default::default()
+    }
+}
+
+/// A registration of organisation `id`, valid apart from what a test
+/// changes.
+pub fn organisation(id: &str, status: proto::CustomerStatus) -> proto::RegisterCustomerRequest {
+    proto::RegisterCustomerRequest {
+        customer_id: id.into(),
+        kind: proto::CustomerKind::Organisation as i32,
+        legal_name: format!("{id} Ltd"),
+        country: "DE".into(),
+        status: status as i32,
+        details: Some(org_details()),
     }
 }
