@@ -200,20 +200,6 @@ pub struct Screening {
     pub resolved_at: Option<UnixMillis>,
 }
 
-impl Screening {
-    /// Whether `other` says the same about the customer (status and hits),
-    /// whatever list run produced it.
-    pub fn same_outcome(&self, other: &Screening) -> bool {
-        self.status == other.status
-            && self.hits.len() == other.hits.len()
-            && self
-                .hits
-                .iter()
-                .zip(&other.hits)
-                .all(|(a, b)| a.entry_id == b.entry_id && a.matched_field == b.matched_field)
-    }
-}
-
 /// A fresh commitment salt: 32 random bytes, hex.
 pub fn new_commitment_salt() -> String {
     let mut salt = [0u8; 32];
@@ -591,6 +577,105 @@ mod tests {
         check_identifier("id", "a b", &mut v);
         check_identifier("id", "cust-42.eu:x_1", &mut v);
         assert_eq!(v.len(), 3);
+    }
+
+    #[test]
+    fn field_syntax_checks() {
+        let today = 1_790_000_000_000; // 2026-09
+        let mut v = Vec::new();
+        for ok in ["a@example.com", "first.last+kyc@sub.example.co.uk"] {
+            check_email("e", ok, &mut v);
+        }
+        for ok in ["+4930123456", "+12025550123"] {
+            check_phone("p", ok, &mut v);
+        }
+        check_date("d", "2000-02-29", today, &mut v);
+        check_iso_country("c", "GB", &mut v);
+        check_sha256("s", &"a".repeat(64), &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a b@example.com",
+            "a@-x.com",
+            "a@ex..com",
+        ] {
+            check_email("e", bad, &mut v);
+        }
+        assert_eq!(v.len(), 6, "{v:?}");
+        v.clear();
+        for bad in [
+            "030123456",
+            "+0301234567",
+            "+49 30 123",
+            "+1234567",
+            "+1234567890123456",
+        ] {
+            check_phone("p", bad, &mut v);
+        }
+        assert_eq!(v.len(), 5, "{v:?}");
+        v.clear();
+        for bad in [
+            "2001-02-29",
+            "1899-12-31",
+            "2030-01-01",
+            "01/02/2000",
+            "2000-1-1",
+        ] {
+            check_date("d", bad, today, &mut v);
+        }
+        assert_eq!(v.len(), 5, "{v:?}");
+        v.clear();
+        for bad in ["UK", "XX", "gb", "GBR"] {
+            check_iso_country("c", bad, &mut v);
+        }
+        assert_eq!(v.len(), 4, "{v:?}");
+    }
+
+    #[test]
+    fn ownership_may_not_exceed_100_percent() {
+        let owner = |pct: f64| Person {
+            name: "Owner".into(),
+            nationality: "DE".into(),
+            date_of_birth: "1970-01-01".into(),
+            ownership_percent: pct,
+            ..Person::default()
+        };
+        let mut d = CustomerDetails {
+            registration_number: "1".into(),
+            legal_form: "GmbH".into(),
+            jurisdiction: "DE".into(),
+            addresses: vec![Address {
+                lines: vec!["Street 1".into()],
+                city: "Berlin".into(),
+                country: "DE".into(),
+                ..Address::default()
+            }],
+            email: "a@example.com".into(),
+            declared_purpose: "inference".into(),
+            beneficial_owners: vec![owner(60.0), owner(40.0)],
+            ..CustomerDetails::default()
+        };
+        let check = |d: &CustomerDetails| {
+            validate_identity(
+                CustomerKind::Organisation,
+                "X GmbH",
+                "DE",
+                d,
+                1_790_000_000_000,
+            )
+        };
+        assert!(check(&d).is_empty(), "{:?}", check(&d));
+        d.beneficial_owners.push(owner(0.5));
+        let v = check(&d);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].field, "details.beneficial_owners");
+        d.beneficial_owners = vec![owner(101.0)];
+        assert_eq!(
+            check(&d)[0].field,
+            "details.beneficial_owners[0].ownership_percent"
+        );
     }
 
     #[test]
