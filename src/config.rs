@@ -39,6 +39,31 @@ pub struct Config {
     pub licence: LicenceConfig,
     pub ledger: LedgerConfig,
     pub kyc: KycConfig,
+    #[serde(default)]
+    pub orders: OrdersConfig,
+}
+
+/// Approvals (by distinct operator or authority principals; the issuer
+/// counts once) each order action needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    #[serde(default = "defaults::suspend_quorum")]
+    pub suspend_quorum: u32,
+    #[serde(default = "defaults::terminate_quorum")]
+    pub terminate_quorum: u32,
+    #[serde(default = "defaults::lift_quorum")]
+    pub lift_quorum: u32,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            suspend_quorum: defaults::suspend_quorum(),
+            terminate_quorum: defaults::terminate_quorum(),
+            lift_quorum: defaults::lift_quorum(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +148,15 @@ pub struct KycConfig {
 }
 
 mod defaults {
+    pub fn suspend_quorum() -> u32 {
+        1
+    }
+    pub fn terminate_quorum() -> u32 {
+        2
+    }
+    pub fn lift_quorum() -> u32 {
+        2
+    }
     pub fn screening_threshold() -> f64 {
         crate::screening::DEFAULT_THRESHOLD
     }
@@ -204,6 +238,15 @@ impl Config {
                 "kyc.screening_threshold",
                 "must be above 0.5 and at most 1".into(),
             );
+        }
+        for (field, q) in [
+            ("orders.suspend_quorum", self.orders.suspend_quorum),
+            ("orders.terminate_quorum", self.orders.terminate_quorum),
+            ("orders.lift_quorum", self.orders.lift_quorum),
+        ] {
+            if q == 0 || q > 16 {
+                err(field, "must be between 1 and 16".into());
+            }
         }
         if self.kyc.purge_interval_seconds == 0 {
             err("kyc.purge_interval_seconds", "must be at least 1".into());

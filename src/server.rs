@@ -15,6 +15,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use crate::api::admission::AdmissionService;
 use crate::api::customers::CustomersService;
 use crate::api::ledger::LedgerService;
+use crate::api::orders::OrdersService;
 use crate::api::trust::TrustService;
 use crate::api::App;
 use crate::auth::AuthLayer;
@@ -23,6 +24,7 @@ use crate::ledger::note::Signer;
 use crate::proto::admission_server::AdmissionServer;
 use crate::proto::customers_server::CustomersServer;
 use crate::proto::ledger_server::LedgerServer;
+use crate::proto::orders_server::OrdersServer;
 use crate::proto::trust_server::TrustServer;
 use crate::store::{SledStore, Store};
 use crate::trust::TrustState;
@@ -87,6 +89,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer, keys)?);
     let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
         .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;
+    let (order_revision, _) = store.order_revisions()?;
     let seconds_to_millis = |s: u64| {
         i64::try_from(s)
             .unwrap_or(i64::MAX / 1000)
@@ -100,6 +103,13 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         screening,
         retention_millis: seconds_to_millis(config.kyc.retention_days.saturating_mul(86_400)),
         purge_interval: Duration::from_secs(config.kyc.purge_interval_seconds),
+        quorum: crate::domain::order::Quorum {
+            suspend: config.orders.suspend_quorum,
+            terminate: config.orders.terminate_quorum,
+            lift: config.orders.lift_quorum,
+        },
+        order_revision: tokio::sync::watch::Sender::new(order_revision),
+        shutdown: CancellationToken::new(),
     }))
 }
 
@@ -130,6 +140,7 @@ pub async fn serve(
         .await;
     health.set_serving::<TrustServer<TrustService>>().await;
     health.set_serving::<LedgerServer<LedgerService>>().await;
+    health.set_serving::<OrdersServer<OrdersService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -150,6 +161,20 @@ pub async fn serve(
         format!("spiffe://{}/system/retention", config.tls.trust_domain),
         shutdown.clone(),
     ));
+    let expiry = tokio::spawn(expiry_task(
+        app.clone(),
+        format!("spiffe://{}/system/orders", config.tls.trust_domain),
+        shutdown.clone(),
+    ));
+    // Order watches end as soon as shutdown begins, so the drain does not
+    // wait for streams that never end on their own.
+    tokio::spawn({
+        let (shutdown, app_shutdown) = (shutdown.clone(), app.shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            app_shutdown.cancel();
+        }
+    });
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "warden serving (mTLS)");
     let result = tonic::transport::Server::builder()
@@ -169,6 +194,10 @@ pub async fn serve(
         )
         .add_service(LedgerServer::new(LedgerService::new(app.clone())))
         .add_service(
+            OrdersServer::new(OrdersService::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             TrustServer::new(TrustService::new(app))
                 .max_decoding_message_size(crate::api::trust::MAX_LIST_BYTES),
         )
@@ -183,6 +212,7 @@ pub async fn serve(
         .await;
     shutdown.cancel();
     let _ = retention.await;
+    let _ = expiry.await;
     // Every service (and with it the store) is dropped once the server
     // future has returned; wait until the store has finished, so the data
     // directory can be opened again as soon as `serve` returns.
@@ -210,6 +240,21 @@ async fn retention_task(app: Arc<App>, principal: String, shutdown: Cancellation
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(app.purge_interval) => {}
+        }
+    }
+}
+
+/// Marks orders past their expiry EXPIRED, every second, until shutdown.
+async fn expiry_task(app: Arc<App>, principal: String, shutdown: CancellationToken) {
+    loop {
+        match crate::api::orders::expire_due(&app, &principal).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(orders = n, "orders expired"),
+            Err(e) => tracing::error!(error = ?e, "order expiry failed; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

@@ -20,12 +20,13 @@ use crate::digest::ModelDigest;
 use crate::domain::customer::{check_identifier, Customer, FieldViolation};
 use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
 use crate::domain::deployment::{Deployment, DeploymentState, Workload};
+use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{CertificateRef, CustomerRef, Entry, Event};
 use crate::proto;
 use crate::proto::admission_server::Admission;
-use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter};
+use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
 
 const MAX_ENDPOINTS: usize = 64;
 const MAX_PAGE: u32 = 1000;
@@ -63,11 +64,316 @@ impl AdmissionService {
         }
     }
 
+    /// One admission attempt; `None` when the orders in force changed
+    /// while it was decided.
+    async fn admit_once(
+        &self,
+        who: &Principal,
+        message: proto::AdmitRequest,
+    ) -> Result<Option<Response<proto::AdmitResponse>>, Status> {
+        let request_sha256 = sha256_hex(&message.encode_to_vec());
+        let proto::AdmitRequest {
+            request_id,
+            customer_id,
+            model_digest,
+            certificate_chain,
+            workload,
+        } = message;
+
+        let mut v = Vec::new();
+        check_identifier("request_id", &request_id, &mut v);
+        check_identifier("customer_id", &customer_id, &mut v);
+        if let Err(e) = model_digest.parse::<ModelDigest>() {
+            v.push(FieldViolation::new("model_digest", e.to_string()));
+        }
+        let workload = match workload {
+            Some(w) => workload_from_proto(w),
+            None => {
+                v.push(FieldViolation::new("workload", "required"));
+                Workload::default()
+            }
+        };
+        if !v.iter().any(|x| x.field == "workload") {
+            check_workload(&workload, &mut v);
+        }
+        let now = now_millis();
+        let certificate = match self.app.trust.check(&certificate_chain, now) {
+            Err(description) => {
+                v.push(FieldViolation::new("certificate_chain", description));
+                None
+            }
+            Ok(outcome) => Some(outcome),
+        };
+        ApiError::check(v)?;
+        let Some(certificate) = certificate else {
+            return Err(ApiError::Internal.into());
+        };
+
+        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
+        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
+        let customer = self
+            .app
+            .store
+            .customer(&customer_id)
+            .map_err(ApiError::from)?;
+        let screening = self
+            .app
+            .store
+            .screening(&customer_id)
+            .map_err(ApiError::from)?;
+        let reasons = decide(&AdmissionInput {
+            certificate: &certificate,
+            measured_digest: &model_digest,
+            customer: customer.as_ref(),
+            customer_id: &customer_id,
+            screening: screening.as_ref(),
+            workload: &workload,
+            orders: &orders,
+            deployment_id: None,
+            now,
+        });
+
+        let mut record = DecisionRecord {
+            decision_id: new_id("dec"),
+            kind: DecisionKind::Admit,
+            request_id: request_id.clone(),
+            principal: who.spiffe_id.clone(),
+            at: now,
+            customer_id: customer_id.clone(),
+            customer_version: customer.as_ref().map(|c| c.version),
+            model_digest: model_digest.clone(),
+            certificate_fingerprint: certificate
+                .model
+                .as_ref()
+                .map(|m| m.summary.fingerprint.clone()),
+            allowed: reasons.is_empty(),
+            reasons,
+            deployment_id: None,
+            lease_expires_at: None,
+            licence: None,
+            request_sha256: request_sha256.clone(),
+            ledger_index: None,
+        };
+        let workload_for_entry = workload.clone();
+        let deployment = match (&certificate.model, &customer, record.allowed) {
+            (Some(model), Some(customer), true) => {
+                let lease_expires_at = (now + self.app.lease_millis).min(model.summary.not_after);
+                let d = Deployment {
+                    deployment_id: new_id("dep"),
+                    request_id: request_id.clone(),
+                    customer_id: customer_id.clone(),
+                    customer_version: customer.version,
+                    model_digest: model_digest.clone(),
+                    workload,
+                    state: DeploymentState::Active,
+                    admitted_at: now,
+                    lease_expires_at,
+                    released_at: None,
+                    admitted_by: who.spiffe_id.clone(),
+                    certificate: model.summary.clone(),
+                    chain_sha256: sha256_hex(certificate_chain.as_bytes()),
+                    renewals: 0,
+                    order_id: None,
+                };
+                record.deployment_id = Some(d.deployment_id.clone());
+                record.lease_expires_at = Some(lease_expires_at);
+                record.licence = Some(self.licence(&d)?);
+                Some(d)
+            }
+            _ => None,
+        };
+
+        let entry = Entry::new(
+            now,
+            &who.spiffe_id,
+            &request_id,
+            Event::Admission {
+                decision_id: record.decision_id.clone(),
+                allowed: record.allowed,
+                reasons: record.reasons.iter().map(|r| r.code).collect(),
+                customer_id: customer_id.clone(),
+                customer: customer.as_ref().map(CustomerRef::of),
+                model_digest: model_digest.clone(),
+                certificate: certificate.model.as_ref().map(|m| CertificateRef {
+                    fingerprint: m.summary.fingerprint.clone(),
+                    serial: m.summary.serial.clone(),
+                    evaluator: m.summary.evaluator.clone(),
+                }),
+                deployment_id: record.deployment_id.clone(),
+                lease_expires_at: record.lease_expires_at,
+                workload: deployment
+                    .as_ref()
+                    .map(|d| d.workload.clone())
+                    .unwrap_or(workload_for_entry),
+            },
+        );
+        let recorded = self
+            .app
+            .store
+            .record_admission(
+                &record,
+                deployment.as_ref(),
+                Some(&certificate_chain),
+                orders_seen,
+                entry,
+            )
+            .await;
+        let recorded = match recorded {
+            Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
+            r => r.map_err(ApiError::from)?,
+        };
+        let answer = match recorded {
+            AdmitRecorded::New(index) => DecisionRecord {
+                ledger_index: Some(index),
+                ..record
+            },
+            AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
+            AdmitRecorded::Replay(_) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "request_id {request_id} was already used for a different request"
+                ))
+                .into())
+            }
+        };
+        tracing::info!(
+            decision_id = %answer.decision_id,
+            request_id = %answer.request_id,
+            allowed = answer.allowed,
+            reasons = ?answer.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            principal = %who.spiffe_id,
+            "admission decided"
+        );
+        Ok(Some(Response::new(admit_response(&answer))))
+    }
+
+    /// One renewal attempt; `None` when the orders in force changed while
+    /// it was decided.
+    async fn renew_once(
+        &self,
+        who: &Principal,
+        message: proto::RenewRequest,
+    ) -> Result<Option<Response<proto::RenewResponse>>, Status> {
+        let proto::RenewRequest {
+            deployment_id,
+            endpoints,
+        } = message;
+        let mut v = Vec::new();
+        check_endpoints("endpoints", &endpoints, &mut v);
+        ApiError::check(v)?;
+        let before = self.owned_deployment(who, &deployment_id)?;
+        let now = now_millis();
+        let mut workload = before.workload.clone();
+        if !endpoints.is_empty() {
+            workload.endpoints = endpoints;
+        }
+
+        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
+        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
+        let (reasons, customer) = match before.state_at(now) {
+            DeploymentState::Active => self.recheck(&before, &workload, &orders, now)?,
+            state @ (DeploymentState::Suspended | DeploymentState::Terminated)
+                if before.order_id.is_some() =>
+            {
+                let order_id = before.order_id.clone().unwrap_or_default();
+                (
+                    vec![Reason::new(
+                        ReasonCode::OrderActive,
+                        format!(
+                            "the deployment is {} by order {order_id}",
+                            if state == DeploymentState::Suspended {
+                                "suspended"
+                            } else {
+                                "terminated"
+                            }
+                        ),
+                    )],
+                    None,
+                )
+            }
+            DeploymentState::Expired => (
+                vec![Reason::new(
+                    ReasonCode::LeaseExpired,
+                    "the lease expired; the workload must stop and be admitted again",
+                )],
+                None,
+            ),
+            other => (
+                vec![Reason::new(
+                    ReasonCode::DeploymentNotActive,
+                    format!("the deployment is {other:?}, not active"),
+                )],
+                None,
+            ),
+        };
+        let allowed = reasons.is_empty();
+        let mut after = before.clone();
+        let mut licence = None;
+        if allowed {
+            after.lease_expires_at =
+                (now + self.app.lease_millis).min(before.certificate.not_after);
+            after.renewals += 1;
+            after.workload = workload;
+            if let Some(c) = &customer {
+                after.customer_version = c.version;
+            }
+            licence = Some(self.licence(&after)?);
+        }
+        let record = DecisionRecord {
+            customer_version: customer.as_ref().map(|c| c.version),
+            allowed,
+            reasons: reasons.clone(),
+            lease_expires_at: allowed.then_some(after.lease_expires_at),
+            licence: licence.clone(),
+            ..lifecycle_record(DecisionKind::Renew, who, &before, now)
+        };
+        let entry = Entry::new(
+            now,
+            &who.spiffe_id,
+            "",
+            Event::Renewal {
+                decision_id: record.decision_id.clone(),
+                deployment_id: before.deployment_id.clone(),
+                allowed,
+                reasons: reasons.iter().map(|r| r.code).collect(),
+                customer: customer.as_ref().map(CustomerRef::of),
+                lease_expires_at: record.lease_expires_at,
+                endpoints: after.workload.endpoints.clone(),
+            },
+        );
+        let ledger_index = match self
+            .app
+            .store
+            .update_deployment(&before, &after, &record, Some(orders_seen), entry)
+            .await
+        {
+            Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
+            r => r.map_err(ApiError::from)?,
+        };
+        tracing::info!(
+            deployment_id = %before.deployment_id,
+            allowed,
+            reasons = ?reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            "renewal decided"
+        );
+        Ok(Some(Response::new(proto::RenewResponse {
+            decision: if allowed {
+                proto::Decision::Allow
+            } else {
+                proto::Decision::Deny
+            } as i32,
+            reasons: super::convert::reasons(&reasons),
+            lease_expires_at: Some(timestamp(after.lease_expires_at)),
+            licence: licence.unwrap_or_default(),
+            ledger_index,
+        })))
+    }
+
     /// Re-runs the admission checks for an existing deployment.
     fn recheck(
         &self,
         d: &Deployment,
         workload: &Workload,
+        orders: &[Order],
         now: UnixMillis,
     ) -> Result<(Vec<Reason>, Option<Customer>), ApiError> {
         let chain = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
@@ -91,6 +397,9 @@ impl AdmissionService {
             customer_id: &d.customer_id,
             screening: screening.as_ref(),
             workload,
+            orders,
+            deployment_id: Some(&d.deployment_id),
+            now,
         });
         Ok((reasons, customer))
     }
@@ -196,6 +505,13 @@ fn lifecycle_record(
     }
 }
 
+/// How often a request is decided again when an order came into force
+/// while it was decided.
+const ORDER_RETRIES: usize = 5;
+
+/// The conflict the store reports when the orders in force changed.
+const ORDERS_CHANGED: &str = "the orders in force";
+
 fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -208,169 +524,14 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::AdmitResponse>, Status> {
         let who = principal(&request)?;
         let message = request.into_inner();
-        let request_sha256 = sha256_hex(&message.encode_to_vec());
-        let proto::AdmitRequest {
-            request_id,
-            customer_id,
-            model_digest,
-            certificate_chain,
-            workload,
-        } = message;
-
-        let mut v = Vec::new();
-        check_identifier("request_id", &request_id, &mut v);
-        check_identifier("customer_id", &customer_id, &mut v);
-        if let Err(e) = model_digest.parse::<ModelDigest>() {
-            v.push(FieldViolation::new("model_digest", e.to_string()));
+        // An order that came into force while this request was decided
+        // makes the store refuse the decision; decide again.
+        for _ in 0..ORDER_RETRIES {
+            if let Some(answer) = self.admit_once(&who, message.clone()).await? {
+                return Ok(answer);
+            }
         }
-        let workload = match workload {
-            Some(w) => workload_from_proto(w),
-            None => {
-                v.push(FieldViolation::new("workload", "required"));
-                Workload::default()
-            }
-        };
-        if !v.iter().any(|x| x.field == "workload") {
-            check_workload(&workload, &mut v);
-        }
-        let now = now_millis();
-        let certificate = match self.app.trust.check(&certificate_chain, now) {
-            Err(description) => {
-                v.push(FieldViolation::new("certificate_chain", description));
-                None
-            }
-            Ok(outcome) => Some(outcome),
-        };
-        ApiError::check(v)?;
-        let Some(certificate) = certificate else {
-            return Err(ApiError::Internal.into());
-        };
-
-        let customer = self
-            .app
-            .store
-            .customer(&customer_id)
-            .map_err(ApiError::from)?;
-        let screening = self
-            .app
-            .store
-            .screening(&customer_id)
-            .map_err(ApiError::from)?;
-        let reasons = decide(&AdmissionInput {
-            certificate: &certificate,
-            measured_digest: &model_digest,
-            customer: customer.as_ref(),
-            customer_id: &customer_id,
-            screening: screening.as_ref(),
-            workload: &workload,
-        });
-
-        let mut record = DecisionRecord {
-            decision_id: new_id("dec"),
-            kind: DecisionKind::Admit,
-            request_id: request_id.clone(),
-            principal: who.spiffe_id.clone(),
-            at: now,
-            customer_id: customer_id.clone(),
-            customer_version: customer.as_ref().map(|c| c.version),
-            model_digest: model_digest.clone(),
-            certificate_fingerprint: certificate
-                .model
-                .as_ref()
-                .map(|m| m.summary.fingerprint.clone()),
-            allowed: reasons.is_empty(),
-            reasons,
-            deployment_id: None,
-            lease_expires_at: None,
-            licence: None,
-            request_sha256: request_sha256.clone(),
-            ledger_index: None,
-        };
-        let workload_for_entry = workload.clone();
-        let deployment = match (&certificate.model, &customer, record.allowed) {
-            (Some(model), Some(customer), true) => {
-                let lease_expires_at = (now + self.app.lease_millis).min(model.summary.not_after);
-                let d = Deployment {
-                    deployment_id: new_id("dep"),
-                    request_id: request_id.clone(),
-                    customer_id: customer_id.clone(),
-                    customer_version: customer.version,
-                    model_digest: model_digest.clone(),
-                    workload,
-                    state: DeploymentState::Active,
-                    admitted_at: now,
-                    lease_expires_at,
-                    released_at: None,
-                    admitted_by: who.spiffe_id.clone(),
-                    certificate: model.summary.clone(),
-                    chain_sha256: sha256_hex(certificate_chain.as_bytes()),
-                    renewals: 0,
-                };
-                record.deployment_id = Some(d.deployment_id.clone());
-                record.lease_expires_at = Some(lease_expires_at);
-                record.licence = Some(self.licence(&d)?);
-                Some(d)
-            }
-            _ => None,
-        };
-
-        let entry = Entry::new(
-            now,
-            &who.spiffe_id,
-            &request_id,
-            Event::Admission {
-                decision_id: record.decision_id.clone(),
-                allowed: record.allowed,
-                reasons: record.reasons.iter().map(|r| r.code).collect(),
-                customer_id: customer_id.clone(),
-                customer: customer.as_ref().map(CustomerRef::of),
-                model_digest: model_digest.clone(),
-                certificate: certificate.model.as_ref().map(|m| CertificateRef {
-                    fingerprint: m.summary.fingerprint.clone(),
-                    serial: m.summary.serial.clone(),
-                    evaluator: m.summary.evaluator.clone(),
-                }),
-                deployment_id: record.deployment_id.clone(),
-                lease_expires_at: record.lease_expires_at,
-                workload: deployment
-                    .as_ref()
-                    .map(|d| d.workload.clone())
-                    .unwrap_or(workload_for_entry),
-            },
-        );
-        let recorded = self
-            .app
-            .store
-            .record_admission(
-                &record,
-                deployment.as_ref(),
-                Some(&certificate_chain),
-                entry,
-            )
-            .await
-            .map_err(ApiError::from)?;
-        let answer = match recorded {
-            AdmitRecorded::New(index) => DecisionRecord {
-                ledger_index: Some(index),
-                ..record
-            },
-            AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
-            AdmitRecorded::Replay(_) => {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "request_id {request_id} was already used for a different request"
-                ))
-                .into())
-            }
-        };
-        tracing::info!(
-            decision_id = %answer.decision_id,
-            request_id = %answer.request_id,
-            allowed = answer.allowed,
-            reasons = ?answer.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-            principal = %who.spiffe_id,
-            "admission decided"
-        );
-        Ok(Response::new(admit_response(&answer)))
+        Err(ApiError::Aborted("the orders in force kept changing; retry".into()).into())
     }
 
     async fn renew(
@@ -378,95 +539,13 @@ impl Admission for AdmissionService {
         request: Request<proto::RenewRequest>,
     ) -> Result<Response<proto::RenewResponse>, Status> {
         let who = principal(&request)?;
-        let proto::RenewRequest {
-            deployment_id,
-            endpoints,
-        } = request.into_inner();
-        let mut v = Vec::new();
-        check_endpoints("endpoints", &endpoints, &mut v);
-        ApiError::check(v)?;
-        let before = self.owned_deployment(&who, &deployment_id)?;
-        let now = now_millis();
-        let mut workload = before.workload.clone();
-        if !endpoints.is_empty() {
-            workload.endpoints = endpoints;
-        }
-
-        let (reasons, customer) = match before.state_at(now) {
-            DeploymentState::Active => self.recheck(&before, &workload, now)?,
-            DeploymentState::Expired => (
-                vec![Reason::new(
-                    ReasonCode::LeaseExpired,
-                    "the lease expired; the workload must stop and be admitted again",
-                )],
-                None,
-            ),
-            other => (
-                vec![Reason::new(
-                    ReasonCode::DeploymentNotActive,
-                    format!("the deployment is {other:?}, not active"),
-                )],
-                None,
-            ),
-        };
-        let allowed = reasons.is_empty();
-        let mut after = before.clone();
-        let mut licence = None;
-        if allowed {
-            after.lease_expires_at =
-                (now + self.app.lease_millis).min(before.certificate.not_after);
-            after.renewals += 1;
-            after.workload = workload;
-            if let Some(c) = &customer {
-                after.customer_version = c.version;
+        let message = request.into_inner();
+        for _ in 0..ORDER_RETRIES {
+            if let Some(answer) = self.renew_once(&who, message.clone()).await? {
+                return Ok(answer);
             }
-            licence = Some(self.licence(&after)?);
         }
-        let record = DecisionRecord {
-            customer_version: customer.as_ref().map(|c| c.version),
-            allowed,
-            reasons: reasons.clone(),
-            lease_expires_at: allowed.then_some(after.lease_expires_at),
-            licence: licence.clone(),
-            ..lifecycle_record(DecisionKind::Renew, &who, &before, now)
-        };
-        let entry = Entry::new(
-            now,
-            &who.spiffe_id,
-            "",
-            Event::Renewal {
-                decision_id: record.decision_id.clone(),
-                deployment_id: before.deployment_id.clone(),
-                allowed,
-                reasons: reasons.iter().map(|r| r.code).collect(),
-                customer: customer.as_ref().map(CustomerRef::of),
-                lease_expires_at: record.lease_expires_at,
-                endpoints: after.workload.endpoints.clone(),
-            },
-        );
-        let ledger_index = self
-            .app
-            .store
-            .update_deployment(&before, &after, &record, entry)
-            .await
-            .map_err(ApiError::from)?;
-        tracing::info!(
-            deployment_id = %before.deployment_id,
-            allowed,
-            reasons = ?reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-            "renewal decided"
-        );
-        Ok(Response::new(proto::RenewResponse {
-            decision: if allowed {
-                proto::Decision::Allow
-            } else {
-                proto::Decision::Deny
-            } as i32,
-            reasons: super::convert::reasons(&reasons),
-            lease_expires_at: Some(timestamp(after.lease_expires_at)),
-            licence: licence.unwrap_or_default(),
-            ledger_index,
-        }))
+        Err(ApiError::Aborted("the orders in force kept changing; retry".into()).into())
     }
 
     async fn release(
@@ -505,7 +584,7 @@ impl Admission for AdmissionService {
         );
         self.app
             .store
-            .update_deployment(&before, &after, &record, entry)
+            .update_deployment(&before, &after, &record, None, entry)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(deployment_id = %deployment_id, "deployment released");

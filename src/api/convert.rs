@@ -58,6 +58,7 @@ pub fn reason_code(code: ReasonCode) -> proto::ReasonCode {
         ReasonCode::LeaseExpired => P::LeaseExpired,
         ReasonCode::DeploymentNotActive => P::DeploymentNotActive,
         ReasonCode::ScreeningUnresolved => P::ScreeningUnresolved,
+        ReasonCode::OrderActive => P::OrderActive,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod convert;
 pub mod customers;
 pub mod ledger;
+pub mod orders;
 pub mod status;
 pub mod trust;
 
@@ -32,6 +33,12 @@ pub struct App {
     /// Closed customers' personal data is purged after this long.
     pub retention_millis: i64,
     pub purge_interval: std::time::Duration,
+    /// Approvals each order action needs.
+    pub quorum: crate::domain::order::Quorum,
+    /// The newest durable order event revision; watchers wait on it.
+    pub order_revision: tokio::sync::watch::Sender<u64>,
+    /// Cancelled when the server shuts down: ends every order watch.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn now_millis() -> UnixMillis {

@@ -5,7 +5,9 @@
 
 use super::customer::{Customer, CustomerStatus, Screening, ScreeningStatus};
 use super::deployment::{CertificateSummary, Workload};
+use super::order::{Order, Subject};
 use super::reason::{Reason, ReasonCode};
+use super::UnixMillis;
 
 /// Facts read from a model-evaluation certificate whose chain verified.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,11 @@ pub struct AdmissionInput<'a> {
     /// The customer's current sanctions screening, if it was screened.
     pub screening: Option<&'a Screening>,
     pub workload: &'a Workload,
+    /// Orders in state ACTIVE; those in force at `now` that match deny.
+    pub orders: &'a [Order],
+    /// Set for a renewal.
+    pub deployment_id: Option<&'a str>,
+    pub now: UnixMillis,
 }
 
 /// Runs every check and returns every failure.
@@ -96,6 +103,31 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
             ),
         )),
         Some(_) => {}
+    }
+    let (fingerprint, evaluator) = input.certificate.model.as_ref().map_or(("", ""), |m| {
+        (m.summary.fingerprint.as_str(), m.summary.evaluator.as_str())
+    });
+    let subject = Subject {
+        deployment_id: input.deployment_id,
+        customer_id: input.customer_id,
+        model_digest: input.measured_digest,
+        certificate_fingerprint: fingerprint,
+        evaluator,
+    };
+    for o in input
+        .orders
+        .iter()
+        .filter(|o| o.denies(&subject, input.now))
+    {
+        reasons.push(Reason::new(
+            ReasonCode::OrderActive,
+            format!(
+                "order {} ({} {}) is in force",
+                o.order_id,
+                o.action.as_str(),
+                o.target.describe()
+            ),
+        ));
     }
     if let Some(s) = input.screening.filter(|s| s.status.blocks_admission()) {
         let what = if s.status == ScreeningStatus::ConfirmedMatch {
@@ -176,6 +208,9 @@ mod tests {
             customer: Some(&c),
             customer_id: "c1",
             screening: None,
+            orders: &[],
+            deployment_id: None,
+            now: 0,
             workload: &w,
         };
         assert!(decide(&input).is_empty());
@@ -198,6 +233,9 @@ mod tests {
             customer: Some(&c),
             customer_id: "c1",
             screening: None,
+            orders: &[],
+            deployment_id: None,
+            now: 0,
             workload: &w,
         };
         assert_eq!(
@@ -226,6 +264,9 @@ mod tests {
             customer: None,
             customer_id: "nobody",
             screening: None,
+            orders: &[],
+            deployment_id: None,
+            now: 0,
             workload: &w,
         };
         assert_eq!(
@@ -251,6 +292,9 @@ mod tests {
             customer: Some(&c),
             customer_id: "c1",
             screening: None,
+            orders: &[],
+            deployment_id: None,
+            now: 0,
             workload: &w,
         };
         assert!(decide(&input).is_empty());

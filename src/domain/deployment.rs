@@ -62,6 +62,9 @@ pub struct Deployment {
     /// is stored for re-verification on renewal.
     pub chain_sha256: String,
     pub renewals: u32,
+    /// The order that suspended or terminated it.
+    #[serde(default)]
+    pub order_id: Option<String>,
 }
 
 impl Deployment {
@@ -96,6 +99,7 @@ mod tests {
             certificate: CertificateSummary::default(),
             chain_sha256: String::new(),
             renewals: 0,
+            order_id: None,
         };
         assert_eq!(d.state_at(999), DeploymentState::Active);
         assert_eq!(d.state_at(1_000), DeploymentState::Expired);

@@ -5,6 +5,7 @@
 pub mod customer;
 pub mod decision;
 pub mod deployment;
+pub mod order;
 pub mod reason;
 
 /// Milliseconds since the Unix epoch. warden stores and compares all times in

@@ -27,6 +27,7 @@ pub enum ReasonCode {
     LeaseExpired,
     DeploymentNotActive,
     ScreeningUnresolved,
+    OrderActive,
 }
 
 impl ReasonCode {
@@ -53,6 +54,7 @@ impl ReasonCode {
             Self::LeaseExpired => "LEASE_EXPIRED",
             Self::DeploymentNotActive => "DEPLOYMENT_NOT_ACTIVE",
             Self::ScreeningUnresolved => "SCREENING_UNRESOLVED",
+            Self::OrderActive => "ORDER_ACTIVE",
         }
     }
 }

@@ -239,6 +239,29 @@ pub enum Event {
     },
     /// Retention purged the personal data of every version of a customer.
     CustomerPurged { customer_id: String, versions: u64 },
+    /// A change to a kill order: its events in order (e.g. APPROVED then
+    /// ACTIVATED), its state after them, and the deployments they changed.
+    /// Free text (reason, legal basis, outcome) is recorded by SHA-256.
+    Order {
+        order_id: String,
+        events: Vec<String>,
+        action: String,
+        target_kind: String,
+        target: String,
+        state: String,
+        reason_sha256: String,
+        deployment_ids: Vec<String>,
+    },
+}
+
+impl Entry {
+    /// Sets the deployments an order change affected, which only the
+    /// sequencer knows (it finds them in the same commit).
+    pub(crate) fn set_order_deployments(&mut self, ids: Vec<String>) {
+        if let Event::Order { deployment_ids, .. } = &mut self.event {
+            *deployment_ids = ids;
+        }
+    }
 }
 
 #[cfg(test)]

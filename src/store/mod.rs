@@ -21,10 +21,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::customer::{Customer, CustomerStatus, Screening};
 use crate::domain::deployment::{Deployment, DeploymentState};
+use crate::domain::order::{Order, OrderEvent};
 use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
 use crate::ledger::entry::Entry;
 use crate::ledger::tree::Hash;
+pub use sequencer::OrderChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -166,23 +168,55 @@ pub trait Store: Send + Sync + 'static {
     /// its certificate chain, with `entry`, atomically. A request id seen
     /// before from the same principal returns the stored decision instead
     /// and records nothing.
+    /// Refused with [`StoreError::Conflict`] if the orders in force changed
+    /// since `orders_seen` (see [`Store::order_revisions`]): decide again.
     async fn record_admission(
         &self,
         decision: &DecisionRecord,
         deployment: Option<&Deployment>,
         chain_pem: Option<&str>,
+        orders_seen: u64,
         entry: Entry,
     ) -> Result<AdmitRecorded, StoreError>;
 
     /// Records a renewal or release: replaces `before` with `after` only if
     /// the stored deployment still equals `before`. Returns the entry's index.
+    /// With `orders_seen`, refused like `record_admission` if the orders in
+    /// force changed since.
     async fn update_deployment(
         &self,
         before: &Deployment,
         after: &Deployment,
         decision: &DecisionRecord,
+        orders_seen: Option<u64>,
         entry: Entry,
     ) -> Result<u64, StoreError>;
+
+    /// Applies an order change with its events in one commit (see
+    /// [`OrderChange`]): on activation every matched active deployment is
+    /// suspended or terminated in the same commit. Refused with a conflict
+    /// if the order changed since the revision it was computed from.
+    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError>;
+    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
+    /// Orders in id order after `after`, at most `limit`, that `keep`.
+    fn list_orders(
+        &self,
+        keep: &dyn Fn(&Order) -> bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError>;
+    /// The orders in state ACTIVE (some may have passed their expiry).
+    fn active_orders(&self) -> Result<Vec<Order>, StoreError>;
+    /// Events with revisions in `(after, up_to]`, at most `limit`.
+    fn order_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderEvent>, StoreError>;
+    /// (last event revision, revision of the last change to the orders in
+    /// force).
+    fn order_revisions(&self) -> Result<(u64, u64), StoreError>;
 
     fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError>;
     /// Deployments in id order after `after`, at most `limit`.

@@ -48,7 +48,11 @@ pub(crate) mod t {
     pub const META: usize = 7;
     pub const SCREENINGS: usize = 8;
     pub const SANCTIONS: usize = 9;
-    pub const NAMES: [&str; 10] = [
+    pub const ORDERS: usize = 10;
+    pub const ORDER_EVENTS: usize = 11;
+    pub const ACTIVE_ORDERS: usize = 12;
+    pub const ORDER_META: usize = 13;
+    pub const NAMES: [&str; 14] = [
         "customers",
         "deployments",
         "decisions",
@@ -59,8 +63,19 @@ pub(crate) mod t {
         "ledger_meta",
         "screenings",
         "sanctions",
+        "orders",
+        "order_events",
+        "active_orders",
+        "order_meta",
     ];
 }
+
+/// In [`t::ORDER_META`]: the revision of the last order event.
+pub(crate) const ORDER_REVISION: &[u8] = b"revision";
+/// In [`t::ORDER_META`]: the revision of the last event that changed which
+/// orders are in force (activation, lift, expiry). Admissions decided
+/// against an older set are refused and decided again.
+pub(crate) const ORDER_SET_REVISION: &[u8] = b"set_revision";
 
 /// The key of the loaded sanctions list in [`t::SANCTIONS`].
 pub(crate) const SANCTIONS_LIST: &[u8] = b"list";
@@ -91,19 +106,41 @@ pub(crate) enum Mutation {
     },
     /// An admission decision, and on allow its deployment and chain. A
     /// request id already used by the same principal replays the first
-    /// decision and appends nothing.
+    /// decision and appends nothing. Refused if the set of orders in force
+    /// changed since `orders_seen`.
     RecordAdmission {
         decision: DecisionRecord,
         deployment: Option<Deployment>,
         chain_pem: Option<String>,
+        orders_seen: u64,
     },
     /// Replace `before` with `after` if the stored deployment still equals
-    /// `before`, and record the decision.
+    /// `before` (and, for a renewal, the orders in force are still those of
+    /// `orders_seen`), and record the decision.
     UpdateDeployment {
         before: Deployment,
         after: Deployment,
         decision: DecisionRecord,
+        orders_seen: Option<u64>,
     },
+    /// A change to an order (see [`OrderChange`]).
+    Order(Box<OrderChange>),
+}
+
+/// A change to a kill order, applied in one commit with its events.
+pub struct OrderChange {
+    /// The order after the change; its `revision` is the stored one it was
+    /// computed from (0 for a new order) and is replaced by the last event's.
+    pub order: crate::domain::order::Order,
+    pub events: Vec<crate::domain::order::EventKind>,
+    /// Suspend or terminate every matched active deployment (activation).
+    pub activate: bool,
+    /// Return the deployments this (suspending) order suspended to ACTIVE
+    /// (lift or expiry).
+    pub release: bool,
+    /// The deployment an acknowledgement is about.
+    pub ack: Option<String>,
+    pub now: crate::domain::UnixMillis,
 }
 
 struct Append {
@@ -233,6 +270,8 @@ struct Plan<'a> {
     trees: &'a [sled::Tree],
     previous: Option<&'a Layer>,
     layer: Layer,
+    /// Set by an order change: the deployments it changed, for its entry.
+    order_deployments: Option<Vec<String>>,
 }
 
 impl<'a> Plan<'a> {
@@ -241,6 +280,7 @@ impl<'a> Plan<'a> {
             trees,
             previous,
             layer: Layer::new(first_hash_index),
+            order_deployments: None,
         }
     }
 
@@ -401,6 +441,7 @@ fn apply(
             decision,
             deployment,
             chain_pem,
+            orders_seen,
         } => {
             let idem = admit_key(&decision.principal, &decision.request_id);
             if let Some(existing) = plan.get(t::ADMIT_REQUESTS, &idem)? {
@@ -412,6 +453,9 @@ fn apply(
                         }
                     })?;
                 return Ok(Ok(Some(Box::new(first))));
+            }
+            if meta_u64(plan, ORDER_SET_REVISION)? != *orders_seen {
+                return Ok(Err(StoreError::Conflict("the orders in force".into())));
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
@@ -444,6 +488,7 @@ fn apply(
             before,
             after,
             decision,
+            orders_seen,
         } => {
             let key = after.deployment_id.as_bytes();
             let current: Option<Deployment> = plan.get_decoded(t::DEPLOYMENTS, key)?;
@@ -452,6 +497,11 @@ fn apply(
                     "deployment {}",
                     after.deployment_id
                 ))));
+            }
+            if let Some(seen) = orders_seen {
+                if meta_u64(plan, ORDER_SET_REVISION)? != *seen {
+                    return Ok(Err(StoreError::Conflict("the orders in force".into())));
+                }
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
@@ -463,7 +513,142 @@ fn apply(
             );
             Ok(Ok(None))
         }
+        Mutation::Order(change) => apply_order(plan, change),
     }
+}
+
+fn meta_u64(plan: &Plan<'_>, key: &[u8]) -> Result<u64, StoreError> {
+    Ok(plan
+        .get(t::ORDER_META, key)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Every stored deployment id, including those the batches in memory add.
+fn deployment_ids(plan: &Plan<'_>) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut ids: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+    for item in plan.trees[t::DEPLOYMENTS].iter().keys() {
+        ids.insert(item.map_err(|e| StoreError::Io(e.to_string()))?.to_vec());
+    }
+    for layer in plan
+        .previous
+        .into_iter()
+        .chain(std::iter::once(&plan.layer))
+    {
+        ids.extend(layer.written[t::DEPLOYMENTS].keys().cloned());
+    }
+    Ok(ids.into_iter().collect())
+}
+
+fn apply_order(
+    plan: &mut Plan<'_>,
+    change: &OrderChange,
+) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
+    use crate::domain::deployment::DeploymentState;
+    use crate::domain::order::{Action, EventKind, OrderEvent, OrderState};
+    let mut order = change.order.clone();
+    let key = order.order_id.as_bytes().to_vec();
+    let stored: Option<crate::domain::order::Order> = plan.get_decoded(t::ORDERS, &key)?;
+    if stored.as_ref().map_or(0, |o| o.revision) != order.revision
+        || (stored.is_none() && order.revision != 0)
+    {
+        return Ok(Err(StoreError::Conflict(format!(
+            "order {}",
+            order.order_id
+        ))));
+    }
+    let mut changed: Vec<String> = Vec::new();
+    if change.activate {
+        let state = match order.action {
+            Action::Suspend => DeploymentState::Suspended,
+            Action::Terminate => DeploymentState::Terminated,
+        };
+        for id in deployment_ids(plan)? {
+            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
+                continue;
+            };
+            if d.state_at(change.now) == DeploymentState::Active
+                && order.target.matches_deployment(&d)
+            {
+                changed.push(d.deployment_id.clone());
+                let after = Deployment {
+                    state,
+                    order_id: Some(order.order_id.clone()),
+                    ..d
+                };
+                plan.put(t::DEPLOYMENTS, id, encode(&after)?);
+            }
+        }
+        order.matched_deployments.clone_from(&changed);
+    }
+    if change.release {
+        for id in &order.matched_deployments {
+            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? else {
+                continue;
+            };
+            if d.state == DeploymentState::Suspended
+                && d.order_id.as_deref() == Some(order.order_id.as_str())
+            {
+                changed.push(d.deployment_id.clone());
+                let after = Deployment {
+                    state: DeploymentState::Active,
+                    order_id: None,
+                    ..d
+                };
+                plan.put(t::DEPLOYMENTS, id.as_bytes().to_vec(), encode(&after)?);
+            }
+        }
+    }
+    let mut revision = meta_u64(plan, ORDER_REVISION)?;
+    let first = revision + 1;
+    revision += change.events.len() as u64;
+    order.revision = revision;
+    for (i, kind) in change.events.iter().enumerate() {
+        let deployment_ids = match kind {
+            EventKind::Activated | EventKind::Lifted | EventKind::Expired => changed.clone(),
+            EventKind::Acknowledged => change.ack.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let event = OrderEvent {
+            revision: first + i as u64,
+            kind: *kind,
+            order: order.clone(),
+            deployment_ids,
+            at: change.now,
+        };
+        plan.put(
+            t::ORDER_EVENTS,
+            event.revision.to_be_bytes().to_vec(),
+            encode(&event)?,
+        );
+    }
+    plan.put(
+        t::ORDER_META,
+        ORDER_REVISION.to_vec(),
+        revision.to_be_bytes().to_vec(),
+    );
+    let set_changed = change.events.iter().any(|k| {
+        matches!(
+            k,
+            EventKind::Activated | EventKind::Lifted | EventKind::Expired
+        )
+    });
+    if set_changed {
+        plan.put(
+            t::ORDER_META,
+            ORDER_SET_REVISION.to_vec(),
+            revision.to_be_bytes().to_vec(),
+        );
+    }
+    let encoded = encode(&order)?;
+    if order.state == OrderState::Active {
+        plan.put(t::ACTIVE_ORDERS, key.clone(), encoded.clone());
+    } else if stored.is_some_and(|o| o.state == OrderState::Active) {
+        plan.remove(t::ACTIVE_ORDERS, key.clone());
+    }
+    plan.put(t::ORDERS, key, encoded);
+    plan.order_deployments = Some(changed);
+    Ok(Ok(None))
 }
 
 type Reply = oneshot::Sender<Result<AdmitRecorded, StoreError>>;
@@ -817,7 +1002,14 @@ fn plan_batch(
         match apply(&mut plan, mutation, n)? {
             Ok(Some(first)) => outcomes.push(Ok(AdmitRecorded::Replay(first))),
             Ok(None) => {
-                let bytes = entry.to_bytes();
+                let bytes = match plan.order_deployments.take() {
+                    Some(ids) => {
+                        let mut entry = entry.clone();
+                        entry.set_order_deployments(ids);
+                        entry.to_bytes()
+                    }
+                    None => entry.to_bytes(),
+                };
                 let overlay = tree::Overlay::new(&base, first_hash_index, &pending);
                 let hashes =
                     tree::stored_hashes_for_record_hash(n, tree::leaf_hash(&bytes), &overlay)

@@ -14,12 +14,13 @@ use super::codec::{decode, decode_entries};
 use super::sealed::{StoredCustomer, StoredScreening};
 use super::sequencer::{
     customer_prefix, t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT,
-    META_SIZE, SANCTIONS_LIST,
+    META_SIZE, ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
 };
-use super::CustomerFilter;
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
+use super::{CustomerFilter, OrderChange};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
+use crate::domain::order::{Order, OrderEvent};
 use crate::domain::UnixMillis;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
@@ -453,6 +454,7 @@ impl Store for SledStore {
         decision: &DecisionRecord,
         deployment: Option<&Deployment>,
         chain_pem: Option<&str>,
+        orders_seen: u64,
         entry: Entry,
     ) -> Result<AdmitRecorded, StoreError> {
         let applied = self
@@ -462,6 +464,7 @@ impl Store for SledStore {
                     decision: decision.clone(),
                     deployment: deployment.cloned(),
                     chain_pem: chain_pem.map(str::to_string),
+                    orders_seen,
                 },
                 entry,
             )
@@ -474,6 +477,7 @@ impl Store for SledStore {
         before: &Deployment,
         after: &Deployment,
         decision: &DecisionRecord,
+        orders_seen: Option<u64>,
         entry: Entry,
     ) -> Result<u64, StoreError> {
         let applied = self
@@ -483,11 +487,92 @@ impl Store for SledStore {
                     before: before.clone(),
                     after: after.clone(),
                     decision: decision.clone(),
+                    orders_seen,
                 },
                 entry,
             )
             .await?;
         appended(applied)
+    }
+
+    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(Mutation::Order(Box::new(change)), entry)
+            .await?;
+        appended(applied)
+    }
+
+    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.get(t::ORDERS, order_id.as_bytes())
+    }
+
+    fn list_orders(
+        &self,
+        keep: &dyn Fn(&Order) -> bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self
+            .tree(t::ORDERS)
+            .range((start, std::ops::Bound::Unbounded))
+        {
+            let (k, v) = item.map_err(io)?;
+            let o: Order = decode(&k, &v)?;
+            if keep(&o) {
+                out.push(o);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.tree(t::ACTIVE_ORDERS)
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn order_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        if up_to <= after {
+            return Ok(Vec::new());
+        }
+        self.tree(t::ORDER_EVENTS)
+            .range((after + 1).to_be_bytes()..=up_to.to_be_bytes())
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item.map_err(io)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
+        let read = |key: &[u8]| -> Result<u64, StoreError> {
+            Ok(self
+                .tree(t::ORDER_META)
+                .get(key)
+                .map_err(io)?
+                .and_then(|v| be_u64(&v))
+                .unwrap_or(0))
+        };
+        Ok((read(ORDER_REVISION)?, read(ORDER_SET_REVISION)?))
     }
 
     fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use warden::auth::Role;
 use warden::config::{
-    AdmissionConfig, Config, KycConfig, LedgerConfig, LicenceConfig, TlsConfig, TrustConfig,
+    AdmissionConfig, Config, KycConfig, LedgerConfig, LicenceConfig, OrdersConfig, TlsConfig,
+    TrustConfig,
 };
 use warden::ledger::note::{Signer, Verifier};
 use warden::pki::dev::{sample_claims, CrlSpec, LeafSpec, TestCa, TestLeaf, TestPki};
@@ -120,6 +121,7 @@ impl TestEnv {
                 retention_days: 365,
                 purge_interval_seconds: 3600,
             },
+            orders: OrdersConfig::default(),
         };
         warden::pii::Keyring::generate(&config.kyc.pii_key_file, "test-1").unwrap();
         config.validate().unwrap();
@@ -166,6 +168,22 @@ impl TestEnv {
     /// A channel authenticated as `role`.
     pub async fn channel(&self, server: &TestServer, role: &str) -> Channel {
         let c = &self.clients[role];
+        connect(
+            server.addr,
+            &self.mtls.cert_pem(),
+            Some((&c.cert_pem, &c.key_pem)),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A channel authenticated as `spiffe://<domain>/<role>/<name>`, with a
+    /// client certificate issued for it now.
+    pub async fn channel_as(&self, server: &TestServer, role: &str, name: &str) -> Channel {
+        let c = self
+            .mtls
+            .client_cert(&format!("spiffe://{TRUST_DOMAIN}/{role}/{name}"))
+            .unwrap();
         connect(
             server.addr,
             &self.mtls.cert_pem(),

@@ -1,0 +1,697 @@
+//! `Orders`: operators and authorities issue, approve and lift kill orders
+//! (with quorum); schedulers watch them and acknowledge. Every change is
+//! one commit with its events and ledger entry; watchers are woken once it
+//! is durable.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{millis, timestamp};
+use super::status::ApiError;
+use super::{now_millis, principal, App};
+use crate::auth::Principal;
+use crate::domain::customer::{check_identifier, check_text, FieldViolation};
+use crate::domain::order::{
+    Ack, Action, Approval, EventKind, Order, OrderError, OrderEvent, OrderState, Step, Target,
+    TargetKind,
+};
+use crate::domain::UnixMillis;
+use crate::ledger::entry::{Entry, Event};
+use crate::proto;
+use crate::proto::orders_server::Orders;
+use crate::store::{OrderChange, StoreError};
+
+/// Events buffered per watcher; a watcher further behind than this is
+/// disconnected and told where to resume.
+pub const WATCH_BUFFER: usize = 1024;
+/// Attempts when another change to the same order got in first.
+const RETRIES: usize = 5;
+
+pub struct OrdersService {
+    app: Arc<App>,
+}
+
+impl OrdersService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+fn order_error(e: OrderError) -> ApiError {
+    ApiError::FailedPrecondition(e.to_string())
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn target_kind_str(k: TargetKind) -> &'static str {
+    match k {
+        TargetKind::Deployment => "DEPLOYMENT",
+        TargetKind::ModelDigest => "MODEL_DIGEST",
+        TargetKind::Customer => "CUSTOMER",
+        TargetKind::Certificate => "CERTIFICATE",
+        TargetKind::Evaluator => "EVALUATOR",
+    }
+}
+
+/// Applies one change to an order and tells the watchers. `change` gets the
+/// stored order (`None`: a new order) and returns the new one with its
+/// events, or an error for the caller.
+pub async fn apply(
+    app: &App,
+    who: &str,
+    order_id: &str,
+    change: impl Fn(Option<Order>) -> Result<(Order, Vec<EventKind>), ApiError>,
+    ack: Option<String>,
+    now: UnixMillis,
+) -> Result<Order, ApiError> {
+    for _ in 0..RETRIES {
+        let stored = app.store.order(order_id)?;
+        let was_active = stored
+            .as_ref()
+            .is_some_and(|o| o.state == OrderState::Active);
+        let (order, events) = change(stored)?;
+        let activate = events.contains(&EventKind::Activated);
+        let release = order.action == Action::Suspend
+            && was_active
+            && matches!(order.state, OrderState::Lifted | OrderState::Expired);
+        let entry = Entry::new(
+            now,
+            who,
+            "",
+            Event::Order {
+                order_id: order.order_id.clone(),
+                events: events.iter().map(|e| e.as_str().to_string()).collect(),
+                action: order.action.as_str().to_string(),
+                target_kind: target_kind_str(order.target.kind).to_string(),
+                target: order.target.value.clone(),
+                state: order.state.as_str().to_string(),
+                reason_sha256: sha256_hex(&order.reason),
+                deployment_ids: ack.iter().cloned().collect(),
+            },
+        );
+        let result = app
+            .store
+            .change_order(
+                OrderChange {
+                    order,
+                    events,
+                    activate,
+                    release,
+                    ack: ack.clone(),
+                    now,
+                },
+                entry,
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                notify(app)?;
+                return app
+                    .store
+                    .order(order_id)?
+                    .ok_or_else(|| ApiError::NotFound(format!("order {order_id} not found")));
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Aborted(format!(
+        "order {order_id} kept changing; retry"
+    )))
+}
+
+/// Wakes the watchers up to the newest durable revision.
+pub fn notify(app: &App) -> Result<(), ApiError> {
+    let (revision, _) = app.store.order_revisions()?;
+    app.order_revision.send_if_modified(|r| {
+        if revision > *r {
+            *r = revision;
+            true
+        } else {
+            false
+        }
+    });
+    Ok(())
+}
+
+/// Marks every active order past its expiry EXPIRED (releasing what a
+/// suspension suspended). Returns how many expired.
+pub async fn expire_due(app: &App, who: &str) -> Result<usize, ApiError> {
+    let now = now_millis();
+    let mut n = 0;
+    for o in app.store.active_orders()? {
+        if o.expires_at.is_some_and(|t| t <= now) {
+            let id = o.order_id.clone();
+            let expired = apply(
+                app,
+                who,
+                &id,
+                |stored| {
+                    let mut o = stored
+                        .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
+                    if o.state != OrderState::Active {
+                        return Err(ApiError::FailedPrecondition("no longer active".into()));
+                    }
+                    o.state = OrderState::Expired;
+                    o.ended_at = Some(now);
+                    Ok((o, vec![EventKind::Expired]))
+                },
+                None,
+                now,
+            )
+            .await;
+            match expired {
+                Ok(_) => n += 1,
+                Err(ApiError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn target_from_proto(t: Option<proto::OrderTarget>, v: &mut Vec<FieldViolation>) -> Option<Target> {
+    let Some(t) = t else {
+        v.push(FieldViolation::new("target", "required"));
+        return None;
+    };
+    let kind = match proto::OrderTargetKind::try_from(t.kind) {
+        Ok(proto::OrderTargetKind::Deployment) => TargetKind::Deployment,
+        Ok(proto::OrderTargetKind::ModelDigest) => TargetKind::ModelDigest,
+        Ok(proto::OrderTargetKind::Customer) => TargetKind::Customer,
+        Ok(proto::OrderTargetKind::Certificate) => TargetKind::Certificate,
+        Ok(proto::OrderTargetKind::Evaluator) => TargetKind::Evaluator,
+        _ => {
+            v.push(FieldViolation::new(
+                "target.kind",
+                "DEPLOYMENT, MODEL_DIGEST, CUSTOMER, CERTIFICATE or EVALUATOR is required",
+            ));
+            return None;
+        }
+    };
+    let value = t.value;
+    let before = v.len();
+    match kind {
+        TargetKind::Deployment | TargetKind::Customer => {
+            check_identifier("target.value", &value, v);
+        }
+        TargetKind::ModelDigest => {
+            if let Err(e) = value.parse::<crate::digest::ModelDigest>() {
+                v.push(FieldViolation::new("target.value", e.to_string()));
+            }
+        }
+        TargetKind::Certificate => {
+            crate::domain::customer::check_sha256("target.value", &value, v);
+        }
+        TargetKind::Evaluator => check_text("target.value", &value, 1024, v),
+    }
+    (v.len() == before).then_some(Target { kind, value })
+}
+
+fn target_to_proto(t: &Target) -> proto::OrderTarget {
+    let kind = match t.kind {
+        TargetKind::Deployment => proto::OrderTargetKind::Deployment,
+        TargetKind::ModelDigest => proto::OrderTargetKind::ModelDigest,
+        TargetKind::Customer => proto::OrderTargetKind::Customer,
+        TargetKind::Certificate => proto::OrderTargetKind::Certificate,
+        TargetKind::Evaluator => proto::OrderTargetKind::Evaluator,
+    };
+    proto::OrderTarget {
+        kind: kind as i32,
+        value: t.value.clone(),
+    }
+}
+
+fn approvals(a: &[Approval]) -> Vec<proto::Approval> {
+    a.iter()
+        .map(|a| proto::Approval {
+            principal: a.principal.clone(),
+            at: Some(timestamp(a.at)),
+        })
+        .collect()
+}
+
+pub fn order_to_proto(o: &Order, now: UnixMillis) -> proto::Order {
+    let state = match o.state {
+        OrderState::Pending => proto::OrderState::Pending,
+        OrderState::Active if !o.in_force(now) => proto::OrderState::Expired,
+        OrderState::Active => proto::OrderState::Active,
+        OrderState::Lifted => proto::OrderState::Lifted,
+        OrderState::Expired => proto::OrderState::Expired,
+    };
+    let waiting_since = o.activated_at.unwrap_or(now);
+    proto::Order {
+        order_id: o.order_id.clone(),
+        target: Some(target_to_proto(&o.target)),
+        action: match o.action {
+            Action::Suspend => proto::OrderAction::Suspend,
+            Action::Terminate => proto::OrderAction::Terminate,
+        } as i32,
+        reason: o.reason.clone(),
+        legal_basis: o.legal_basis.clone(),
+        expires_at: o.expires_at.map(timestamp),
+        state: state as i32,
+        issued_by: o.issued_by.clone(),
+        issued_at: Some(timestamp(o.issued_at)),
+        approvals: approvals(&o.approvals),
+        quorum: o.quorum,
+        activated_at: o.activated_at.map(timestamp),
+        matched_deployments: o.matched_deployments.clone(),
+        acks: o
+            .acks
+            .iter()
+            .map(|a| proto::Acknowledgement {
+                deployment_id: a.deployment_id.clone(),
+                principal: a.principal.clone(),
+                stopped_at: Some(timestamp(a.stopped_at)),
+                outcome: a.outcome.clone(),
+                at: Some(timestamp(a.at)),
+            })
+            .collect(),
+        unacknowledged: if o.state == OrderState::Active {
+            o.unacknowledged()
+                .into_iter()
+                .map(|d| proto::PendingAck {
+                    deployment_id: d.to_string(),
+                    waiting_seconds: u64::try_from((now - waiting_since) / 1000).unwrap_or(0),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        lift_approvals: approvals(&o.lift_approvals),
+        lift_quorum: o.lift_quorum,
+        lift_reason: o.lift_reason.clone(),
+        ended_at: o.ended_at.map(timestamp),
+    }
+}
+
+pub fn event_to_proto(e: &OrderEvent) -> proto::OrderEvent {
+    let kind = match e.kind {
+        EventKind::Issued => proto::OrderEventKind::Issued,
+        EventKind::Approved => proto::OrderEventKind::Approved,
+        EventKind::Activated => proto::OrderEventKind::Activated,
+        EventKind::LiftRequested => proto::OrderEventKind::LiftRequested,
+        EventKind::Lifted => proto::OrderEventKind::Lifted,
+        EventKind::Expired => proto::OrderEventKind::Expired,
+        EventKind::Acknowledged => proto::OrderEventKind::Acknowledged,
+    };
+    proto::OrderEvent {
+        revision: e.revision,
+        kind: kind as i32,
+        order: Some(order_to_proto(&e.order, e.at)),
+        deployment_ids: e.deployment_ids.clone(),
+        at: Some(timestamp(e.at)),
+    }
+}
+
+fn check_order_id(id: &str) -> Result<(), ApiError> {
+    let mut v = Vec::new();
+    check_identifier("order_id", id, &mut v);
+    ApiError::check(v)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("order {id} not found"))
+}
+
+type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::OrderEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Orders for OrdersService {
+    async fn issue_order(
+        &self,
+        request: Request<proto::IssueOrderRequest>,
+    ) -> Result<Response<proto::Order>, Status> {
+        let who = principal(&request)?;
+        let proto::IssueOrderRequest {
+            target,
+            action,
+            reason,
+            legal_basis,
+            expires_at,
+        } = request.into_inner();
+        let now = now_millis();
+        let mut v = Vec::new();
+        let target = target_from_proto(target, &mut v);
+        let action = match proto::OrderAction::try_from(action) {
+            Ok(proto::OrderAction::Suspend) => Some(Action::Suspend),
+            Ok(proto::OrderAction::Terminate) => Some(Action::Terminate),
+            _ => {
+                v.push(FieldViolation::new(
+                    "action",
+                    "SUSPEND or TERMINATE is required",
+                ));
+                None
+            }
+        };
+        check_text("reason", &reason, 2048, &mut v);
+        if !legal_basis.is_empty() {
+            check_text("legal_basis", &legal_basis, 2048, &mut v);
+        }
+        let expires_at = expires_at.as_ref().map(millis);
+        if expires_at.is_some_and(|t| t <= now) {
+            v.push(FieldViolation::new("expires_at", "must be in the future"));
+        }
+        ApiError::check(v)?;
+        let (Some(target), Some(action)) = (target, action) else {
+            return Err(ApiError::Internal.into());
+        };
+        let order_id = format!("ord-{}", uuid::Uuid::new_v4().simple());
+        let quorum = self.app.quorum.of(action).max(1);
+        let issued = Order {
+            order_id: order_id.clone(),
+            target,
+            action,
+            reason,
+            legal_basis,
+            expires_at,
+            state: OrderState::Pending,
+            issued_by: who.spiffe_id.clone(),
+            issued_at: now,
+            approvals: Vec::new(),
+            quorum,
+            activated_at: None,
+            matched_deployments: Vec::new(),
+            acks: Vec::new(),
+            lift_approvals: Vec::new(),
+            lift_quorum: self.app.quorum.lift.max(1),
+            lift_reason: String::new(),
+            ended_at: None,
+            revision: 0,
+        };
+        let order = apply(
+            &self.app,
+            &who.spiffe_id,
+            &order_id,
+            |stored| {
+                if stored.is_some() {
+                    return Err(ApiError::AlreadyExists(format!("order {order_id}")));
+                }
+                let mut o = issued.clone();
+                // The issuer's approval counts once.
+                let step = o.approve(&who.spiffe_id, now).map_err(order_error)?;
+                let mut events = vec![EventKind::Issued];
+                if step == Step::Activated {
+                    events.push(EventKind::Activated);
+                }
+                Ok((o, events))
+            },
+            None,
+            now,
+        )
+        .await?;
+        tracing::info!(order_id = %order.order_id, action = order.action.as_str(), state = order.state.as_str(), principal = %who.spiffe_id, "order issued");
+        Ok(Response::new(order_to_proto(&order, now)))
+    }
+
+    async fn approve_order(
+        &self,
+        request: Request<proto::ApproveOrderRequest>,
+    ) -> Result<Response<proto::Order>, Status> {
+        let who = principal(&request)?;
+        let proto::ApproveOrderRequest { order_id } = request.into_inner();
+        check_order_id(&order_id)?;
+        let now = now_millis();
+        let order = apply(
+            &self.app,
+            &who.spiffe_id,
+            &order_id,
+            |stored| {
+                let mut o = stored.ok_or_else(|| not_found(&order_id))?;
+                let step = o.approve(&who.spiffe_id, now).map_err(order_error)?;
+                let mut events = vec![EventKind::Approved];
+                if step == Step::Activated {
+                    events.push(EventKind::Activated);
+                }
+                Ok((o, events))
+            },
+            None,
+            now,
+        )
+        .await?;
+        tracing::info!(%order_id, state = order.state.as_str(), principal = %who.spiffe_id, "order approved");
+        Ok(Response::new(order_to_proto(&order, now)))
+    }
+
+    async fn lift_order(
+        &self,
+        request: Request<proto::LiftOrderRequest>,
+    ) -> Result<Response<proto::Order>, Status> {
+        let who = principal(&request)?;
+        let proto::LiftOrderRequest { order_id, reason } = request.into_inner();
+        check_order_id(&order_id)?;
+        let mut v = Vec::new();
+        if !reason.is_empty() {
+            check_text("reason", &reason, 2048, &mut v);
+        }
+        ApiError::check(v)?;
+        let now = now_millis();
+        let order = apply(
+            &self.app,
+            &who.spiffe_id,
+            &order_id,
+            |stored| {
+                let mut o = stored.ok_or_else(|| not_found(&order_id))?;
+                let kind = match o.lift(&who.spiffe_id, &reason, now).map_err(order_error)? {
+                    Step::Lifted => EventKind::Lifted,
+                    _ => EventKind::LiftRequested,
+                };
+                Ok((o, vec![kind]))
+            },
+            None,
+            now,
+        )
+        .await?;
+        tracing::info!(%order_id, state = order.state.as_str(), principal = %who.spiffe_id, "order lift requested");
+        Ok(Response::new(order_to_proto(&order, now)))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<proto::GetOrderRequest>,
+    ) -> Result<Response<proto::Order>, Status> {
+        let proto::GetOrderRequest { order_id } = request.into_inner();
+        check_order_id(&order_id)?;
+        let o = self
+            .app
+            .store
+            .order(&order_id)
+            .map_err(ApiError::from)?
+            .ok_or_else(|| not_found(&order_id))?;
+        Ok(Response::new(order_to_proto(&o, now_millis())))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<proto::ListOrdersRequest>,
+    ) -> Result<Response<proto::ListOrdersResponse>, Status> {
+        let proto::ListOrdersRequest {
+            state,
+            target,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Vec::new();
+        let limit = match page_size {
+            0 => 100,
+            1..=1000 => page_size as usize,
+            _ => {
+                v.push(FieldViolation::new("page_size", "at most 1000"));
+                0
+            }
+        };
+        let state = match proto::OrderState::try_from(state) {
+            Ok(proto::OrderState::Unspecified) => None,
+            Ok(proto::OrderState::Pending) => Some(OrderState::Pending),
+            Ok(proto::OrderState::Active) => Some(OrderState::Active),
+            Ok(proto::OrderState::Lifted) => Some(OrderState::Lifted),
+            Ok(proto::OrderState::Expired) => Some(OrderState::Expired),
+            Err(_) => {
+                v.push(FieldViolation::new("state", "unknown state"));
+                None
+            }
+        };
+        let target = match target {
+            Some(t) if t.kind != 0 || !t.value.is_empty() => target_from_proto(Some(t), &mut v),
+            _ => None,
+        };
+        if !page_token.is_empty() {
+            check_identifier("page_token", &page_token, &mut v);
+        }
+        ApiError::check(v)?;
+        let now = now_millis();
+        let keep = |o: &Order| {
+            let effective = if o.state == OrderState::Active && !o.in_force(now) {
+                OrderState::Expired
+            } else {
+                o.state
+            };
+            state.is_none_or(|s| s == effective) && target.as_ref().is_none_or(|t| *t == o.target)
+        };
+        let after = (!page_token.is_empty()).then_some(page_token.as_str());
+        let orders = self
+            .app
+            .store
+            .list_orders(&keep, after, limit)
+            .map_err(ApiError::from)?;
+        let next_page_token = if orders.len() == limit {
+            orders
+                .last()
+                .map(|o| o.order_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListOrdersResponse {
+            orders: orders.iter().map(|o| order_to_proto(o, now)).collect(),
+            next_page_token,
+        }))
+    }
+
+    type WatchOrdersStream = EventStream;
+
+    async fn watch_orders(
+        &self,
+        request: Request<proto::WatchOrdersRequest>,
+    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        let proto::WatchOrdersRequest { since_revision } = request.into_inner();
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let app = self.app.clone();
+        tokio::spawn(watch(app, since_revision, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn ack_order(
+        &self,
+        request: Request<proto::AckOrderRequest>,
+    ) -> Result<Response<proto::Order>, Status> {
+        let who = principal(&request)?;
+        let proto::AckOrderRequest {
+            order_id,
+            deployment_id,
+            stopped_at,
+            outcome,
+        } = request.into_inner();
+        let now = now_millis();
+        let mut v = Vec::new();
+        check_identifier("order_id", &order_id, &mut v);
+        check_identifier("deployment_id", &deployment_id, &mut v);
+        check_text("outcome", &outcome, 256, &mut v);
+        let stopped_at = match stopped_at.as_ref().map(millis) {
+            None => {
+                v.push(FieldViolation::new("stopped_at", "required"));
+                0
+            }
+            Some(t) if t > now + 60_000 => {
+                v.push(FieldViolation::new(
+                    "stopped_at",
+                    "must not be in the future",
+                ));
+                t
+            }
+            Some(t) => t,
+        };
+        ApiError::check(v)?;
+        own_deployment(&self.app, &who, &deployment_id)?;
+        let order = apply(
+            &self.app,
+            &who.spiffe_id,
+            &order_id,
+            |stored| {
+                let mut o = stored.ok_or_else(|| not_found(&order_id))?;
+                if !o.matched_deployments.contains(&deployment_id) {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "deployment {deployment_id} is not one order {order_id} matched"
+                    )));
+                }
+                if o.acks.iter().any(|a| a.deployment_id == deployment_id) {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "deployment {deployment_id} was already acknowledged for order {order_id}"
+                    )));
+                }
+                o.acks.push(Ack {
+                    deployment_id: deployment_id.clone(),
+                    principal: who.spiffe_id.clone(),
+                    stopped_at,
+                    outcome: outcome.clone(),
+                    at: now,
+                });
+                Ok((o, vec![EventKind::Acknowledged]))
+            },
+            Some(deployment_id.clone()),
+            now,
+        )
+        .await?;
+        tracing::info!(%order_id, %deployment_id, principal = %who.spiffe_id, "order acknowledged");
+        Ok(Response::new(order_to_proto(&order, now)))
+    }
+}
+
+/// A scheduler acknowledges only deployments it admitted.
+fn own_deployment(app: &App, who: &Principal, id: &str) -> Result<(), ApiError> {
+    match app.store.deployment(id)? {
+        Some(d) if d.admitted_by == who.spiffe_id => Ok(()),
+        _ => Err(ApiError::NotFound(format!("deployment {id} not found"))),
+    }
+}
+
+/// Feeds one watcher: stored events after `since`, then each durable
+/// revision as it is announced. Ends on shutdown (UNAVAILABLE, with where
+/// to resume), when the client goes away, or (ABORTED, with where to
+/// resume) when the client falls more than [`WATCH_BUFFER`] events behind.
+async fn watch(app: Arc<App>, since: u64, tx: mpsc::Sender<Result<proto::OrderEvent, Status>>) {
+    let mut announced = app.order_revision.subscribe();
+    let mut last = since;
+    loop {
+        let up_to = *announced.borrow_and_update();
+        while last < up_to {
+            let events = match app.store.order_events(last, up_to, 256) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading order events failed");
+                    let _ = tx.try_send(Err(Status::unavailable(format!(
+                        "order events cannot be read now; reconnect with since_revision={last}"
+                    ))));
+                    return;
+                }
+            };
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                // Keep one slot for the status that ends a lagging stream.
+                if tx.capacity() <= 1 {
+                    let _ = tx.try_send(Err(Status::aborted(format!(
+                        "watcher fell {WATCH_BUFFER} events behind; reconnect with \
+                         since_revision={last}"
+                    ))));
+                    return;
+                }
+                let revision = e.revision;
+                if tx.try_send(Ok(event_to_proto(&e))).is_err() {
+                    return;
+                }
+                last = revision;
+            }
+        }
+        tokio::select! {
+            () = app.shutdown.cancelled() => {
+                let _ = tx.try_send(Err(Status::unavailable(format!(
+                    "warden is shutting down; reconnect with since_revision={last}"
+                ))));
+                return;
+            }
+            changed = announced.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
+        }
+    }
+}

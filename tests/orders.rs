@@ -1,0 +1,712 @@
+//! Kill orders end to end: quorum, atomic activation, what an active order
+//! denies, lifting, acknowledgements, expiry, the resumable watch stream,
+//! restarts and shutdown with open watches.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, TestServer};
+use tonic::transport::Channel;
+use tonic::Code;
+use warden::proto;
+use warden::proto::orders_client::OrdersClient;
+use warden::proto::ReasonCode as Rc;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+async fn orders_as(
+    env: &TestEnv,
+    server: &TestServer,
+    role: &str,
+    name: &str,
+) -> OrdersClient<Channel> {
+    OrdersClient::new(env.channel_as(server, role, name).await)
+}
+
+fn customer_target(id: &str) -> Option<proto::OrderTarget> {
+    Some(proto::OrderTarget {
+        kind: proto::OrderTargetKind::Customer as i32,
+        value: id.into(),
+    })
+}
+
+fn issue(
+    target: Option<proto::OrderTarget>,
+    action: proto::OrderAction,
+) -> proto::IssueOrderRequest {
+    proto::IssueOrderRequest {
+        target,
+        action: action as i32,
+        reason: "harmful outputs reported".into(),
+        legal_basis: String::new(),
+        expires_at: None,
+    }
+}
+
+/// Registers `customer` VERIFIED and admits `n` deployments for it.
+async fn deployments(env: &TestEnv, server: &TestServer, customer: &str, n: usize) -> Vec<String> {
+    env.register(server, customer, proto::CustomerStatus::Verified)
+        .await;
+    let mut admission = env.admission(server).await;
+    let leaf = env.leaf();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let r = admission
+            .admit(env.admit_request(customer, &env.chain(&leaf)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.decision, proto::Decision::Allow as i32, "{r:?}");
+        ids.push(r.deployment_id);
+    }
+    ids
+}
+
+async fn state_of(env: &TestEnv, server: &TestServer, id: &str) -> proto::DeploymentState {
+    let d = env
+        .admission(server)
+        .await
+        .get_deployment(proto::GetDeploymentRequest {
+            deployment_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    proto::DeploymentState::try_from(d.state).unwrap()
+}
+
+async fn renew_codes(env: &TestEnv, server: &TestServer, id: &str) -> Vec<i32> {
+    let r = env
+        .admission(server)
+        .await
+        .renew(proto::RenewRequest {
+            deployment_id: id.into(),
+            endpoints: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.reasons.iter().map(|x| x.code).collect()
+}
+
+async fn admit_codes(
+    env: &TestEnv,
+    server: &TestServer,
+    customer: &str,
+) -> (i32, Vec<proto::Reason>) {
+    let r = env
+        .admission(server)
+        .await
+        .admit(env.admit_request(customer, &env.chain(&env.leaf())))
+        .await
+        .unwrap()
+        .into_inner();
+    (r.decision, r.reasons)
+}
+
+fn state(o: &proto::Order) -> proto::OrderState {
+    proto::OrderState::try_from(o.state).unwrap()
+}
+
+/// Reads `n` events from a watch stream, failing after 5 s.
+async fn next_events(
+    stream: &mut tonic::Streaming<proto::OrderEvent>,
+    n: usize,
+) -> Vec<proto::OrderEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let e = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("no event within 5 s")
+            .unwrap()
+            .expect("stream ended");
+        out.push(e);
+    }
+    out
+}
+
+fn kinds(events: &[proto::OrderEvent]) -> Vec<proto::OrderEventKind> {
+    events
+        .iter()
+        .map(|e| proto::OrderEventKind::try_from(e.kind).unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Quorum
+
+#[tokio::test]
+async fn termination_needs_two_distinct_principals_of_the_right_roles() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "q-1", 1).await;
+    let mut alice = orders_as(&env, &server, "operator", "alice").await;
+    let o = alice
+        .issue_order(issue(customer_target("q-1"), proto::OrderAction::Terminate))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&o), proto::OrderState::Pending);
+    assert_eq!(
+        (o.quorum, o.approvals.len()),
+        (2, 1),
+        "the issuer counts once"
+    );
+    // The issuer approving again does not count and is refused clearly.
+    let again = alice
+        .approve_order(proto::ApproveOrderRequest {
+            order_id: o.order_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(
+        again.message().contains("already approved"),
+        "{}",
+        again.message()
+    );
+    // Wrong roles are refused.
+    for role in ["scheduler", "kyc", "auditor", "admin"] {
+        let e = orders_as(&env, &server, role, "x")
+            .await
+            .approve_order(proto::ApproveOrderRequest {
+                order_id: o.order_id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{role}");
+    }
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Active
+    );
+    // A second, distinct principal (another role allowed) completes quorum.
+    let o = orders_as(&env, &server, "authority", "bob")
+        .await
+        .approve_order(proto::ApproveOrderRequest {
+            order_id: o.order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&o), proto::OrderState::Active);
+    assert_eq!(o.matched_deployments, ids);
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Terminated
+    );
+    // Approving an active order is refused.
+    let late = orders_as(&env, &server, "operator", "carol")
+        .await
+        .approve_order(proto::ApproveOrderRequest {
+            order_id: o.order_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_orders_name_their_fields_and_change_nothing() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let mut op = orders_as(&env, &server, "operator", "alice").await;
+    let e = op
+        .issue_order(proto::IssueOrderRequest {
+            target: Some(proto::OrderTarget {
+                kind: proto::OrderTargetKind::ModelDigest as i32,
+                value: "sha256:xyz".into(),
+            }),
+            action: 0,
+            reason: String::new(),
+            legal_basis: String::new(),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap_err();
+    use tonic_types::StatusExt as _;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    for f in ["target.value", "action", "reason", "expires_at"] {
+        assert!(fields.contains(&f.to_string()), "{f} not in {fields:?}");
+    }
+    let listed = op
+        .list_orders(proto::ListOrdersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.orders.is_empty());
+    let missing = op
+        .approve_order(proto::ApproveOrderRequest {
+            order_id: "ord-missing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Activation, denial, lifting
+
+#[tokio::test]
+async fn activation_changes_every_match_at_once_and_denies_until_lifted_by_quorum() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let hit = deployments(&env, &server, "act-1", 3).await;
+    let spared = deployments(&env, &server, "act-2", 1).await;
+    let mut alice = orders_as(&env, &server, "operator", "alice").await;
+    // SUSPEND needs one approval: active at once.
+    let o = alice
+        .issue_order(issue(customer_target("act-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&o), proto::OrderState::Active);
+    let mut matched = o.matched_deployments.clone();
+    matched.sort();
+    let mut want = hit.clone();
+    want.sort();
+    assert_eq!(matched, want);
+    for d in &hit {
+        assert_eq!(
+            state_of(&env, &server, d).await,
+            proto::DeploymentState::Suspended
+        );
+        assert_eq!(
+            renew_codes(&env, &server, d).await,
+            vec![Rc::OrderActive as i32]
+        );
+    }
+    assert_eq!(
+        state_of(&env, &server, &spared[0]).await,
+        proto::DeploymentState::Active
+    );
+    assert!(renew_codes(&env, &server, &spared[0]).await.is_empty());
+    // New admissions of the target are denied, naming the order.
+    let (decision, reasons) = admit_codes(&env, &server, "act-1").await;
+    assert_eq!(decision, proto::Decision::Deny as i32);
+    assert_eq!(reasons.len(), 1);
+    assert_eq!(reasons[0].code, Rc::OrderActive as i32);
+    assert!(
+        reasons[0].message.contains(&o.order_id),
+        "{}",
+        reasons[0].message
+    );
+    assert_eq!(
+        admit_codes(&env, &server, "act-2").await.0,
+        proto::Decision::Allow as i32
+    );
+
+    // Unacknowledged deployments are listed with how long they have waited.
+    let listed = alice
+        .list_orders(proto::ListOrdersRequest {
+            state: proto::OrderState::Active as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.orders.len(), 1);
+    assert_eq!(listed.orders[0].unacknowledged.len(), 3);
+
+    // Lifting needs two: one request is not enough, and the same principal
+    // cannot count twice.
+    let o = alice
+        .lift_order(proto::LiftOrderRequest {
+            order_id: o.order_id.clone(),
+            reason: "model patched".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&o), proto::OrderState::Active);
+    assert_eq!(o.lift_approvals.len(), 1);
+    let twice = alice
+        .lift_order(proto::LiftOrderRequest {
+            order_id: o.order_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    assert_eq!(
+        admit_codes(&env, &server, "act-1").await.0,
+        proto::Decision::Deny as i32
+    );
+    let o = orders_as(&env, &server, "authority", "bob")
+        .await
+        .lift_order(proto::LiftOrderRequest {
+            order_id: o.order_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&o), proto::OrderState::Lifted);
+    for d in &hit {
+        assert_eq!(
+            state_of(&env, &server, d).await,
+            proto::DeploymentState::Active
+        );
+        assert!(renew_codes(&env, &server, d).await.is_empty());
+    }
+    assert_eq!(
+        admit_codes(&env, &server, "act-1").await.0,
+        proto::Decision::Allow as i32
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn schedulers_acknowledge_their_own_matched_deployments_once() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "ack-1", 2).await;
+    let o = orders_as(&env, &server, "operator", "alice")
+        .await
+        .issue_order(issue(customer_target("ack-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    let ack = |deployment: &str| proto::AckOrderRequest {
+        order_id: o.order_id.clone(),
+        deployment_id: deployment.into(),
+        stopped_at: Some(prost_types::Timestamp {
+            seconds: time::OffsetDateTime::now_utc().unix_timestamp(),
+            nanos: 0,
+        }),
+        outcome: "stopped".into(),
+    };
+    let mut scheduler = OrdersClient::new(env.channel(&server, "scheduler").await);
+    let after = scheduler
+        .ack_order(ack(&ids[0]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.acks.len(), 1);
+    assert_eq!(after.acks[0].deployment_id, ids[0]);
+    assert_eq!(
+        after
+            .unacknowledged
+            .iter()
+            .map(|p| p.deployment_id.clone())
+            .collect::<Vec<_>>(),
+        vec![ids[1].clone()]
+    );
+    let twice = scheduler.ack_order(ack(&ids[0])).await.unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    // Another scheduler may not acknowledge what it did not admit.
+    let other = orders_as(&env, &server, "scheduler", "other")
+        .await
+        .ack_order(ack(&ids[1]))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    // An operator may not acknowledge at all.
+    let op = orders_as(&env, &server, "operator", "alice")
+        .await
+        .ack_order(ack(&ids[1]))
+        .await
+        .unwrap_err();
+    assert_eq!(op.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_past_its_expiry_ends_and_releases_what_it_suspended() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "exp-1", 1).await;
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let mut req = issue(customer_target("exp-1"), proto::OrderAction::Suspend);
+    req.expires_at = Some(prost_types::Timestamp {
+        seconds: expires.unix_timestamp(),
+        nanos: 0,
+    });
+    let mut watch = OrdersClient::new(env.channel(&server, "scheduler").await)
+        .watch_orders(proto::WatchOrdersRequest { since_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let o = orders_as(&env, &server, "operator", "alice")
+        .await
+        .issue_order(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Suspended
+    );
+    let events = next_events(&mut watch, 3).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            proto::OrderEventKind::Issued,
+            proto::OrderEventKind::Activated,
+            proto::OrderEventKind::Expired
+        ]
+    );
+    assert_eq!(events[2].deployment_ids, ids);
+    let got = OrdersClient::new(env.channel(&server, "auditor").await)
+        .get_order(proto::GetOrderRequest {
+            order_id: o.order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&got), proto::OrderState::Expired);
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Active
+    );
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Watching
+
+#[tokio::test]
+async fn a_watcher_that_reconnects_gets_exactly_the_events_it_missed() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "w-1", 2).await;
+    deployments(&env, &server, "w-2", 1).await;
+    let mut alice = orders_as(&env, &server, "operator", "alice").await;
+    let mut bob = orders_as(&env, &server, "authority", "bob").await;
+    let mut scheduler = OrdersClient::new(env.channel(&server, "scheduler").await);
+
+    let mut stream = scheduler
+        .watch_orders(proto::WatchOrdersRequest { since_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = alice
+        .issue_order(issue(customer_target("w-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = next_events(&mut stream, 2).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            proto::OrderEventKind::Issued,
+            proto::OrderEventKind::Activated
+        ]
+    );
+    assert_eq!(seen[0].revision, 1);
+    assert_eq!(seen[1].revision, 2);
+    let mut affected = seen[1].deployment_ids.clone();
+    affected.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(affected, want);
+    assert_eq!(seen[1].order.as_ref().unwrap().order_id, first.order_id);
+    // Disconnect mid-stream.
+    drop(stream);
+
+    // Meanwhile: a termination through quorum, and a lift request.
+    let t = alice
+        .issue_order(issue(customer_target("w-2"), proto::OrderAction::Terminate))
+        .await
+        .unwrap()
+        .into_inner();
+    bob.approve_order(proto::ApproveOrderRequest {
+        order_id: t.order_id.clone(),
+    })
+    .await
+    .unwrap();
+    alice
+        .lift_order(proto::LiftOrderRequest {
+            order_id: first.order_id.clone(),
+            reason: "review".into(),
+        })
+        .await
+        .unwrap();
+
+    // Reconnect from the last revision seen: exactly the missed events.
+    let mut stream = scheduler
+        .watch_orders(proto::WatchOrdersRequest { since_revision: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    let missed = next_events(&mut stream, 4).await;
+    assert_eq!(
+        missed.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [3, 4, 5, 6]
+    );
+    assert_eq!(
+        kinds(&missed),
+        [
+            proto::OrderEventKind::Issued,
+            proto::OrderEventKind::Approved,
+            proto::OrderEventKind::Activated,
+            proto::OrderEventKind::LiftRequested
+        ]
+    );
+    // Then live events follow without a gap or a duplicate.
+    bob.lift_order(proto::LiftOrderRequest {
+        order_id: first.order_id.clone(),
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+    let live = next_events(&mut stream, 1).await;
+    assert_eq!(live[0].revision, 7);
+    assert_eq!(kinds(&live), [proto::OrderEventKind::Lifted]);
+    // Nothing else arrives.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stream.message())
+            .await
+            .is_err()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_orders_deployment_states_and_revisions() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "r-1", 1).await;
+    let o = orders_as(&env, &server, "operator", "alice")
+        .await
+        .issue_order(issue(customer_target("r-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    server.stop().await;
+
+    let server = env.start().await;
+    let got = OrdersClient::new(env.channel(&server, "auditor").await)
+        .get_order(proto::GetOrderRequest {
+            order_id: o.order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            got.state,
+            &got.matched_deployments,
+            &got.approvals,
+            got.quorum
+        ),
+        (o.state, &o.matched_deployments, &o.approvals, o.quorum)
+    );
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Suspended
+    );
+    assert_eq!(
+        admit_codes(&env, &server, "r-1").await.0,
+        proto::Decision::Deny as i32
+    );
+    let mut stream = OrdersClient::new(env.channel(&server, "scheduler").await)
+        .watch_orders(proto::WatchOrdersRequest { since_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let replayed = next_events(&mut stream, 2).await;
+    assert_eq!(
+        replayed.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    // New events continue the numbering.
+    env.register(&server, "r-2", proto::CustomerStatus::Verified)
+        .await;
+    orders_as(&env, &server, "operator", "alice")
+        .await
+        .issue_order(issue(customer_target("r-2"), proto::OrderAction::Suspend))
+        .await
+        .unwrap();
+    let next = next_events(&mut stream, 2).await;
+    assert_eq!(next.iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_with_a_hundred_open_watches_finishes_within_the_drain_limit() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let channel = env.channel(&server, "scheduler").await;
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        streams.push(
+            OrdersClient::new(channel.clone())
+                .watch_orders(proto::WatchOrdersRequest { since_revision: 0 })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let started = std::time::Instant::now();
+    // `stop` fails the test if the drain takes longer than 10 s; the
+    // configured grace is 5 s and streams must end well before.
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drain took {:?}",
+        started.elapsed()
+    );
+    // Each watcher was told to resume.
+    let mut told = 0;
+    for mut s in streams {
+        if let Err(status) = s.message().await {
+            assert_eq!(status.code(), Code::Unavailable);
+            assert!(
+                status.message().contains("since_revision=0"),
+                "{}",
+                status.message()
+            );
+            told += 1;
+        }
+    }
+    assert_eq!(told, 100);
+}
+
+#[tokio::test]
+async fn the_order_of_a_deployment_target_only_stops_that_deployment() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "dep-1", 2).await;
+    let o = orders_as(&env, &server, "operator", "alice")
+        .await
+        .issue_order(issue(
+            Some(proto::OrderTarget {
+                kind: proto::OrderTargetKind::Deployment as i32,
+                value: ids[0].clone(),
+            }),
+            proto::OrderAction::Suspend,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(o.matched_deployments, vec![ids[0].clone()]);
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Suspended
+    );
+    assert_eq!(
+        state_of(&env, &server, &ids[1]).await,
+        proto::DeploymentState::Active
+    );
+    assert_eq!(
+        admit_codes(&env, &server, "dep-1").await.0,
+        proto::Decision::Allow as i32
+    );
+    server.stop().await;
+}
