@@ -64,8 +64,47 @@ fn warden(dir: &Path, addr: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `warden … ARGS` with `input` on its stdin.
+fn warden_stdin(dir: &Path, addr: &str, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(WARDEN)
+        .args(args)
+        .args(["--addr", addr])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The repository's `examples/` (customer files, a sanctions list), copied
+/// into the walkthrough's directory so its relative paths work as written.
+fn copy_examples(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for sub in ["customers", "sanctions"] {
+        let to = dir.join("examples").join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 fn admit_sample<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -147,24 +186,31 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         assert!(out.contains(code), "{code} missing from {out}");
     }
 
-    // A customer is refused until KYC verifies it.
+    // KYC: a customer registered from its JSON file is refused until it
+    // is verified.
+    copy_examples(dir);
     let o = warden(
         dir,
         &addr,
         &[
+            "--json",
             "customer",
             "add",
-            "--id",
-            "beta-labs",
-            "--kind",
-            "organisation",
-            "--name",
-            "Beta Labs GmbH",
-            "--country",
-            "DE",
+            "examples/customers/beta-labs.json",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v1 = json(&o);
+    assert_eq!(v1["customer_id"], "beta-labs");
+    assert_eq!(v1["kind"], "organisation");
+    assert_eq!(v1["status"], "pending");
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["screening"]["status"], "not_screened");
+    assert_eq!(v1["details"]["addresses"][0]["city"], "Berlin");
+    assert_eq!(
+        v1["details"]["beneficial_owners"][1]["ownership_percent"],
+        30.0
+    );
+    assert!(v1["details"]["verification"].is_null());
     let beta = admit_sample(
         "beta-labs",
         &[
@@ -177,6 +223,25 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     let o = warden(dir, &addr, &beta);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(stdout(&o).contains("CUSTOMER_NOT_VERIFIED"));
+
+    // The verification is recorded as a new version, then the status set.
+    let update = [
+        "customer",
+        "update",
+        "beta-labs",
+        "examples/customers/beta-labs.update.json",
+        "--expected-version",
+        "1",
+    ];
+    let o = warden(dir, &addr, &update);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("\nversion      2\n"), "{out}");
+    assert!(out.contains("registry-extract"), "{out}");
+    // The same update again is stale: the record is at version 2 now.
+    let o = warden(dir, &addr, &update);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("at version 2, not 1"), "{}", stderr(&o));
     let o = warden(
         dir,
         &addr,
@@ -186,11 +251,156 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
             "beta-labs",
             "verified",
             "--reason",
-            "documents checked",
+            "registry extract checked",
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("registry extract checked"));
     assert_eq!(warden(dir, &addr, &beta).status.code(), Some(0));
+    // History: the version in force when it was registered.
+    let v1_at = v1["updated_at"].as_str().unwrap();
+    let old = json(&warden(
+        dir,
+        &addr,
+        &["--json", "customer", "get", "beta-labs", "--as-of", v1_at],
+    ));
+    assert_eq!(old["version"], 1);
+    assert_eq!(old["status"], "pending");
+    assert!(old["details"]["verification"].is_null());
+    let now = json(&warden(
+        dir,
+        &addr,
+        &["--json", "customer", "get", "beta-labs"],
+    ));
+    assert_eq!(now["version"], 3);
+    assert_eq!(now["status"], "verified");
+    assert_eq!(
+        now["details"]["verification"]["verified_at"],
+        "2026-10-01T09:30:00Z"
+    );
+
+    // A file with a misspelt field is refused before anything is sent,
+    // naming the field; one the server finds invalid is refused naming
+    // every bad field (here read from stdin). Neither is stored.
+    let good = std::fs::read_to_string(dir.join("examples/customers/beta-labs.json")).unwrap();
+    let gamma = good.replace("\"beta-labs\"", "\"gamma-labs\"");
+    std::fs::write(
+        dir.join("misspelt.json"),
+        gamma.replace("\"email\"", "\"emial\""),
+    )
+    .unwrap();
+    let o = warden(dir, &addr, &["customer", "add", "misspelt.json"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("misspelt.json: unknown field `emial`"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = gamma
+        .replace("kyc@beta-labs.example", "kyc at beta-labs")
+        .replace("+4930123456", "030 123456");
+    let o = warden_stdin(dir, &addr, &["customer", "add", "-"], bad.as_bytes());
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(err.contains("INVALID_ARGUMENT"), "{err}");
+    assert!(err.contains("\n  details.email: "), "{err}");
+    assert!(err.contains("\n  details.phone: "), "{err}");
+    let o = warden(dir, &addr, &["customer", "get", "gamma-labs"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("NotFound"), "{}", stderr(&o));
+
+    // Sanctions screening: an individual, verified by the onboarding
+    // system, is admitted; the admin loads a list on which a similar name
+    // appears; admission is denied until a kyc principal resolves it.
+    let o = warden(
+        dir,
+        &addr,
+        &["customer", "add", "examples/customers/individual.json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let orla = admit_sample(
+        "cust-1042",
+        &[
+            "--model-dir",
+            "certs/dev/sample-model",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    assert_eq!(warden(dir, &addr, &orla).status.code(), Some(0));
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "sanctions",
+            "load",
+            "examples/sanctions/sample.csv",
+            "--format",
+            "csv",
+            "--name",
+            "Sample list",
+            "--list-version",
+            "2026-11",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("5 entries"), "{out}");
+    // acme-ai, beta-labs and cust-1042: the refused files stored nothing.
+    assert!(
+        out.contains("screened 3 customer(s): 1 potential match"),
+        "{out}"
+    );
+    let o = warden(dir, &addr, &["customer", "list"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows[0].starts_with("acme-ai") && rows[0].contains("clear"),
+        "{out}"
+    );
+    assert!(
+        rows[1].starts_with("beta-labs") && rows[1].contains("clear"),
+        "{out}"
+    );
+    assert!(
+        rows[2].starts_with("cust-1042") && rows[2].contains("potential_match"),
+        "{out}"
+    );
+    let o = warden(dir, &addr, &orla);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        stdout(&o).contains("SCREENING_UNRESOLVED"),
+        "{}",
+        stdout(&o)
+    );
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "customer",
+            "resolve",
+            "cust-1042",
+            "false-positive",
+            "--note",
+            "date of birth differs from the listed person's",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let c = json(&warden(
+        dir,
+        &addr,
+        &["--json", "customer", "get", "cust-1042"],
+    ));
+    assert_eq!(c["screening"]["status"], "false_positive");
+    assert_eq!(c["screening"]["hits"][0]["entry_id"], "SMP-0001");
+    assert_eq!(c["screening"]["hits"][0]["matched_field"], "legal_name");
+    assert_eq!(
+        c["screening"]["resolution_note"],
+        "date of birth differs from the listed person's"
+    );
+    assert_eq!(warden(dir, &addr, &orla).status.code(), Some(0));
 
     // Renew, revoke via CRL, renew fails.
     let o = warden(
@@ -292,4 +502,75 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // Rotating the PII key while warden is stopped: the records sealed
+    // under the old key still open after the restart, and new versions are
+    // sealed under the new one.
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "pii",
+            "rotate",
+            "--key-file",
+            "certs/dev/pii.keys",
+            "--id",
+            "dev-2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("appended PII key \"dev-2\""), "{o:?}");
+    let keys = std::fs::read_to_string(dir.join("certs/dev/pii.keys")).unwrap();
+    let ids: Vec<&str> = keys
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, ["dev-1", "dev-2"]);
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "pii",
+            "rotate",
+            "--key-file",
+            "certs/dev/pii.keys",
+            "--id",
+            "dev-2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("already in the file"), "{o:?}");
+    let dev = start_dev(dir);
+    let addr = dev.addr.clone();
+    let before = json(&warden(
+        dir,
+        &addr,
+        &["--json", "customer", "get", "beta-labs"],
+    ));
+    assert_eq!(before["details"]["email"], "kyc@beta-labs.example");
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "customer",
+            "update",
+            "beta-labs",
+            "examples/customers/beta-labs.update.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let after = json(&warden(
+        dir,
+        &addr,
+        &["--json", "customer", "get", "beta-labs"],
+    ));
+    assert_eq!(after["version"], 4);
+    assert_eq!(after["details"], before["details"]);
+    let old = json(&warden(
+        dir,
+        &addr,
+        &["--json", "customer", "get", "beta-labs", "--as-of", v1_at],
+    ));
+    assert_eq!(old["details"]["email"], "kyc@beta-labs.example");
 }

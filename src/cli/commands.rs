@@ -8,14 +8,13 @@ use anyhow::{bail, Context as _};
 use serde_json::json;
 
 use super::{
-    AdmitArgs, CertsCommand, Cli, ClientArgs, Command, CustomerCommand, DeploymentCommand,
-    EvaluatorCommand, TrustCommand, EXIT_DENIED,
+    AdmitArgs, CertsCommand, Cli, ClientArgs, Command, DeploymentCommand, EvaluatorCommand,
+    ListFormatArg, PiiCommand, SanctionsCommand, TrustCommand, EXIT_DENIED,
 };
 use crate::api::convert::{millis, rfc3339};
 use crate::digest::{digest_dir, DigestOptions};
 use crate::proto;
 use crate::proto::admission_client::AdmissionClient;
-use crate::proto::customers_client::CustomersClient;
 use crate::proto::trust_client::TrustClient;
 
 /// Runs the command and returns the process exit status.
@@ -87,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Deployment(cmd) => deployment(c, cmd).await.map(|_| 0),
-        Command::Customer(cmd) => customer(c, cmd).await.map(|_| 0),
+        Command::Customer(cmd) => super::customer::run(c, cmd).await.map(|_| 0),
+        Command::Sanctions(cmd) => sanctions(c, cmd).await,
+        Command::Pii(cmd) => pii(c, cmd).map(|_| 0),
         Command::Trust(cmd) => trust(c, cmd).await.map(|_| 0),
         Command::Ledger(cmd) => super::ledger::run(c, cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
@@ -137,7 +138,7 @@ fn measure(dir: &Path, threads: Option<usize>) -> anyhow::Result<crate::digest::
 
 /// Turns a gRPC error into a message that says the code and every field
 /// violation.
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
     use tonic_types::StatusExt as _;
     match s.get_details_bad_request() {
         Some(bad) if !bad.field_violations.is_empty() => {
@@ -360,96 +361,99 @@ async fn deployment(c: &ClientArgs, cmd: DeploymentCommand) -> anyhow::Result<()
     Ok(())
 }
 
-fn customer_json(x: &proto::Customer) -> serde_json::Value {
-    json!({
-        "customer_id": x.customer_id,
-        "kind": proto::CustomerKind::try_from(x.kind)
-            .map(|k| k.as_str_name().trim_start_matches("CUSTOMER_KIND_"))
-            .unwrap_or("?"),
-        "legal_name": x.legal_name,
-        "country": x.country,
-        "status": proto::CustomerStatus::try_from(x.status)
-            .map(|s| s.as_str_name().trim_start_matches("CUSTOMER_STATUS_"))
-            .unwrap_or("?"),
-        "status_reason": x.status_reason,
-        "version": x.version,
-        "updated_at": x.updated_at.as_ref().map(fmt_ts),
-        "updated_by": x.updated_by,
-    })
-}
+/// Exit status for a usage error found after parsing.
+const EXIT_USAGE: i32 = 2;
 
-fn print_customer(as_json: bool, x: &proto::Customer) {
-    let v = customer_json(x);
-    if as_json {
-        print_json(&v);
-    } else if let Some(map) = v.as_object() {
-        for (k, val) in map {
+async fn sanctions(c: &ClientArgs, cmd: SanctionsCommand) -> anyhow::Result<i32> {
+    let SanctionsCommand::Load {
+        file,
+        format,
+        name,
+        list_version,
+        alt,
+    } = cmd;
+    if format == ListFormatArg::Csv && alt.is_some() {
+        eprintln!("error: --alt is only for --format ofac-sdn");
+        return Ok(EXIT_USAGE);
+    }
+    let (_, content) = super::customer::read_input(&file)?;
+    let alt_content = match &alt {
+        Some(p) => super::customer::read_input(p)?.1,
+        None => Vec::new(),
+    };
+    // The server takes messages up to this size; say so before sending.
+    let max = crate::api::trust::MAX_LIST_BYTES - 64 * 1024;
+    if content.len() + alt_content.len() > max {
+        bail!(
+            "the list is {} bytes; warden accepts lists up to {max} bytes",
+            content.len() + alt_content.len()
+        );
+    }
+    let mut client = TrustClient::new(c.connect("admin").await?);
+    let r = client
+        .load_sanctions_list(proto::LoadSanctionsListRequest {
+            name,
+            version: list_version,
+            format: match format {
+                ListFormatArg::OfacSdn => proto::SanctionsListFormat::OfacSdn,
+                ListFormatArg::Csv => proto::SanctionsListFormat::Csv,
+            } as i32,
+            content,
+            alt_content,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if c.json {
+        print_json(&json!({
+            "name": r.name,
+            "version": r.version,
+            "sha256": r.sha256,
+            "entries": r.entries,
+            "customers_screened": r.customers_screened,
+            "potential_matches": r.potential_matches,
+        }));
+    } else {
+        println!(
+            "loaded sanctions list {:?} version {:?}: {} entries, sha256 {}",
+            r.name, r.version, r.entries, r.sha256
+        );
+        println!(
+            "screened {} customer(s): {} potential match(es)",
+            r.customers_screened, r.potential_matches
+        );
+        if r.potential_matches > 0 {
             println!(
-                "{k:<14} {}",
-                val.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| val.to_string())
+                "a potential match denies admission until resolved: see `warden customer list`, \
+                 then `warden customer resolve ID false-positive|confirmed --note TEXT`"
             );
         }
     }
+    Ok(0)
 }
 
-fn parse_status(s: &str) -> anyhow::Result<proto::CustomerStatus> {
-    proto::CustomerStatus::from_str_name(&format!("CUSTOMER_STATUS_{}", s.to_ascii_uppercase()))
-        .with_context(|| format!("unknown status {s:?}: pending, verified, suspended or closed"))
-}
-
-async fn customer(c: &ClientArgs, cmd: CustomerCommand) -> anyhow::Result<()> {
-    let mut client = CustomersClient::new(c.connect("kyc").await?);
-    let x = match cmd {
-        CustomerCommand::Add {
-            id,
-            kind,
-            name,
-            country,
-            status,
-        } => {
-            let kind = proto::CustomerKind::from_str_name(&format!(
-                "CUSTOMER_KIND_{}",
-                kind.to_ascii_uppercase()
-            ))
-            .with_context(|| format!("unknown kind {kind:?}: individual or organisation"))?;
-            client
-                .register_customer(proto::RegisterCustomerRequest {
-                    customer_id: id,
-                    kind: kind as i32,
-                    legal_name: name,
-                    country,
-                    status: parse_status(&status)? as i32,
-                    details: None,
-                })
-                .await
-        }
-        CustomerCommand::Get { customer_id } => {
-            client
-                .get_customer(proto::GetCustomerRequest {
-                    customer_id,
-                    as_of: None,
-                })
-                .await
-        }
-        CustomerCommand::Status {
-            customer_id,
-            status,
-            reason,
-        } => {
-            client
-                .set_customer_status(proto::SetCustomerStatusRequest {
-                    customer_id,
-                    status: parse_status(&status)? as i32,
-                    reason,
-                })
-                .await
-        }
+fn pii(c: &ClientArgs, cmd: PiiCommand) -> anyhow::Result<()> {
+    let PiiCommand::Rotate { key_file, id } = cmd;
+    crate::pii::Keyring::rotate(&key_file, &id)?;
+    // Read it back: the new key must now be the one that seals.
+    let ring = crate::pii::Keyring::load(&key_file)?;
+    if ring.active_id() != id {
+        bail!(
+            "{} was written but its sealing key is {:?}, not {id:?}",
+            key_file.display(),
+            ring.active_id()
+        );
     }
-    .map_err(status_error)?
-    .into_inner();
-    print_customer(c.json, &x);
+    if c.json {
+        print_json(&json!({"key_file": key_file.display().to_string(), "active_key": id}));
+    } else {
+        println!(
+            "appended PII key {id:?} to {}: it seals every record written once warden restarts \
+             (the key file is read at start); the earlier keys stay in the file and still open \
+             the records they sealed, so keep them",
+            key_file.display()
+        );
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 
 pub mod client;
 mod commands;
+pub mod customer;
 pub mod dev;
 pub mod ledger;
 
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 pub use client::ClientArgs;
 pub use commands::run;
+pub use customer::CustomerCommand;
 
 /// Exit status for a DENY answer.
 pub const EXIT_DENIED: i32 = 3;
@@ -92,6 +94,12 @@ pub enum Command {
     /// Customer records (kyc).
     #[command(subcommand)]
     Customer(CustomerCommand),
+    /// Sanctions lists customers are screened against (admin).
+    #[command(subcommand)]
+    Sanctions(SanctionsCommand),
+    /// Keys that encrypt customers' personal data at rest (local; no server).
+    #[command(subcommand)]
+    Pii(PiiCommand),
     /// Trust bundle administration (admin).
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -233,32 +241,47 @@ pub enum DeploymentCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CustomerCommand {
-    /// Register a customer.
-    Add {
-        #[arg(long)]
-        id: String,
-        /// individual or organisation
-        #[arg(long)]
-        kind: String,
+pub enum SanctionsCommand {
+    /// Replace the sanctions list and re-screen every customer against it.
+    Load {
+        /// The list (`-` reads stdin): OFAC's sdn.csv for `--format
+        /// ofac-sdn`, or a CSV with the header `name,aliases,type,program,id`
+        /// (aliases separated by `;`) for `--format csv`.
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ListFormatArg,
+        /// Name of the list, e.g. "OFAC SDN".
         #[arg(long)]
         name: String,
-        /// ISO 3166-1 alpha-2 code.
+        /// Version of the list, e.g. its publication date.
         #[arg(long)]
-        country: String,
-        /// pending (default), verified or suspended
-        #[arg(long, default_value = "pending")]
-        status: String,
+        list_version: String,
+        /// OFAC's alt.csv (aliases); only with `--format ofac-sdn`.
+        #[arg(long)]
+        alt: Option<PathBuf>,
     },
-    Get {
-        customer_id: String,
-    },
-    /// Set a customer's status: pending, verified, suspended or closed.
-    Status {
-        customer_id: String,
-        status: String,
-        #[arg(long, default_value = "")]
-        reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormatArg {
+    /// OFAC SDN legacy CSV (sdn.csv, optionally alt.csv).
+    OfacSdn,
+    /// CSV with the header `name,aliases,type,program,id`.
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PiiCommand {
+    /// Append a fresh AES-256 key to the PII key file. Once warden restarts
+    /// it seals every record written; the earlier keys stay in the file and
+    /// still open what they sealed.
+    Rotate {
+        /// The key file (`kyc.pii_key_file` in the config).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Id of the new key: 1-64 of letters, digits, '-', '_' and '.'.
+        #[arg(long)]
+        id: String,
     },
 }
 
