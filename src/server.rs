@@ -110,6 +110,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         },
         order_revision: tokio::sync::watch::Sender::new(order_revision),
         shutdown: CancellationToken::new(),
+        recent_events: crate::api::orders::RecentEvents::default(),
     }))
 }
 

@@ -39,6 +39,8 @@ pub struct App {
     pub order_revision: tokio::sync::watch::Sender<u64>,
     /// Cancelled when the server shuts down: ends every order watch.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The newest order events, converted once for every watcher.
+    pub recent_events: orders::RecentEvents,
 }
 
 pub fn now_millis() -> UnixMillis {

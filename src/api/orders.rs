@@ -6,8 +6,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{millis, timestamp};
@@ -25,7 +23,7 @@ use crate::proto;
 use crate::proto::orders_server::Orders;
 use crate::store::{OrderChange, StoreError};
 
-/// Events buffered per watcher; a watcher further behind than this is
+/// A watcher that has caught up and then falls further behind than this is
 /// disconnected and told where to resume.
 pub const WATCH_BUFFER: usize = 1024;
 /// Attempts when another change to the same order got in first.
@@ -127,9 +125,59 @@ pub async fn apply(
     )))
 }
 
-/// Wakes the watchers up to the newest durable revision.
+/// The newest order events as sent to watchers, so a thousand watchers
+/// woken by one event do not each read and convert it.
+#[derive(Default)]
+pub struct RecentEvents {
+    /// Consecutive revisions, oldest first.
+    events: std::sync::RwLock<std::collections::VecDeque<Arc<proto::OrderEvent>>>,
+}
+
+/// How many recent events are kept for watchers.
+const RECENT: usize = 4096;
+
+type Recent = std::collections::VecDeque<Arc<proto::OrderEvent>>;
+
+impl RecentEvents {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Recent> {
+        self.events
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Events `(after, up_to]` if all of them are cached.
+    fn range(&self, after: u64, up_to: u64) -> Option<Vec<Arc<proto::OrderEvent>>> {
+        let events = self
+            .events
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = events.front()?.revision;
+        if first > after + 1 {
+            return None;
+        }
+        let start = usize::try_from(after + 1 - first).ok()?;
+        let end = usize::try_from(up_to + 1 - first).ok()?.min(events.len());
+        Some(events.range(start.min(end)..end).cloned().collect())
+    }
+}
+
+/// Wakes the watchers up to the newest durable revision, caching the new
+/// events first.
 pub fn notify(app: &App) -> Result<(), ApiError> {
+    let mut recent = app.recent_events.write();
     let (revision, _) = app.store.order_revisions()?;
+    let cached = recent
+        .back()
+        .map_or_else(|| *app.order_revision.borrow(), |e| e.revision);
+    if revision > cached {
+        for e in app.store.order_events(cached, revision, RECENT)? {
+            recent.push_back(Arc::new(event_to_proto(&e)));
+        }
+        while recent.len() > RECENT {
+            recent.pop_front();
+        }
+    }
+    drop(recent);
     app.order_revision.send_if_modified(|r| {
         if revision > *r {
             *r = revision;
@@ -564,10 +612,10 @@ impl Orders for OrdersService {
         request: Request<proto::WatchOrdersRequest>,
     ) -> Result<Response<Self::WatchOrdersStream>, Status> {
         let proto::WatchOrdersRequest { since_revision } = request.into_inner();
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let app = self.app.clone();
-        tokio::spawn(watch(app, since_revision, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(watch(
+            self.app.clone(),
+            since_revision,
+        ))))
     }
 
     async fn ack_order(
@@ -644,54 +692,98 @@ fn own_deployment(app: &App, who: &Principal, id: &str) -> Result<(), ApiError> 
     }
 }
 
-/// Feeds one watcher: stored events after `since`, then each durable
-/// revision as it is announced. Ends on shutdown (UNAVAILABLE, with where
-/// to resume), when the client goes away, or (ABORTED, with where to
-/// resume) when the client falls more than [`WATCH_BUFFER`] events behind.
-async fn watch(app: Arc<App>, since: u64, tx: mpsc::Sender<Result<proto::OrderEvent, Status>>) {
-    let mut announced = app.order_revision.subscribe();
-    let mut last = since;
-    loop {
-        let up_to = *announced.borrow_and_update();
-        while last < up_to {
-            let events = match app.store.order_events(last, up_to, 256) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading order events failed");
-                    let _ = tx.try_send(Err(Status::unavailable(format!(
-                        "order events cannot be read now; reconnect with since_revision={last}"
-                    ))));
-                    return;
-                }
-            };
-            if events.is_empty() {
-                break;
-            }
-            for e in events {
-                // Keep one slot for the status that ends a lagging stream.
-                if tx.capacity() <= 1 {
-                    let _ = tx.try_send(Err(Status::aborted(format!(
-                        "watcher fell {WATCH_BUFFER} events behind; reconnect with \
-                         since_revision={last}"
-                    ))));
-                    return;
-                }
-                let revision = e.revision;
-                if tx.try_send(Ok(event_to_proto(&e))).is_err() {
-                    return;
-                }
-                last = revision;
-            }
-        }
-        tokio::select! {
-            () = app.shutdown.cancelled() => {
-                let _ = tx.try_send(Err(Status::unavailable(format!(
-                    "warden is shutting down; reconnect with since_revision={last}"
-                ))));
-                return;
-            }
-            changed = announced.changed() => if changed.is_err() { return },
-            () = tx.closed() => return,
-        }
+/// One watcher's stream: stored events after `since`, then each durable
+/// revision as it is announced. The stream is polled by the connection
+/// itself, so an event costs one wake-up per watcher, and events are read
+/// only as fast as the client takes them: nothing is ever skipped. It ends
+/// on shutdown (UNAVAILABLE, with where to resume) and, once it has caught
+/// up, if the client falls more than [`WATCH_BUFFER`] events behind
+/// (ABORTED, with where to resume).
+fn watch(
+    app: Arc<App>,
+    since: u64,
+) -> impl tokio_stream::Stream<Item = Result<proto::OrderEvent, Status>> + Send {
+    struct State {
+        app: Arc<App>,
+        announced: tokio::sync::watch::Receiver<u64>,
+        last: u64,
+        pending: std::collections::VecDeque<Arc<proto::OrderEvent>>,
+        live: bool,
+        done: bool,
     }
+    let announced = app.order_revision.subscribe();
+    let state = State {
+        app,
+        announced,
+        last: since,
+        pending: std::collections::VecDeque::new(),
+        live: false,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            if let Some(e) = st.pending.pop_front() {
+                st.last = e.revision;
+                return Some((Ok(Arc::unwrap_or_clone(e)), st));
+            }
+            let up_to = *st.announced.borrow_and_update();
+            if st.live && up_to.saturating_sub(st.last) > WATCH_BUFFER as u64 {
+                st.done = true;
+                let last = st.last;
+                return Some((
+                    Err(Status::aborted(format!(
+                        "watcher fell more than {WATCH_BUFFER} events behind; reconnect with \
+                         since_revision={last}"
+                    ))),
+                    st,
+                ));
+            }
+            if st.last < up_to {
+                let fetched = match st.app.recent_events.range(st.last, up_to) {
+                    Some(cached) => Ok(cached),
+                    None => st
+                        .app
+                        .store
+                        .order_events(st.last, up_to, 256)
+                        .map(|events| events.iter().map(|e| Arc::new(event_to_proto(e))).collect()),
+                };
+                match fetched {
+                    Ok(events) if !events.is_empty() => {
+                        st.pending.extend(events);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading order events failed");
+                        st.done = true;
+                        let last = st.last;
+                        return Some((
+                            Err(Status::unavailable(format!(
+                                "order events cannot be read now; reconnect with \
+                                 since_revision={last}"
+                            ))),
+                            st,
+                        ));
+                    }
+                }
+            }
+            st.live = true;
+            tokio::select! {
+                () = st.app.shutdown.cancelled() => {
+                    st.done = true;
+                    let last = st.last;
+                    return Some((
+                        Err(Status::unavailable(format!(
+                            "warden is shutting down; reconnect with since_revision={last}"
+                        ))),
+                        st,
+                    ));
+                }
+                changed = st.announced.changed() => if changed.is_err() { return None },
+            }
+        }
+    })
 }
