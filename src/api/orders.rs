@@ -23,9 +23,6 @@ use crate::proto;
 use crate::proto::orders_server::Orders;
 use crate::store::{OrderChange, StoreError};
 
-/// A watcher that has caught up and then falls further behind than this is
-/// disconnected and told where to resume.
-pub const WATCH_BUFFER: usize = 1024;
 /// Attempts when another change to the same order got in first.
 const RETRIES: usize = 5;
 
@@ -133,8 +130,9 @@ pub struct RecentEvents {
     events: std::sync::RwLock<std::collections::VecDeque<Arc<proto::OrderEvent>>>,
 }
 
-/// How many recent events are kept for watchers.
-const RECENT: usize = 4096;
+/// How many recent events are kept for watchers; a live watcher further
+/// behind than this is disconnected and told where to resume.
+pub const RECENT: usize = 4096;
 
 type Recent = std::collections::VecDeque<Arc<proto::OrderEvent>>;
 
@@ -697,8 +695,8 @@ fn own_deployment(app: &App, who: &Principal, id: &str) -> Result<(), ApiError> 
 /// itself, so an event costs one wake-up per watcher, and events are read
 /// only as fast as the client takes them: nothing is ever skipped. It ends
 /// on shutdown (UNAVAILABLE, with where to resume) and, once it has caught
-/// up, if the client falls more than [`WATCH_BUFFER`] events behind
-/// (ABORTED, with where to resume).
+/// up, if the client falls more than [`RECENT`] events behind (ABORTED,
+/// with where to resume).
 fn watch(
     app: Arc<App>,
     since: u64,
@@ -730,20 +728,24 @@ fn watch(
                 return Some((Ok(Arc::unwrap_or_clone(e)), st));
             }
             let up_to = *st.announced.borrow_and_update();
-            if st.live && up_to.saturating_sub(st.last) > WATCH_BUFFER as u64 {
-                st.done = true;
-                let last = st.last;
-                return Some((
-                    Err(Status::aborted(format!(
-                        "watcher fell more than {WATCH_BUFFER} events behind; reconnect with \
-                         since_revision={last}"
-                    ))),
-                    st,
-                ));
-            }
             if st.last < up_to {
                 let fetched = match st.app.recent_events.range(st.last, up_to) {
                     Some(cached) => Ok(cached),
+                    // A live watcher whose next event has left the window
+                    // of recent events is too slow to follow live: end it,
+                    // telling it where to resume (a resumed watch replays
+                    // from the store).
+                    None if st.live => {
+                        st.done = true;
+                        let last = st.last;
+                        return Some((
+                            Err(Status::aborted(format!(
+                                "watcher fell more than {RECENT} events behind; reconnect \
+                                 with since_revision={last}"
+                            ))),
+                            st,
+                        ));
+                    }
                     None => st
                         .app
                         .store
