@@ -29,8 +29,6 @@ use crate::proto::admission_server::Admission;
 use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
 
 const MAX_ENDPOINTS: usize = 64;
-const MAX_PAGE: u32 = 1000;
-const DEFAULT_PAGE: u32 = 100;
 
 pub struct AdmissionService {
     app: Arc<App>,
@@ -631,12 +629,7 @@ impl Admission for AdmissionService {
                 None
             }
         };
-        if page_size > MAX_PAGE {
-            v.push(FieldViolation::new(
-                "page_size",
-                format!("at most {MAX_PAGE}"),
-            ));
-        }
+        let limit = super::page_limit(page_size, &mut v);
         if !page_token.is_empty() {
             check_identifier("page_token", &page_token, &mut v);
         }
@@ -649,11 +642,6 @@ impl Admission for AdmissionService {
             admitted_by: (who.role == Role::Scheduler).then(|| who.spiffe_id.clone()),
             now,
         };
-        let limit = if page_size == 0 {
-            DEFAULT_PAGE
-        } else {
-            page_size
-        } as usize;
         let after = (!page_token.is_empty()).then_some(page_token.as_str());
         let mut page = self
             .app

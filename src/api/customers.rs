@@ -276,14 +276,7 @@ impl Customers for CustomersService {
             country,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = match page_size {
-            0 => 100,
-            1..=1000 => page_size as usize,
-            _ => {
-                v.push(FieldViolation::new("page_size", "at most 1000"));
-                0
-            }
-        };
+        let limit = super::page_limit(page_size, &mut v);
         if !page_token.is_empty() {
             check_identifier("page_token", &page_token, &mut v);
         }

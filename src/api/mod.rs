@@ -43,6 +43,21 @@ pub struct App {
     pub recent_events: orders::RecentEvents,
 }
 
+/// A list call's page size: 1 to 1000, 100 when zero.
+pub fn page_limit(page_size: u32, v: &mut Vec<crate::domain::customer::FieldViolation>) -> usize {
+    match page_size {
+        0 => 100,
+        1..=1000 => page_size as usize,
+        _ => {
+            v.push(crate::domain::customer::FieldViolation::new(
+                "page_size",
+                "at most 1000",
+            ));
+            0
+        }
+    }
+}
+
 pub fn now_millis() -> UnixMillis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

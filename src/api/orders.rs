@@ -547,14 +547,7 @@ impl Orders for OrdersService {
             page_token,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = match page_size {
-            0 => 100,
-            1..=1000 => page_size as usize,
-            _ => {
-                v.push(FieldViolation::new("page_size", "at most 1000"));
-                0
-            }
-        };
+        let limit = super::page_limit(page_size, &mut v);
         let state = match proto::OrderState::try_from(state) {
             Ok(proto::OrderState::Unspecified) => None,
             Ok(proto::OrderState::Pending) => Some(OrderState::Pending),
