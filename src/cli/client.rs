@@ -49,6 +49,17 @@ impl ClientArgs {
     /// Connects with the identity for `default_role` unless the user chose
     /// another with --role, --cert and --key.
     pub async fn connect(&self, default_role: &str) -> anyhow::Result<Channel> {
+        self.endpoint(default_role)?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", self.addr))
+    }
+
+    /// The server endpoint with the TLS identity for `default_role` (see
+    /// [`Self::connect`]), not yet connected. Errors here are local (a
+    /// missing or unreadable certificate, a bad --addr) and retrying does
+    /// not fix them; connecting may fail for reasons that pass.
+    pub fn endpoint(&self, default_role: &str) -> anyhow::Result<Endpoint> {
         let role = self.role.as_deref().unwrap_or(default_role);
         let clients = self.dev_dir.join("mtls/clients");
         let cert = self
@@ -73,13 +84,9 @@ impl ClientArgs {
                 read(&cert, "client certificate")?,
                 read(&key, "client key")?,
             ));
-        let endpoint = Endpoint::from_shared(self.addr.clone())
+        Ok(Endpoint::from_shared(self.addr.clone())
             .with_context(|| format!("invalid --addr {}", self.addr))?
             .connect_timeout(Duration::from_secs(5))
-            .tls_config(tls)?;
-        endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {}", self.addr))
+            .tls_config(tls)?)
     }
 }

@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Deployment(cmd) => deployment(c, cmd).await.map(|_| 0),
         Command::Customer(cmd) => super::customer::run(c, cmd).await.map(|_| 0),
+        Command::Order(cmd) => super::order::run(c, cmd).await,
         Command::Sanctions(cmd) => sanctions(c, cmd).await,
         Command::Pii(cmd) => pii(c, cmd).map(|_| 0),
         Command::Trust(cmd) => trust(c, cmd).await.map(|_| 0),

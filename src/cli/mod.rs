@@ -10,6 +10,7 @@ mod commands;
 pub mod customer;
 pub mod dev;
 pub mod ledger;
+pub mod order;
 
 use std::path::PathBuf;
 
@@ -94,6 +95,10 @@ pub enum Command {
     /// Customer records (kyc).
     #[command(subcommand)]
     Customer(CustomerCommand),
+    /// Kill orders: issue, approve, lift, read (operator, authority); watch
+    /// and acknowledge (scheduler).
+    #[command(subcommand)]
+    Order(order::OrderCommand),
     /// Sanctions lists customers are screened against (admin).
     #[command(subcommand)]
     Sanctions(SanctionsCommand),
