@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
@@ -24,8 +25,13 @@ impl Drop for Dev {
 /// Starts `warden dev` on a free port in `dir` and waits for the line that
 /// says where it serves (printed after the listener is bound).
 fn start_dev(dir: &Path) -> Dev {
+    start_dev_on(dir, "127.0.0.1:0")
+}
+
+/// [`start_dev`] listening on `listen`.
+fn start_dev_on(dir: &Path, listen: &str) -> Dev {
     let mut child = Command::new(WARDEN)
-        .args(["dev", "--listen", "127.0.0.1:0"])
+        .args(["dev", "--listen", listen])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -107,6 +113,97 @@ fn copy_examples(dir: &Path) {
     }
 }
 
+/// The value of a `label   value` line of readable output.
+fn field<'a>(out: &'a str, label: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| {
+        l.strip_prefix(label)
+            .filter(|rest| rest.starts_with("  "))
+            .map(str::trim)
+    })
+}
+
+/// `warden order watch` running as a child process; its stdout lines
+/// arrive on a channel as it prints them, its stderr goes to a file.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Watch {
+    fn start(dir: &Path, addr: &str, args: &[&str]) -> Watch {
+        let stderr = dir.join("order-watch.stderr");
+        let mut child = Command::new(WARDEN)
+            .args(["order", "watch"])
+            .args(args)
+            .args(["--addr", addr])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next line it prints, waiting at most a few seconds.
+    fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "order watch printed no line ({e}); status {:?}; stderr: {}",
+                self.child.try_wait(),
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Ctrl-C: it must exit with status 0.
+    fn interrupt(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "order watch exited with {status} on SIGINT"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order watch did not exit on SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn admit_sample<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "admit",
@@ -146,6 +243,12 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(stdout(&o).starts_with("ALLOW  deployment dep-"));
+    let first_dep = stdout(&o)
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("ALLOW  deployment ")
+        .to_string();
     let o = warden(
         dir,
         &addr,
@@ -402,6 +505,176 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     assert_eq!(warden(dir, &addr, &orla).status.code(), Some(0));
 
+    // Stopping a deployment. An operator suspends the sample customer: the
+    // order is ACTIVE at once (suspend quorum 1) and suspends the
+    // deployment admitted at the start, and new admissions are denied.
+    let acme = admit_sample(
+        "acme-ai",
+        &[
+            "--model-dir",
+            "certs/dev/sample-model",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "order",
+            "issue",
+            "--quiet",
+            "--target",
+            "customer=acme-ai",
+            "--action",
+            "suspend",
+            "--reason",
+            "abuse report 1142",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let order = stdout(&o).trim().to_string();
+    assert!(order.starts_with("ord-"), "{order}");
+    let o = warden(dir, &addr, &["order", "get", &order]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(field(&out, "state"), Some("ACTIVE"), "{out}");
+    assert_eq!(field(&out, "target"), Some("customer acme-ai"), "{out}");
+    assert_eq!(field(&out, "approvals"), Some("1 of 1"), "{out}");
+    assert_eq!(field(&out, "matched"), Some("1 deployment"), "{out}");
+    assert!(out.contains(&format!("\n{:18}{first_dep}\n", "")), "{out}");
+    assert_eq!(field(&out, "unacknowledged"), Some("1"), "{out}");
+    assert!(out.contains(&format!("{first_dep}  waiting ")), "{out}");
+    let o = warden(dir, &addr, &acme);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("ORDER_ACTIVE") && out.contains(&order),
+        "{out}"
+    );
+    let d = json(&warden(
+        dir,
+        &addr,
+        &["--json", "deployment", "get", &first_dep],
+    ));
+    assert_eq!(d["state"], "SUSPENDED");
+
+    // The scheduler's watch replays the order's events, then follows live.
+    let mut watch = Watch::start(dir, &addr, &["--since", "0"]);
+    let issued = watch.next_line();
+    assert!(
+        issued.starts_with("1  ") && issued.contains(" ISSUED ") && issued.contains(&order),
+        "{issued}"
+    );
+    assert!(issued.contains("SUSPEND    customer acme-ai"), "{issued}");
+    let activated = watch.next_line();
+    assert!(
+        activated.starts_with("2  ") && activated.contains(" ACTIVATED "),
+        "{activated}"
+    );
+    assert!(
+        activated.ends_with(&format!("deployments: {first_dep}")),
+        "{activated}"
+    );
+    // It stops the workload and acknowledges; the watch sees that live.
+    let o = warden(dir, &addr, &["order", "ack", &order, &first_dep]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(field(&out, "acknowledged"), Some("1"), "{out}");
+    assert!(field(&out, "unacknowledged").is_none(), "{out}");
+    let acked = watch.next_line();
+    assert!(
+        acked.starts_with("3  ") && acked.contains(" ACKNOWLEDGED "),
+        "{acked}"
+    );
+    watch.interrupt();
+
+    // Lifting takes two principals: after the operator the order is still
+    // ACTIVE and admission still denied; the authority's approval lifts it.
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "order",
+            "lift",
+            &order,
+            "--reason",
+            "account holder identified",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(field(&out, "state"), Some("ACTIVE"), "{out}");
+    assert!(
+        field(&out, "lift").is_some_and(|l| l.starts_with("1 of 2 approvals")),
+        "{out}"
+    );
+    assert_eq!(warden(dir, &addr, &acme).status.code(), Some(3));
+    // The same principal again does not count twice.
+    let o = warden(dir, &addr, &["order", "lift", &order]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("already approved"), "{}", stderr(&o));
+    let o = warden(
+        dir,
+        &addr,
+        &["--role", "authority", "order", "lift", &order],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(field(&out, "state"), Some("LIFTED"), "{out}");
+    assert_eq!(field(&out, "lift"), Some("2 of 2 approvals"), "{out}");
+    let d = json(&warden(
+        dir,
+        &addr,
+        &["--json", "deployment", "get", &first_dep],
+    ));
+    assert_eq!(d["state"], "ACTIVE");
+    let mut quiet = acme.clone();
+    quiet.push("--quiet");
+    let o = warden(dir, &addr, &quiet);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let dep = stdout(&o).trim().to_string();
+
+    // Terminating a deployment needs two: the operator issues, the
+    // authority approves; then the deployment cannot renew.
+    let o = warden(
+        dir,
+        &addr,
+        &[
+            "order",
+            "issue",
+            "--quiet",
+            "--target",
+            &format!("deployment={dep}"),
+            "--action",
+            "terminate",
+            "--reason",
+            "serving prohibited content",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let terminate = stdout(&o).trim().to_string();
+    let o = warden(dir, &addr, &["order", "list", "--state", "pending"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&terminate) && out.contains("approvals 1/2") && out.lines().count() == 1,
+        "{out}"
+    );
+    let o = warden(
+        dir,
+        &addr,
+        &["--role", "authority", "order", "approve", &terminate],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(field(&out, "state"), Some("ACTIVE"), "{out}");
+    assert_eq!(field(&out, "approvals"), Some("2 of 2"), "{out}");
+    assert!(out.contains(&format!("\n{:18}{dep}\n", "")), "{out}");
+    let o = warden(dir, &addr, &["renew", &dep]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(stdout(&o).contains("ORDER_ACTIVE"), "{}", stdout(&o));
+
     // Renew, revoke via CRL, renew fails.
     let o = warden(
         dir,
@@ -483,6 +756,30 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o).lines().count(), 5);
 
+    // A watch that outlives a restart: it replays every order event, and
+    // once warden is back it resumes after the last event it printed.
+    let mut watch = Watch::start(dir, &addr, &["--json", "--since", "0"]);
+    let kinds: Vec<String> = (1..=8)
+        .map(|revision| {
+            let v: serde_json::Value = serde_json::from_str(&watch.next_line()).unwrap();
+            assert_eq!(v["revision"], revision, "{v}");
+            v["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ISSUED",
+            "ACTIVATED",
+            "ACKNOWLEDGED",
+            "LIFT_REQUESTED",
+            "LIFTED",
+            "ISSUED",
+            "APPROVED",
+            "ACTIVATED"
+        ]
+    );
+
     // SIGTERM drains and exits cleanly within the grace period.
     let pid = dev.child.id().to_string();
     assert!(Command::new("kill")
@@ -541,8 +838,27 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stderr(&o).contains("already in the file"), "{o:?}");
-    let dev = start_dev(dir);
-    let addr = dev.addr.clone();
+    // Back on the same port, where the watch keeps trying.
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let dev = start_dev_on(dir, &format!("127.0.0.1:{port}"));
+    assert_eq!(dev.addr, addr);
+    let o = warden(
+        dir,
+        &addr,
+        &["order", "lift", &terminate, "--reason", "appeal upheld"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&watch.next_line()).unwrap();
+    assert_eq!(v["revision"], 9, "{v}");
+    assert_eq!(v["kind"], "LIFT_REQUESTED", "{v}");
+    assert_eq!(v["order_id"], terminate.as_str(), "{v}");
+    assert_eq!(v["order"]["lift_reason"], "appeal upheld", "{v}");
+    let err = std::fs::read_to_string(&watch.stderr).unwrap();
+    assert!(
+        err.contains("reconnecting") && err.contains("resuming after revision 8"),
+        "{err}"
+    );
+    watch.interrupt();
     let before = json(&warden(
         dir,
         &addr,
