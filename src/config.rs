@@ -311,6 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/warden.example.toml");
+        let c: Config = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let o = OrdersConfig::default();
+        assert_eq!(
+            (
+                c.orders.suspend_quorum,
+                c.orders.terminate_quorum,
+                c.orders.lift_quorum
+            ),
+            (o.suspend_quorum, o.terminate_quorum, o.lift_quorum)
+        );
+        assert_eq!(c.admission.lease_seconds, defaults::lease_seconds());
+        assert_eq!(c.kyc.retention_days, defaults::retention_days());
+        assert_eq!(c.trust.oid_base_arc, defaults::oid_base_arc());
+    }
+
+    #[test]
     fn every_invalid_field_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("w.toml");
