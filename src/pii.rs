@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub struct Sealed {
     pub key: String,
     /// Hex nonce.
     pub nonce: String,
-    /// Hex ciphertext and tag.
+    /// Base64 (standard) ciphertext and tag.
     pub data: String,
 }
 
@@ -195,7 +196,7 @@ impl Keyring {
         Ok(Sealed {
             key: id.clone(),
             nonce: hex::encode(nonce),
-            data: hex::encode(data),
+            data: base64::engine::general_purpose::STANDARD.encode(data),
         })
     }
 
@@ -211,7 +212,9 @@ impl Keyring {
             .ok()
             .and_then(|n| n.try_into().ok())
             .ok_or_else(fail)?;
-        let mut data = hex::decode(&sealed.data).map_err(|_| fail())?;
+        let mut data = base64::engine::general_purpose::STANDARD
+            .decode(&sealed.data)
+            .map_err(|_| fail())?;
         let plain = key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
@@ -255,7 +258,11 @@ mod tests {
         let k = ring_with(&[Keyring::new_key_line("k1").unwrap()]);
         let s = k.seal(b"cust-1/1", b"Jane Doe").unwrap();
         assert_eq!(s.key, "k1");
-        assert!(!s.data.contains(&hex::encode("Jane")));
+        assert!(!s.data.contains("Jane"));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&s.data)
+            .unwrap();
+        assert!(!raw.windows(4).any(|w| w == b"Jane"));
         assert_eq!(k.open(b"cust-1/1", &s).unwrap(), b"Jane Doe");
         assert!(matches!(k.open(b"cust-2/1", &s), Err(PiiError::Open(_))));
     }

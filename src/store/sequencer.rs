@@ -90,12 +90,12 @@ pub(crate) enum Mutation {
     /// A new customer version, exactly one past the newest stored, and
     /// optionally its screening, one revision past the stored one.
     PutCustomer {
-        customer: StoredCustomer,
-        screening: Option<StoredScreening>,
+        customer: Encoded<StoredCustomer>,
+        screening: Option<Encoded<StoredScreening>>,
     },
     /// Screening results, each one revision past the stored one and of the
     /// customer's newest version; all or nothing.
-    PutScreenings(Vec<StoredScreening>),
+    PutScreenings(Vec<Encoded<StoredScreening>>),
     /// Replaces the sanctions list (encoded).
     PutSanctionsList(Vec<u8>),
     /// Replaces every version of a customer with its tombstone and removes
@@ -146,7 +146,24 @@ pub struct OrderChange {
 struct Append {
     mutation: Mutation,
     entry: Entry,
+    /// The entry serialised by the caller, so the planner (the one serial
+    /// stage) does not.
+    entry_bytes: Vec<u8>,
     reply: oneshot::Sender<Result<AdmitRecorded, StoreError>>,
+}
+
+/// A value with its stored encoding, made by the caller for the same
+/// reason.
+pub(crate) struct Encoded<T> {
+    pub value: T,
+    pub bytes: Vec<u8>,
+}
+
+impl<T: serde::Serialize> Encoded<T> {
+    pub fn new(value: T) -> Result<Self, StoreError> {
+        let bytes = encode(&value)?;
+        Ok(Self { value, bytes })
+    }
 }
 
 /// The latest signed checkpoint, shared with readers.
@@ -366,9 +383,10 @@ fn apply(
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
     match m {
         Mutation::PutCustomer {
-            customer: c,
+            customer: encoded,
             screening,
         } => {
+            let c = &encoded.value;
             let key = customer_key(&c.customer_id, c.version);
             if plan.get(t::CUSTOMERS, &key)?.is_some() {
                 return Ok(Err(if c.version == 1 {
@@ -388,16 +406,20 @@ fn apply(
                 ))));
             }
             if let Some(s) = screening {
-                if let Err(e) = check_screening(plan, s)? {
+                if let Err(e) = check_screening(plan, &s.value)? {
                     return Ok(Err(e));
                 }
-                plan.put(t::SCREENINGS, s.customer_id.as_bytes().to_vec(), encode(s)?);
+                plan.put(
+                    t::SCREENINGS,
+                    s.value.customer_id.as_bytes().to_vec(),
+                    s.bytes.clone(),
+                );
             }
-            plan.put(t::CUSTOMERS, key, encode(c)?);
+            plan.put(t::CUSTOMERS, key, encoded.bytes.clone());
             Ok(Ok(None))
         }
         Mutation::PutScreenings(screenings) => {
-            for s in screenings {
+            for Encoded { value: s, .. } in screenings {
                 if let Err(e) = check_screening(plan, s)? {
                     return Ok(Err(e));
                 }
@@ -409,7 +431,11 @@ fn apply(
                 }
             }
             for s in screenings {
-                plan.put(t::SCREENINGS, s.customer_id.as_bytes().to_vec(), encode(s)?);
+                plan.put(
+                    t::SCREENINGS,
+                    s.value.customer_id.as_bytes().to_vec(),
+                    s.bytes.clone(),
+                );
             }
             Ok(Ok(None))
         }
@@ -755,10 +781,12 @@ impl Sequencer {
         entry: Entry,
     ) -> Result<AdmitRecorded, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let entry_bytes = entry.to_bytes();
         self.tx
             .send(Append {
                 mutation,
                 entry,
+                entry_bytes,
                 reply,
             })
             .await
@@ -996,26 +1024,27 @@ fn plan_batch(
     let mut n = size;
     let mut outcomes: Outcomes = Vec::with_capacity(batch.len());
     for Append {
-        mutation, entry, ..
+        mutation,
+        entry,
+        entry_bytes,
+        ..
     } in batch
     {
         match apply(&mut plan, mutation, n)? {
             Ok(Some(first)) => outcomes.push(Ok(AdmitRecorded::Replay(first))),
             Ok(None) => {
-                let bytes = match plan.order_deployments.take() {
-                    Some(ids) => {
-                        let mut entry = entry.clone();
-                        entry.set_order_deployments(ids);
-                        entry.to_bytes()
-                    }
-                    None => entry.to_bytes(),
-                };
+                let patched = plan.order_deployments.take().map(|ids| {
+                    let mut entry = entry.clone();
+                    entry.set_order_deployments(ids);
+                    entry.to_bytes()
+                });
+                let bytes = patched.as_deref().unwrap_or(entry_bytes);
                 let overlay = tree::Overlay::new(&base, first_hash_index, &pending);
                 let hashes =
-                    tree::stored_hashes_for_record_hash(n, tree::leaf_hash(&bytes), &overlay)
+                    tree::stored_hashes_for_record_hash(n, tree::leaf_hash(bytes), &overlay)
                         .map_err(io)?;
                 pending.extend(hashes);
-                push_entry(&mut packed, &bytes)?;
+                push_entry(&mut packed, bytes)?;
                 outcomes.push(Ok(AdmitRecorded::New(n)));
                 n += 1;
             }

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use super::codec::{decode, decode_entries};
 use super::sealed::{StoredCustomer, StoredScreening};
 use super::sequencer::{
-    customer_prefix, t, Mutation, Sequencer, SignedCheckpoint, StoredHashes, META_CHECKPOINT,
-    META_SIZE, ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
+    customer_prefix, t, Encoded, Mutation, Sequencer, SignedCheckpoint, StoredHashes,
+    META_CHECKPOINT, META_SIZE, ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
 };
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
 use super::{CustomerFilter, OrderChange};
@@ -361,9 +361,9 @@ impl Store for SledStore {
         screening: Option<&Screening>,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        let customer = StoredCustomer::seal(customer, &self.keys)?;
+        let customer = Encoded::new(StoredCustomer::seal(customer, &self.keys)?)?;
         let screening = screening
-            .map(|s| StoredScreening::seal(s, &self.keys))
+            .map(|s| Encoded::new(StoredScreening::seal(s, &self.keys)?))
             .transpose()?;
         let applied = self
             .sequencer
@@ -392,7 +392,7 @@ impl Store for SledStore {
     ) -> Result<u64, StoreError> {
         let sealed = screenings
             .iter()
-            .map(|s| StoredScreening::seal(s, &self.keys))
+            .map(|s| Encoded::new(StoredScreening::seal(s, &self.keys)?))
             .collect::<Result<Vec<_>, _>>()?;
         let applied = self
             .sequencer
