@@ -15,6 +15,9 @@ use crate::store::{CustomerFilter, Store, StoreError};
 pub struct ScreeningState {
     current: RwLock<Option<Arc<Screener>>>,
     pub threshold: f64,
+    /// One list load at a time, so the screener in memory is the stored
+    /// list's.
+    loading: tokio::sync::Mutex<()>,
 }
 
 /// How many customers one ledger entry of a re-screen covers.
@@ -32,6 +35,7 @@ impl ScreeningState {
         Ok(Self {
             current: RwLock::new(current),
             threshold,
+            loading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -162,6 +166,7 @@ pub async fn load_list(
     now: UnixMillis,
 ) -> Result<ListLoaded, KycError> {
     let screener = Arc::new(Screener::new(&list).map_err(|e| KycError::Invalid(e.to_string()))?);
+    let _one_at_a_time = state.loading.lock().await;
     let entry = Entry::new(
         now,
         principal,
@@ -182,35 +187,29 @@ pub async fn load_list(
         let page =
             store.list_customers(&CustomerFilter::default(), after.as_deref(), RESCREEN_CHUNK)?;
         let Some(last) = page.last() else { break };
-        after = Some(last.customer_id.clone());
+        let next_after = last.customer_id.clone();
+        let mut chunk = page;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match rescreen(store, state, &page, principal, request_id, now).await {
+            match rescreen(store, state, &chunk, principal, request_id, now).await {
                 Ok((n, p)) => {
                     screened += n;
                     potential += p;
                     break;
                 }
-                // A customer changed while this chunk was screened: read
-                // the chunk again (the change was screened against the new
-                // list already, since the list was swapped first).
+                // A customer changed while the chunk was screened: read the
+                // chunk's newest versions and screen them again.
                 Err(KycError::Store(StoreError::Conflict(_))) if attempt < 5 => {
-                    let fresh: Vec<Customer> = page
+                    chunk = chunk
                         .iter()
                         .filter_map(|c| store.customer(&c.customer_id).transpose())
                         .collect::<Result<_, _>>()?;
-                    if let Ok((n, p)) =
-                        rescreen(store, state, &fresh, principal, request_id, now).await
-                    {
-                        screened += n;
-                        potential += p;
-                        break;
-                    }
                 }
                 Err(e) => return Err(e),
             }
         }
+        after = Some(next_after);
     }
     Ok(ListLoaded {
         entries: list.entries.len(),

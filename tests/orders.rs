@@ -710,3 +710,95 @@ async fn the_order_of_a_deployment_target_only_stops_that_deployment() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn overlapping_orders_keep_deployments_stopped_until_the_last_lets_go() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "ov-1", 2).await;
+    let mut alice = orders_as(&env, &server, "operator", "alice").await;
+    let mut bob = orders_as(&env, &server, "authority", "bob").await;
+    let lift = |id: String| proto::LiftOrderRequest {
+        order_id: id,
+        reason: String::new(),
+    };
+    // Two suspensions over the same deployments: one of the customer, one
+    // of the first deployment alone.
+    let by_customer = alice
+        .issue_order(issue(customer_target("ov-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_deployment = alice
+        .issue_order(issue(
+            Some(proto::OrderTarget {
+                kind: proto::OrderTargetKind::Deployment as i32,
+                value: ids[0].clone(),
+            }),
+            proto::OrderAction::Suspend,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        by_deployment.matched_deployments.is_empty(),
+        "already suspended"
+    );
+    // Lifting the customer's order releases only what no other order holds.
+    alice
+        .lift_order(lift(by_customer.order_id.clone()))
+        .await
+        .unwrap();
+    bob.lift_order(lift(by_customer.order_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(&env, &server, &ids[0]).await,
+        proto::DeploymentState::Suspended
+    );
+    assert_eq!(
+        renew_codes(&env, &server, &ids[0]).await,
+        vec![Rc::OrderActive as i32]
+    );
+    assert_eq!(
+        state_of(&env, &server, &ids[1]).await,
+        proto::DeploymentState::Active
+    );
+
+    // A termination ends what a suspension holds, and lifting the
+    // suspension afterwards does not bring it back.
+    let t = alice
+        .issue_order(issue(
+            customer_target("ov-1"),
+            proto::OrderAction::Terminate,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let t = bob
+        .approve_order(proto::ApproveOrderRequest {
+            order_id: t.order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut matched = t.matched_deployments.clone();
+    matched.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(matched, all);
+    alice
+        .lift_order(lift(by_deployment.order_id.clone()))
+        .await
+        .unwrap();
+    bob.lift_order(lift(by_deployment.order_id.clone()))
+        .await
+        .unwrap();
+    for d in &ids {
+        assert_eq!(
+            state_of(&env, &server, d).await,
+            proto::DeploymentState::Terminated
+        );
+    }
+    server.stop().await;
+}

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use prost::Message as _;
-use sha2::{Digest as _, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::convert::{
@@ -14,7 +13,7 @@ use super::convert::{
     workload_from_proto,
 };
 use super::status::ApiError;
-use super::{now_millis, principal, App};
+use super::{now_millis, principal, sha256_hex, App};
 use crate::auth::{Principal, Role};
 use crate::digest::ModelDigest;
 use crate::domain::customer::{check_identifier, Customer, FieldViolation};
@@ -453,10 +452,6 @@ fn check_endpoints(field: &str, endpoints: &[String], v: &mut Vec<FieldViolation
             ));
         }
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn admit_response(rec: &DecisionRecord) -> proto::AdmitResponse {

@@ -20,8 +20,12 @@ pub fn timestamp(ms: UnixMillis) -> Timestamp {
     }
 }
 
+/// Saturates instead of overflowing: a timestamp out of range becomes the
+/// far past or future, which every check then refuses.
 pub fn millis(ts: &Timestamp) -> UnixMillis {
-    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
 }
 
 /// RFC 3339 in UTC with milliseconds, as licences and the CLI print times.

@@ -13,6 +13,7 @@ use super::convert::{
 };
 use super::status::ApiError;
 use super::{now_millis, principal, App};
+use crate::domain::customer::Screening;
 use crate::domain::customer::{
     check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
     FieldViolation, ScreeningStatus,
@@ -22,7 +23,7 @@ use crate::ledger::entry::{
 };
 use crate::proto;
 use crate::proto::customers_server::Customers;
-use crate::store::CustomerFilter;
+use crate::store::{CustomerFilter, StoreError, LIST_REPLACED};
 
 pub struct CustomersService {
     app: Arc<App>,
@@ -38,6 +39,35 @@ impl CustomersService {
             .store
             .customer(customer_id)?
             .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} not found")))
+    }
+
+    /// Screens `c` and writes it with its screening and entry. A list
+    /// loaded meanwhile makes the store refuse the result; it is screened
+    /// again against the new one.
+    async fn put_screened(
+        &self,
+        c: &Customer,
+        previous: Option<&Screening>,
+        change: CustomerChange,
+        who: &str,
+        now: crate::domain::UnixMillis,
+    ) -> Result<Screening, ApiError> {
+        for _ in 0..5 {
+            let screening = self.app.screening.screen(c, previous, now);
+            let entry = customer_entry(c, change, Some(&screening), who, "");
+            match self
+                .app
+                .store
+                .put_customer(c, Some(&screening), entry)
+                .await
+            {
+                Err(StoreError::Conflict(what)) if what == LIST_REPLACED => continue,
+                r => return r.map(|_| screening).map_err(ApiError::from),
+            }
+        }
+        Err(ApiError::Aborted(
+            "the sanctions list kept changing; retry".into(),
+        ))
     }
 
     fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
@@ -137,19 +167,15 @@ impl Customers for CustomersService {
             details,
             purged: false,
         };
-        let screening = self.app.screening.screen(&customer, None, now);
-        let entry = customer_entry(
-            &customer,
-            CustomerChange::Registered,
-            Some(&screening),
-            &who.spiffe_id,
-            "",
-        );
-        self.app
-            .store
-            .put_customer(&customer, Some(&screening), entry)
-            .await
-            .map_err(ApiError::from)?;
+        let screening = self
+            .put_screened(
+                &customer,
+                None,
+                CustomerChange::Registered,
+                &who.spiffe_id,
+                now,
+            )
+            .await?;
         tracing::info!(customer_id = %customer.customer_id, status = customer.status.as_str(), screening = screening.status.as_str(), "customer registered");
         Ok(Response::new(customer_to_proto(
             &customer,
@@ -223,19 +249,15 @@ impl Customers for CustomersService {
             .store
             .screening(&customer_id)
             .map_err(ApiError::from)?;
-        let screening = self.app.screening.screen(&next, previous.as_ref(), now);
-        let entry = customer_entry(
-            &next,
-            CustomerChange::Updated,
-            Some(&screening),
-            &who.spiffe_id,
-            "",
-        );
-        self.app
-            .store
-            .put_customer(&next, Some(&screening), entry)
-            .await
-            .map_err(ApiError::from)?;
+        let screening = self
+            .put_screened(
+                &next,
+                previous.as_ref(),
+                CustomerChange::Updated,
+                &who.spiffe_id,
+                now,
+            )
+            .await?;
         tracing::info!(%customer_id, version = next.version, screening = screening.status.as_str(), "customer updated");
         Ok(Response::new(customer_to_proto(&next, Some(&screening))))
     }
@@ -423,10 +445,7 @@ impl Customers for CustomersService {
                     "customer {customer_id} has no unresolved potential match"
                 ))
             })?;
-        let note_sha256 = {
-            use sha2::{Digest as _, Sha256};
-            hex::encode(Sha256::digest(note.as_bytes()))
-        };
+        let note_sha256 = super::sha256_hex(note.as_bytes());
         let mut resolved = crate::domain::customer::Screening {
             revision: screening.revision + 1,
             customer_version: current.version,

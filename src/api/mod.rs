@@ -43,6 +43,12 @@ pub struct App {
     pub recent_events: orders::RecentEvents,
 }
 
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A list call's page size: 1 to 1000, 100 when zero.
 pub fn page_limit(page_size: u32, v: &mut Vec<crate::domain::customer::FieldViolation>) -> usize {
     match page_size {

@@ -40,11 +40,6 @@ fn order_error(e: OrderError) -> ApiError {
     ApiError::FailedPrecondition(e.to_string())
 }
 
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
 fn target_kind_str(k: TargetKind) -> &'static str {
     match k {
         TargetKind::Deployment => "DEPLOYMENT",
@@ -87,7 +82,7 @@ pub async fn apply(
                 target_kind: target_kind_str(order.target.kind).to_string(),
                 target: order.target.value.clone(),
                 state: order.state.as_str().to_string(),
-                reason_sha256: sha256_hex(&order.reason),
+                reason_sha256: super::sha256_hex(order.reason.as_bytes()),
                 deployment_ids: ack.iter().cloned().collect(),
             },
         );
@@ -101,13 +96,18 @@ pub async fn apply(
                     release,
                     ack: ack.clone(),
                     now,
+                    revision: Arc::default(),
                 },
                 entry,
             )
             .await;
         match result {
-            Ok(_) => {
-                notify(app)?;
+            Ok(revision) => {
+                // The change is committed: a failure to wake watchers must
+                // not make it look failed (they catch up on the next one).
+                if let Err(e) = notify(app, revision) {
+                    tracing::error!(error = ?e, "waking order watchers failed");
+                }
                 return app
                     .store
                     .order(order_id)?
@@ -159,11 +159,11 @@ impl RecentEvents {
     }
 }
 
-/// Wakes the watchers up to the newest durable revision, caching the new
-/// events first.
-pub fn notify(app: &App) -> Result<(), ApiError> {
+/// Wakes the watchers up to `revision`, which must be durable with every
+/// revision before it (the store may already hold later ones that are
+/// not), caching the new events first.
+pub fn notify(app: &App, revision: u64) -> Result<(), ApiError> {
     let mut recent = app.recent_events.write();
-    let (revision, _) = app.store.order_revisions()?;
     let cached = recent
         .back()
         .map_or_else(|| *app.order_revision.borrow(), |e| e.revision);
@@ -603,6 +603,14 @@ impl Orders for OrdersService {
         request: Request<proto::WatchOrdersRequest>,
     ) -> Result<Response<Self::WatchOrdersStream>, Status> {
         let proto::WatchOrdersRequest { since_revision } = request.into_inner();
+        let newest = *self.app.order_revision.borrow();
+        if since_revision > newest {
+            return Err(ApiError::invalid(
+                "since_revision",
+                format!("{since_revision} is beyond the newest revision, {newest}"),
+            )
+            .into());
+        }
         Ok(Response::new(Box::pin(watch(
             self.app.clone(),
             since_revision,

@@ -26,7 +26,7 @@ use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
 use crate::ledger::entry::Entry;
 use crate::ledger::tree::Hash;
-pub use sequencer::OrderChange;
+pub use sequencer::{OrderChange, LIST_REPLACED};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -196,6 +196,8 @@ pub trait Store: Send + Sync + 'static {
     /// [`OrderChange`]): on activation every matched active deployment is
     /// suspended or terminated in the same commit. Refused with a conflict
     /// if the order changed since the revision it was computed from.
+    /// Returns the revision of the change's last event, durable now with
+    /// every revision before it.
     async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError>;
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
     /// Orders in id order after `after`, at most `limit`, that `keep`.

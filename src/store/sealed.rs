@@ -123,6 +123,10 @@ pub(crate) struct StoredScreening {
     pub customer_id: String,
     pub revision: u64,
     pub customer_version: u64,
+    /// The list screened against (public data; empty when none was
+    /// loaded), so the store can refuse a result from a replaced list.
+    #[serde(default)]
+    pub list_sha256: String,
     pub sealed: Sealed,
 }
 
@@ -133,6 +137,7 @@ impl StoredScreening {
             customer_id: s.customer_id.clone(),
             revision: s.revision,
             customer_version: s.customer_version,
+            list_sha256: s.list_sha256.clone(),
             sealed: keys.seal(&screening_aad(&s.customer_id, s.revision), &plain)?,
         })
     }
@@ -142,9 +147,9 @@ impl StoredScreening {
             &screening_aad(&self.customer_id, self.revision),
             &self.sealed,
         )?;
-        serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
+        serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
             key: format!("screening of {}", self.customer_id),
-            detail: e.to_string(),
+            detail: "the opened record does not parse".into(),
         })
     }
 }

@@ -79,6 +79,11 @@ pub(crate) const ORDER_SET_REVISION: &[u8] = b"set_revision";
 
 /// The key of the loaded sanctions list in [`t::SANCTIONS`].
 pub(crate) const SANCTIONS_LIST: &[u8] = b"list";
+/// The key of the loaded list's SHA-256 (hex) in [`t::SANCTIONS`].
+pub(crate) const SANCTIONS_SHA256: &[u8] = b"sha256";
+
+/// The conflict reported for a screening against a list that was replaced.
+pub const LIST_REPLACED: &str = "the sanctions list";
 pub(crate) const META_SIZE: &[u8] = b"size";
 pub(crate) const META_CHECKPOINT: &[u8] = b"checkpoint";
 
@@ -96,8 +101,8 @@ pub(crate) enum Mutation {
     /// Screening results, each one revision past the stored one and of the
     /// customer's newest version; all or nothing.
     PutScreenings(Vec<Encoded<StoredScreening>>),
-    /// Replaces the sanctions list (encoded).
-    PutSanctionsList(Vec<u8>),
+    /// Replaces the sanctions list (encoded) and its SHA-256.
+    PutSanctionsList { encoded: Vec<u8>, sha256: String },
     /// Replaces every version of a customer with its tombstone and removes
     /// its screening, if `latest_version` is still the newest.
     PurgeCustomer {
@@ -141,6 +146,8 @@ pub struct OrderChange {
     /// The deployment an acknowledgement is about.
     pub ack: Option<String>,
     pub now: crate::domain::UnixMillis,
+    /// Set by the sequencer: the revision of the change's last event.
+    pub revision: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Append {
@@ -409,6 +416,14 @@ fn apply(
                 if let Err(e) = check_screening(plan, &s.value)? {
                     return Ok(Err(e));
                 }
+                // Screened against a list that has since been replaced: the
+                // caller screens again against the loaded one.
+                let loaded = plan
+                    .get(t::SANCTIONS, SANCTIONS_SHA256)?
+                    .unwrap_or_default();
+                if s.value.list_sha256.as_bytes() != loaded.as_slice() {
+                    return Ok(Err(StoreError::Conflict(LIST_REPLACED.into())));
+                }
                 plan.put(
                     t::SCREENINGS,
                     s.value.customer_id.as_bytes().to_vec(),
@@ -439,8 +454,13 @@ fn apply(
             }
             Ok(Ok(None))
         }
-        Mutation::PutSanctionsList(list) => {
-            plan.put(t::SANCTIONS, SANCTIONS_LIST.to_vec(), list.clone());
+        Mutation::PutSanctionsList { encoded, sha256 } => {
+            plan.put(t::SANCTIONS, SANCTIONS_LIST.to_vec(), encoded.clone());
+            plan.put(
+                t::SANCTIONS,
+                SANCTIONS_SHA256.to_vec(),
+                sha256.as_bytes().to_vec(),
+            );
             Ok(Ok(None))
         }
         Mutation::PurgeCustomer {
@@ -550,10 +570,11 @@ fn meta_u64(plan: &Plan<'_>, key: &[u8]) -> Result<u64, StoreError> {
         .map_or(0, u64::from_be_bytes))
 }
 
-/// Every stored deployment id, including those the batches in memory add.
-fn deployment_ids(plan: &Plan<'_>) -> Result<Vec<Vec<u8>>, StoreError> {
+/// Every key of `tree`, including those the batches in memory write (a
+/// key they remove reads as absent through `Plan::get`).
+fn keys_in(plan: &Plan<'_>, tree: usize) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut ids: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
-    for item in plan.trees[t::DEPLOYMENTS].iter().keys() {
+    for item in plan.trees[tree].iter().keys() {
         ids.insert(item.map_err(|e| StoreError::Io(e.to_string()))?.to_vec());
     }
     for layer in plan
@@ -561,7 +582,7 @@ fn deployment_ids(plan: &Plan<'_>) -> Result<Vec<Vec<u8>>, StoreError> {
         .into_iter()
         .chain(std::iter::once(&plan.layer))
     {
-        ids.extend(layer.written[t::DEPLOYMENTS].keys().cloned());
+        ids.extend(layer.written[tree].keys().cloned());
     }
     Ok(ids.into_iter().collect())
 }
@@ -589,13 +610,14 @@ fn apply_order(
             Action::Suspend => DeploymentState::Suspended,
             Action::Terminate => DeploymentState::Terminated,
         };
-        for id in deployment_ids(plan)? {
+        for id in keys_in(plan, t::DEPLOYMENTS)? {
             let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
                 continue;
             };
-            if d.state_at(change.now) == DeploymentState::Active
-                && order.target.matches_deployment(&d)
-            {
+            // A termination also ends what another order only suspended.
+            let stoppable = d.state_at(change.now) == DeploymentState::Active
+                || (order.action == Action::Terminate && d.state == DeploymentState::Suspended);
+            if stoppable && order.target.matches_deployment(&d) {
                 changed.push(d.deployment_id.clone());
                 let after = Deployment {
                     state,
@@ -608,6 +630,17 @@ fn apply_order(
         order.matched_deployments.clone_from(&changed);
     }
     if change.release {
+        // Other orders in force keep what they match stopped.
+        let mut others = Vec::new();
+        for key in keys_in(plan, t::ACTIVE_ORDERS)? {
+            if let Some(o) =
+                plan.get_decoded::<crate::domain::order::Order>(t::ACTIVE_ORDERS, &key)?
+            {
+                if o.order_id != order.order_id && o.in_force(change.now) {
+                    others.push(o);
+                }
+            }
+        }
         for id in &order.matched_deployments {
             let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? else {
                 continue;
@@ -615,11 +648,23 @@ fn apply_order(
             if d.state == DeploymentState::Suspended
                 && d.order_id.as_deref() == Some(order.order_id.as_str())
             {
-                changed.push(d.deployment_id.clone());
-                let after = Deployment {
-                    state: DeploymentState::Active,
-                    order_id: None,
-                    ..d
+                let after = match others.iter().find(|o| o.target.matches_deployment(&d)) {
+                    Some(o) => Deployment {
+                        state: match o.action {
+                            Action::Suspend => DeploymentState::Suspended,
+                            Action::Terminate => DeploymentState::Terminated,
+                        },
+                        order_id: Some(o.order_id.clone()),
+                        ..d
+                    },
+                    None => {
+                        changed.push(d.deployment_id.clone());
+                        Deployment {
+                            state: DeploymentState::Active,
+                            order_id: None,
+                            ..d
+                        }
+                    }
                 };
                 plan.put(t::DEPLOYMENTS, id.as_bytes().to_vec(), encode(&after)?);
             }
@@ -673,7 +718,14 @@ fn apply_order(
         plan.remove(t::ACTIVE_ORDERS, key.clone());
     }
     plan.put(t::ORDERS, key, encoded);
-    plan.order_deployments = Some(changed);
+    // The entry names the deployments the change affected: those it
+    // changed, or the one acknowledged.
+    plan.order_deployments = Some(if change.activate || change.release {
+        changed
+    } else {
+        change.ack.iter().cloned().collect()
+    });
+    change.revision.store(revision, Ordering::SeqCst);
     Ok(Ok(None))
 }
 
@@ -911,8 +963,16 @@ fn commit_loop(
             other => other,
         };
         let previous_note = unpersisted.as_ref().map(|u| u.checkpoint.note.clone());
+        let mut written = false;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit(db, trees, signer, next.as_ref(), previous_note.as_deref())
+            commit(
+                db,
+                trees,
+                signer,
+                next.as_ref(),
+                previous_note.as_deref(),
+                &mut written,
+            )
         }))
         .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
         match result {
@@ -946,6 +1006,22 @@ fn commit_loop(
                         waiters: waiting,
                     });
                 }
+            }
+            Err(e) if written => {
+                // The transaction went in, so the batch's state and its
+                // entries are in the store together (the next flush makes
+                // them durable, the next checkpoint covers them), but they
+                // were not confirmed: the callers are told to retry, and
+                // the batches after it follow on from it.
+                tracing::error!(error = %e, "ledger batch written but not confirmed durable");
+                if let Some(batch) = &next {
+                    size = batch.size;
+                }
+                fail(
+                    unpersisted.take(),
+                    next.map(|b| b.replies).unwrap_or_default(),
+                    &e.to_string(),
+                );
             }
             Err(e) => {
                 tracing::error!(error = %e, "ledger batch failed; nothing in it was recorded");
@@ -1083,6 +1159,7 @@ fn commit(
     signer: &Signer,
     batch: Option<&Planned>,
     previous_checkpoint: Option<&str>,
+    written: &mut bool,
 ) -> Result<Option<SignedCheckpoint>, StoreError> {
     let writes = batch.map_or(&[][..], |b| b.layer.writes.as_slice());
     if writes.is_empty() && previous_checkpoint.is_none() {
@@ -1106,6 +1183,7 @@ fn commit(
             sled::transaction::TransactionError::Abort(e) => e,
             sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
         })?;
+    *written = true;
     db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
     let Some((size, root)) = batch.and_then(|b| b.root.map(|r| (b.size, r))) else {
         return Ok(None);

@@ -413,7 +413,13 @@ impl Store for SledStore {
         let encoded = super::codec::encode(list)?;
         let applied = self
             .sequencer
-            .submit(Mutation::PutSanctionsList(encoded), entry)
+            .submit(
+                Mutation::PutSanctionsList {
+                    encoded,
+                    sha256: list.sha256.clone(),
+                },
+                entry,
+            )
             .await?;
         appended(applied)
     }
@@ -496,11 +502,13 @@ impl Store for SledStore {
     }
 
     async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
+        let revision = change.revision.clone();
         let applied = self
             .sequencer
             .submit(Mutation::Order(Box::new(change)), entry)
             .await?;
-        appended(applied)
+        appended(applied)?;
+        Ok(revision.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
