@@ -79,6 +79,7 @@ impl ScreeningState {
                 hits: Vec::new(),
                 customer_version: customer.version,
                 resolution_note: String::new(),
+                resolution_salt: String::new(),
                 resolved_by: String::new(),
                 resolved_at: None,
             };
@@ -122,6 +123,7 @@ impl ScreeningState {
             hits,
             customer_version: customer.version,
             resolution_note: String::new(),
+            resolution_salt: String::new(),
             resolved_by: String::new(),
             resolved_at: None,
         };
@@ -138,6 +140,7 @@ impl ScreeningState {
             if resolved && same_hits && !result.hits.is_empty() {
                 result.status = p.status;
                 result.resolution_note.clone_from(&p.resolution_note);
+                result.resolution_salt.clone_from(&p.resolution_salt);
                 result.resolved_by.clone_from(&p.resolved_by);
                 result.resolved_at = p.resolved_at;
             }

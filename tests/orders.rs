@@ -802,3 +802,72 @@ async fn overlapping_orders_keep_deployments_stopped_until_the_last_lets_go() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn schedulers_read_orders_without_free_text_and_the_ledger_holds_no_guessable_reason() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    deployments(&env, &server, "txt-1", 1).await;
+    let mut req = issue(customer_target("txt-1"), proto::OrderAction::Suspend);
+    req.legal_basis = "Court order 2026/117".into();
+    let o = orders_as(&env, &server, "operator", "alice")
+        .await
+        .issue_order(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(o.reason, "harmful outputs reported");
+    let get = |role: &'static str| {
+        let env = &env;
+        let server = &server;
+        let id = o.order_id.clone();
+        async move {
+            OrdersClient::new(env.channel(server, role).await)
+                .get_order(proto::GetOrderRequest { order_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let auditor = get("auditor").await;
+    assert_eq!(auditor.legal_basis, "Court order 2026/117");
+    let scheduler = get("scheduler").await;
+    assert_eq!(
+        (scheduler.reason.as_str(), scheduler.legal_basis.as_str()),
+        ("", "")
+    );
+    assert_eq!(scheduler.matched_deployments, auditor.matched_deployments);
+    let mut watch = OrdersClient::new(env.channel(&server, "scheduler").await)
+        .watch_orders(proto::WatchOrdersRequest { since_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    for e in next_events(&mut watch, 2).await {
+        assert_eq!(e.order.unwrap().reason, "");
+    }
+    // The ledger commits to the reason with a salt: neither the text nor
+    // its plain SHA-256 is there.
+    let entries = proto::ledger_client::LedgerClient::new(env.channel(&server, "auditor").await)
+        .get_entries(proto::GetEntriesRequest {
+            start: 0,
+            count: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let order_entry = entries
+        .iter()
+        .map(|e| String::from_utf8(e.data.clone()).unwrap())
+        .find(|s| s.contains("\"kind\":\"order\""))
+        .unwrap();
+    assert!(order_entry.contains("reason_commitment"), "{order_entry}");
+    assert!(!order_entry.contains("harmful"), "{order_entry}");
+    assert!(!order_entry.contains("Court order"), "{order_entry}");
+    let plain = {
+        use sha2::{Digest as _, Sha256};
+        hex::encode(Sha256::digest(b"harmful outputs reported"))
+    };
+    assert!(!order_entry.contains(&plain), "{order_entry}");
+    server.stop().await;
+}

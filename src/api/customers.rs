@@ -445,12 +445,14 @@ impl Customers for CustomersService {
                     "customer {customer_id} has no unresolved potential match"
                 ))
             })?;
-        let note_sha256 = super::sha256_hex(note.as_bytes());
+        let resolution_salt = new_commitment_salt();
+        let note_commitment = crate::ledger::entry::text_commitment(&resolution_salt, &note);
         let mut resolved = crate::domain::customer::Screening {
             revision: screening.revision + 1,
             customer_version: current.version,
             status: outcome,
             resolution_note: note,
+            resolution_salt,
             resolved_by: who.spiffe_id.clone(),
             resolved_at: Some(now),
             ..screening
@@ -477,7 +479,7 @@ impl Customers for CustomersService {
             "",
             Event::ScreeningResolved {
                 screening: ScreeningRef::of(&resolved),
-                note_sha256,
+                note_commitment,
                 customer: suspended.as_ref().map(CustomerRef::of),
             },
         );

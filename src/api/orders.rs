@@ -82,7 +82,10 @@ pub async fn apply(
                 target_kind: target_kind_str(order.target.kind).to_string(),
                 target: order.target.value.clone(),
                 state: order.state.as_str().to_string(),
-                reason_sha256: super::sha256_hex(order.reason.as_bytes()),
+                reason_commitment: crate::ledger::entry::text_commitment(
+                    &order.reason_salt,
+                    &order.reason,
+                ),
                 deployment_ids: ack.iter().cloned().collect(),
             },
         );
@@ -284,7 +287,33 @@ fn approvals(a: &[Approval]) -> Vec<proto::Approval> {
         .collect()
 }
 
-pub fn order_to_proto(o: &Order, now: UnixMillis) -> proto::Order {
+/// Who reads an order: schedulers need its target, state and deployments,
+/// not the free text operators and authorities wrote (reasons, legal
+/// basis, other schedulers' acknowledgement outcomes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Full,
+    Scheduler,
+}
+
+impl Audience {
+    fn of(who: &Principal) -> Self {
+        if who.role == crate::auth::Role::Scheduler {
+            Self::Scheduler
+        } else {
+            Self::Full
+        }
+    }
+}
+
+pub fn order_to_proto(o: &Order, now: UnixMillis, audience: Audience) -> proto::Order {
+    let text = |t: &str| {
+        if audience == Audience::Full {
+            t.to_string()
+        } else {
+            String::new()
+        }
+    };
     let state = match o.state {
         OrderState::Pending => proto::OrderState::Pending,
         OrderState::Active if !o.in_force(now) => proto::OrderState::Expired,
@@ -300,8 +329,8 @@ pub fn order_to_proto(o: &Order, now: UnixMillis) -> proto::Order {
             Action::Suspend => proto::OrderAction::Suspend,
             Action::Terminate => proto::OrderAction::Terminate,
         } as i32,
-        reason: o.reason.clone(),
-        legal_basis: o.legal_basis.clone(),
+        reason: text(&o.reason),
+        legal_basis: text(&o.legal_basis),
         expires_at: o.expires_at.map(timestamp),
         state: state as i32,
         issued_by: o.issued_by.clone(),
@@ -317,7 +346,7 @@ pub fn order_to_proto(o: &Order, now: UnixMillis) -> proto::Order {
                 deployment_id: a.deployment_id.clone(),
                 principal: a.principal.clone(),
                 stopped_at: Some(timestamp(a.stopped_at)),
-                outcome: a.outcome.clone(),
+                outcome: text(&a.outcome),
                 at: Some(timestamp(a.at)),
             })
             .collect(),
@@ -334,7 +363,7 @@ pub fn order_to_proto(o: &Order, now: UnixMillis) -> proto::Order {
         },
         lift_approvals: approvals(&o.lift_approvals),
         lift_quorum: o.lift_quorum,
-        lift_reason: o.lift_reason.clone(),
+        lift_reason: text(&o.lift_reason),
         ended_at: o.ended_at.map(timestamp),
     }
 }
@@ -352,7 +381,8 @@ pub fn event_to_proto(e: &OrderEvent) -> proto::OrderEvent {
     proto::OrderEvent {
         revision: e.revision,
         kind: kind as i32,
-        order: Some(order_to_proto(&e.order, e.at)),
+        // Only schedulers watch.
+        order: Some(order_to_proto(&e.order, e.at, Audience::Scheduler)),
         deployment_ids: e.deployment_ids.clone(),
         at: Some(timestamp(e.at)),
     }
@@ -433,6 +463,7 @@ impl Orders for OrdersService {
             lift_reason: String::new(),
             ended_at: None,
             revision: 0,
+            reason_salt: crate::domain::customer::new_commitment_salt(),
         };
         let order = apply(
             &self.app,
@@ -456,7 +487,11 @@ impl Orders for OrdersService {
         )
         .await?;
         tracing::info!(order_id = %order.order_id, action = order.action.as_str(), state = order.state.as_str(), principal = %who.spiffe_id, "order issued");
-        Ok(Response::new(order_to_proto(&order, now)))
+        Ok(Response::new(order_to_proto(
+            &order,
+            now,
+            Audience::of(&who),
+        )))
     }
 
     async fn approve_order(
@@ -485,7 +520,11 @@ impl Orders for OrdersService {
         )
         .await?;
         tracing::info!(%order_id, state = order.state.as_str(), principal = %who.spiffe_id, "order approved");
-        Ok(Response::new(order_to_proto(&order, now)))
+        Ok(Response::new(order_to_proto(
+            &order,
+            now,
+            Audience::of(&who),
+        )))
     }
 
     async fn lift_order(
@@ -518,13 +557,18 @@ impl Orders for OrdersService {
         )
         .await?;
         tracing::info!(%order_id, state = order.state.as_str(), principal = %who.spiffe_id, "order lift requested");
-        Ok(Response::new(order_to_proto(&order, now)))
+        Ok(Response::new(order_to_proto(
+            &order,
+            now,
+            Audience::of(&who),
+        )))
     }
 
     async fn get_order(
         &self,
         request: Request<proto::GetOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
+        let who = principal(&request)?;
         let proto::GetOrderRequest { order_id } = request.into_inner();
         check_order_id(&order_id)?;
         let o = self
@@ -533,13 +577,18 @@ impl Orders for OrdersService {
             .order(&order_id)
             .map_err(ApiError::from)?
             .ok_or_else(|| not_found(&order_id))?;
-        Ok(Response::new(order_to_proto(&o, now_millis())))
+        Ok(Response::new(order_to_proto(
+            &o,
+            now_millis(),
+            Audience::of(&who),
+        )))
     }
 
     async fn list_orders(
         &self,
         request: Request<proto::ListOrdersRequest>,
     ) -> Result<Response<proto::ListOrdersResponse>, Status> {
+        let audience = Audience::of(&principal(&request)?);
         let proto::ListOrdersRequest {
             state,
             target,
@@ -591,7 +640,10 @@ impl Orders for OrdersService {
             String::new()
         };
         Ok(Response::new(proto::ListOrdersResponse {
-            orders: orders.iter().map(|o| order_to_proto(o, now)).collect(),
+            orders: orders
+                .iter()
+                .map(|o| order_to_proto(o, now, audience))
+                .collect(),
             next_page_token,
         }))
     }
@@ -679,7 +731,11 @@ impl Orders for OrdersService {
         )
         .await?;
         tracing::info!(%order_id, %deployment_id, principal = %who.spiffe_id, "order acknowledged");
-        Ok(Response::new(order_to_proto(&order, now)))
+        Ok(Response::new(order_to_proto(
+            &order,
+            now,
+            Audience::of(&who),
+        )))
     }
 }
 

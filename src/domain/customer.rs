@@ -196,6 +196,9 @@ pub struct Screening {
     /// The customer version screened.
     pub customer_version: u64,
     pub resolution_note: String,
+    /// Random salt (hex) of the ledger's commitment to the note.
+    #[serde(default)]
+    pub resolution_salt: String,
     pub resolved_by: String,
     pub resolved_at: Option<UnixMillis>,
 }

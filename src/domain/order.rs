@@ -159,6 +159,9 @@ pub struct Order {
     /// Revision of the last event about this order (0 before the first):
     /// a change applies only if nothing else changed the order since.
     pub revision: u64,
+    /// Random salt (hex) of the ledger's commitment to the reason.
+    #[serde(default)]
+    pub reason_salt: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +343,7 @@ mod tests {
             lift_reason: String::new(),
             ended_at: None,
             revision: 0,
+            reason_salt: String::new(),
         }
     }
 

@@ -63,6 +63,16 @@ pub struct CustomerRef {
     pub commitment: String,
 }
 
+/// `sha256:<hex>` of `salt || text`: binds free text (an order's reason, a
+/// resolution note) without letting anyone test guesses against the ledger.
+pub fn text_commitment(salt: &str, text: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(text.as_bytes());
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
 /// Salted commitment to one customer record version. The salt is stored
 /// with the record, so whoever holds the record can show it is the one
 /// committed to, and nobody can test guesses against the ledger.
@@ -229,10 +239,11 @@ pub enum Event {
         changed: Vec<ScreeningRef>,
     },
     /// A kyc principal resolved a potential match. The note is not
-    /// recorded (it may name people); its SHA-256 is.
+    /// recorded (it may name people); a salted commitment to it is (the
+    /// salt is kept, sealed, with the screening result).
     ScreeningResolved {
         screening: ScreeningRef,
-        note_sha256: String,
+        note_commitment: String,
         /// The suspension a confirmed match caused.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer: Option<CustomerRef>,
@@ -241,7 +252,8 @@ pub enum Event {
     CustomerPurged { customer_id: String, versions: u64 },
     /// A change to a kill order: its events in order (e.g. APPROVED then
     /// ACTIVATED), its state after them, and the deployments they changed.
-    /// Free text (reason, legal basis, outcome) is recorded by SHA-256.
+    /// The reason is recorded as a salted commitment (the salt is kept with
+    /// the order), never as text.
     Order {
         order_id: String,
         events: Vec<String>,
@@ -249,7 +261,7 @@ pub enum Event {
         target_kind: String,
         target: String,
         state: String,
-        reason_sha256: String,
+        reason_commitment: String,
         deployment_ids: Vec<String>,
     },
 }
