@@ -314,9 +314,8 @@ pub fn order_to_proto(o: &Order, now: UnixMillis, audience: Audience) -> proto::
             String::new()
         }
     };
-    let state = match o.state {
+    let state = match o.state_at(now) {
         OrderState::Pending => proto::OrderState::Pending,
-        OrderState::Active if !o.in_force(now) => proto::OrderState::Expired,
         OrderState::Active => proto::OrderState::Active,
         OrderState::Lifted => proto::OrderState::Lifted,
         OrderState::Expired => proto::OrderState::Expired,
@@ -618,12 +617,8 @@ impl Orders for OrdersService {
         ApiError::check(v)?;
         let now = now_millis();
         let keep = |o: &Order| {
-            let effective = if o.state == OrderState::Active && !o.in_force(now) {
-                OrderState::Expired
-            } else {
-                o.state
-            };
-            state.is_none_or(|s| s == effective) && target.as_ref().is_none_or(|t| *t == o.target)
+            state.is_none_or(|s| s == o.state_at(now))
+                && target.as_ref().is_none_or(|t| *t == o.target)
         };
         let after = (!page_token.is_empty()).then_some(page_token.as_str());
         let orders = self

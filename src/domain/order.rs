@@ -234,6 +234,16 @@ impl Order {
         self.state == OrderState::Active && self.expires_at.is_none_or(|t| now < t)
     }
 
+    /// The state as seen at `now`: an active order past its expiry reads
+    /// as expired even before the expiry task records it.
+    pub fn state_at(&self, now: UnixMillis) -> OrderState {
+        if self.state == OrderState::Active && !self.in_force(now) {
+            OrderState::Expired
+        } else {
+            self.state
+        }
+    }
+
     /// Whether a new admission matching `s` must be denied: an active
     /// suspension of anything it matches, or an active termination of a
     /// broader target than one deployment.

@@ -120,8 +120,6 @@ pub trait Store: Send + Sync + 'static {
         customer_id: &str,
         as_of: UnixMillis,
     ) -> Result<Option<Customer>, StoreError>;
-    /// Every version of a customer, oldest first.
-    fn customer_versions(&self, customer_id: &str) -> Result<Vec<Customer>, StoreError>;
     /// Newest versions in id order after `after`, at most `limit`.
     fn list_customers(
         &self,
@@ -157,9 +155,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// Replaces every version of a customer with its purged tombstone and
     /// removes its screening; `latest_version` must still be the newest.
+    /// Nothing is opened, so a purge works whatever keys remain.
     async fn purge_customer(
         &self,
-        tombstones: &[Customer],
+        customer_id: &str,
         latest_version: u64,
         entry: Entry,
     ) -> Result<u64, StoreError>;

@@ -298,16 +298,6 @@ impl Store for SledStore {
         Ok(None)
     }
 
-    fn customer_versions(&self, customer_id: &str) -> Result<Vec<Customer>, StoreError> {
-        self.tree(t::CUSTOMERS)
-            .scan_prefix(customer_prefix(customer_id))
-            .map(|item| {
-                let (k, v) = item.map_err(io)?;
-                self.open_customer(&k, &v)
-            })
-            .collect()
-    }
-
     fn list_customers(
         &self,
         filter: &CustomerFilter,
@@ -426,20 +416,18 @@ impl Store for SledStore {
 
     async fn purge_customer(
         &self,
-        tombstones: &[Customer],
+        customer_id: &str,
         latest_version: u64,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        let tombstones = tombstones
-            .iter()
-            .map(|c| {
-                // The commitment is the stored one: the tombstone no longer
-                // holds what it was computed from.
-                let key = super::sequencer::customer_key(&c.customer_id, c.version);
-                let stored: StoredCustomer = self
-                    .get(t::CUSTOMERS, &key)?
-                    .ok_or_else(|| StoreError::Conflict(format!("customer {}", c.customer_id)))?;
-                Ok(stored.tombstone())
+        // The tombstones are made from the stored records: their commitment
+        // is the stored one, and nothing needs opening.
+        let tombstones = self
+            .tree(t::CUSTOMERS)
+            .scan_prefix(customer_prefix(customer_id))
+            .map(|item| {
+                let (k, v) = item.map_err(io)?;
+                decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let applied = self
