@@ -9,6 +9,7 @@ pub mod client;
 mod commands;
 pub mod customer;
 pub mod dev;
+pub mod health;
 pub mod ledger;
 pub mod order;
 
@@ -114,6 +115,9 @@ pub enum Command {
     /// Read and verify the tamper-evident ledger (auditor).
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Ask a running warden whether it is serving (gRPC health over mTLS);
+    /// exit 0 if SERVING, 1 otherwise. For container and Kubernetes probes.
+    Health(health::HealthArgs),
     /// Check a licence offline with the licence verifier key.
     VerifyLicence {
         /// File holding the signed licence note.
