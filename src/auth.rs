@@ -188,6 +188,11 @@ pub const ROLE_TABLE: &[(&str, &[Role])] = &[
     ),
     ("/warden.v1.Orders/WatchOrders", &[Scheduler]),
     ("/warden.v1.Orders/AckOrder", &[Scheduler]),
+    ("/warden.v1.Attribution/Attribute", &[Authority]),
+    (
+        "/warden.v1.Attribution/ListAttributionRequests",
+        &[Authority, Auditor],
+    ),
     ("/warden.v1.Trust/PutCrl", &[Admin]),
     ("/warden.v1.Trust/Reload", &[Admin]),
     ("/warden.v1.Trust/LoadSanctionsList", &[Admin]),

@@ -37,6 +37,7 @@
 //!    licence signed as a C2SP note ([`ledger::note`]).
 
 pub mod api;
+pub mod attribution;
 pub mod auth;
 pub mod bench;
 pub mod cli;

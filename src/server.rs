@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::api::admission::AdmissionService;
+use crate::api::attribution::AttributionService;
 use crate::api::customers::CustomersService;
 use crate::api::ledger::LedgerService;
 use crate::api::orders::OrdersService;
@@ -22,6 +23,7 @@ use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::ledger::note::Signer;
 use crate::proto::admission_server::AdmissionServer;
+use crate::proto::attribution_server::AttributionServer;
 use crate::proto::customers_server::CustomersServer;
 use crate::proto::ledger_server::LedgerServer;
 use crate::proto::orders_server::OrdersServer;
@@ -142,6 +144,9 @@ pub async fn serve(
     health.set_serving::<TrustServer<TrustService>>().await;
     health.set_serving::<LedgerServer<LedgerService>>().await;
     health.set_serving::<OrdersServer<OrdersService>>().await;
+    health
+        .set_serving::<AttributionServer<AttributionService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -198,6 +203,7 @@ pub async fn serve(
             OrdersServer::new(OrdersService::new(app.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_service(AttributionServer::new(AttributionService::new(app.clone())))
         .add_service(
             TrustServer::new(TrustService::new(app))
                 .max_decoding_message_size(crate::api::trust::MAX_LIST_BYTES),

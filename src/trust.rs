@@ -61,6 +61,11 @@ fn reason_code(kind: CertProblemKind) -> ReasonCode {
 }
 
 impl TrustState {
+    /// The certificate profile deployments are checked under.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
     pub fn load(config: &TrustConfig) -> Result<Self, String> {
         let profile = Profile::from_oid_str(&config.oid_base_arc).map_err(|e| e.to_string())?;
         let bundle = TrustBundle::load_dir(&config.dir).map_err(|e| e.to_string())?;

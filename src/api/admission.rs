@@ -171,6 +171,8 @@ impl AdmissionService {
                     chain_sha256: sha256_hex(certificate_chain.as_bytes()),
                     renewals: 0,
                     order_id: None,
+                    facts: Vec::new(),
+                    last_renewal: None,
                 };
                 record.deployment_id = Some(d.deployment_id.clone());
                 record.lease_expires_at = Some(lease_expires_at);

@@ -4,6 +4,7 @@
 //! through `status`, the one place that picks gRPC codes.
 
 pub mod admission;
+pub mod attribution;
 pub mod convert;
 pub mod customers;
 pub mod ledger;

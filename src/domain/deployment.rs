@@ -65,6 +65,15 @@ pub struct Deployment {
     /// The order that suspended or terminated it.
     #[serde(default)]
     pub order_id: Option<String>,
+    /// Ledger indices of the entries in its lifecycle: admission, renewals
+    /// that changed endpoints or were denied, orders that stopped or resumed
+    /// it, acknowledgements, release. Kept by the store.
+    #[serde(default)]
+    pub facts: Vec<u64>,
+    /// The latest renewal that changed only the lease (the ones before it
+    /// are counted in `renewals`). Kept by the store.
+    #[serde(default)]
+    pub last_renewal: Option<u64>,
 }
 
 impl Deployment {
@@ -100,6 +109,8 @@ mod tests {
             chain_sha256: String::new(),
             renewals: 0,
             order_id: None,
+            facts: Vec::new(),
+            last_renewal: None,
         };
         assert_eq!(d.state_at(999), DeploymentState::Active);
         assert_eq!(d.state_at(1_000), DeploymentState::Expired);

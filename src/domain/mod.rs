@@ -2,6 +2,7 @@
 //! touches the network: callers pass the current time in, so every rule can
 //! be tested with plain unit and property tests.
 
+pub mod attribution;
 pub mod customer;
 pub mod decision;
 pub mod deployment;

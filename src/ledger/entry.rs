@@ -264,6 +264,24 @@ pub enum Event {
         reason_commitment: String,
         deployment_ids: Vec<String>,
     },
+    /// An authority asked who deployed or ran something. Written before
+    /// anything is read; the legal process is recorded as given.
+    AttributionRequested {
+        request_id: String,
+        legal_process: crate::domain::attribution::LegalProcess,
+        selector: crate::domain::attribution::Selector,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        page_token: String,
+        flagged_for_review: bool,
+    },
+    /// What the answer to a request disclosed: deployments by id, identity
+    /// versions by commitment only.
+    AttributionDisclosed {
+        request_id: String,
+        request_index: u64,
+        deployment_ids: Vec<String>,
+        identities: Vec<CustomerRef>,
+    },
 }
 
 impl Entry {

@@ -969,6 +969,21 @@ fn missing_crl_issuers(bundle: &TrustBundle, chain: &[X509Certificate<'_>]) -> V
     out
 }
 
+/// The claims of a model-evaluation certificate (DER) under `profile`,
+/// read without checking the chain: for showing what a certificate that is
+/// already bound by other means (its fingerprint in the ledger) says.
+pub fn certificate_claims(der: &[u8], profile: &Profile) -> Result<EvaluationClaims, String> {
+    let (_, leaf) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("certificate: {e}"))?;
+    read_claims(&leaf, profile).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
 /// Read every claim extension; report every missing or malformed field.
 fn read_claims(
     leaf: &X509Certificate<'_>,

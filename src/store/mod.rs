@@ -9,6 +9,7 @@
 //! is reported as corruption and the call fails closed.
 
 mod codec;
+mod index;
 mod sealed;
 mod sequencer;
 mod sled_store;
@@ -19,6 +20,7 @@ pub use sled_store::SledStore;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, CustomerStatus, Screening};
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::order::{Order, OrderEvent};
@@ -102,6 +104,32 @@ pub struct DeploymentFilter {
     /// Only deployments admitted by this principal (schedulers see their own).
     pub admitted_by: Option<String>,
     pub now: UnixMillis,
+}
+
+/// Whose deployments to find by admission time.
+#[derive(Debug, Clone, Copy)]
+pub enum AdmittedBy<'a> {
+    Model(&'a str),
+    Customer(&'a str),
+}
+
+/// Whether a page cursor belongs to the scan of `by` (a page token is the
+/// cursor in hex; one from another selector is refused).
+pub fn admitted_cursor_matches(by: AdmittedBy<'_>, cursor: &[u8]) -> bool {
+    let (tag, subject) = match by {
+        AdmittedBy::Model(m) => (index::MODEL, m),
+        AdmittedBy::Customer(c) => (index::CUSTOMER, c),
+    };
+    cursor.starts_with(&index::prefix(tag, subject))
+}
+
+/// A deployment claiming an endpoint (at admission, or at a renewal that
+/// changed its endpoints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointClaim {
+    pub at: UnixMillis,
+    pub ledger_index: u64,
+    pub deployment_id: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -229,6 +257,55 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Deployment>, StoreError>;
     /// A certificate chain by the SHA-256 of its PEM text.
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// A customer record version (opened), if stored.
+    fn customer_version(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<Customer>, StoreError>;
+    /// The index of the entry that recorded a customer version.
+    fn customer_version_index(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Deployments of a model or customer admitted at or before `up_to`,
+    /// newest first, as (cursor, deployment id); a page continues below the
+    /// cursor of the last one.
+    fn admitted_before(
+        &self,
+        by: AdmittedBy<'_>,
+        up_to: UnixMillis,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError>;
+    /// The last claim of `endpoint` (normalised) at or before `at`.
+    fn endpoint_claim(
+        &self,
+        endpoint: &str,
+        at: UnixMillis,
+    ) -> Result<Option<EndpointClaim>, StoreError>;
+    /// Records an attribution request; its `ledger_index` becomes the
+    /// entry's, which is returned.
+    async fn put_attribution_request(
+        &self,
+        request: &AttributionRequest,
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
+    /// Records what the answer to a request disclosed (once per request).
+    async fn record_disclosure(
+        &self,
+        request_index: u64,
+        disclosure: &Disclosure,
+        entry: Entry,
+    ) -> Result<u64, StoreError>;
+    /// Attribution requests newest first, recorded before entry `before`.
+    fn attribution_requests(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AttributionRequest>, StoreError>;
 
     /// Cancelled once the store is closed: its writer has answered every
     /// waiter, persisted its last checkpoint and released the database.

@@ -28,8 +28,10 @@ use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode, encode, encode_raw, push_entry};
+use super::index;
 use super::sealed::{StoredCustomer, StoredScreening};
 use super::{AdmitRecorded, DecisionRecord, StoreError};
+use crate::domain::attribution::normalize_endpoint;
 use crate::domain::deployment::Deployment;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
@@ -52,7 +54,9 @@ pub(crate) mod t {
     pub const ORDER_EVENTS: usize = 11;
     pub const ACTIVE_ORDERS: usize = 12;
     pub const ORDER_META: usize = 13;
-    pub const NAMES: [&str; 14] = [
+    /// Attribution indices and requests (see `store::index`).
+    pub const ATTRIBUTION: usize = 14;
+    pub const NAMES: [&str; 15] = [
         "customers",
         "deployments",
         "decisions",
@@ -67,6 +71,7 @@ pub(crate) mod t {
         "order_events",
         "active_orders",
         "order_meta",
+        "attribution",
     ];
 }
 
@@ -130,6 +135,13 @@ pub(crate) enum Mutation {
     },
     /// A change to an order (see [`OrderChange`]).
     Order(Box<OrderChange>),
+    /// A new attribution request, keyed by its entry's index.
+    PutAttributionRequest(crate::domain::attribution::AttributionRequest),
+    /// What the answer to the request recorded at `request_index` disclosed.
+    RecordDisclosure {
+        request_index: u64,
+        disclosure: crate::domain::attribution::Disclosure,
+    },
 }
 
 /// A change to a kill order, applied in one commit with its events.
@@ -431,6 +443,11 @@ fn apply(
                 );
             }
             plan.put(t::CUSTOMERS, key, encoded.bytes.clone());
+            plan.put(
+                t::ATTRIBUTION,
+                index::version(&c.customer_id, c.version),
+                index.to_be_bytes().to_vec(),
+            );
             Ok(Ok(None))
         }
         Mutation::PutScreenings(screenings) => {
@@ -516,11 +533,29 @@ fn apply(
                 encode(&decision)?,
             );
             if let Some(d) = deployment {
+                let d = Deployment {
+                    facts: vec![index],
+                    last_renewal: None,
+                    ..d.clone()
+                };
                 plan.put(
                     t::DEPLOYMENTS,
                     d.deployment_id.as_bytes().to_vec(),
-                    encode(d)?,
+                    encode(&d)?,
                 );
+                for tag in [index::MODEL, index::CUSTOMER] {
+                    let subject = if tag == index::MODEL {
+                        &d.model_digest
+                    } else {
+                        &d.customer_id
+                    };
+                    plan.put(
+                        t::ATTRIBUTION,
+                        index::admitted(tag, subject, d.admitted_at, &d.deployment_id),
+                        Vec::new(),
+                    );
+                }
+                claim_endpoints(plan, &d, d.admitted_at, index);
                 if let Some(pem) = chain_pem {
                     let k = d.chain_sha256.as_bytes().to_vec();
                     if plan.get(t::CHAINS, &k)?.is_none() {
@@ -551,7 +586,19 @@ fn apply(
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
-            plan.put(t::DEPLOYMENTS, key.to_vec(), encode(after)?);
+            let mut after = after.clone();
+            if decision.kind == super::DecisionKind::Renew
+                && decision.allowed
+                && after.workload.endpoints == before.workload.endpoints
+            {
+                after.last_renewal = Some(index);
+            } else {
+                after.facts.push(index);
+                if decision.kind == super::DecisionKind::Renew && decision.allowed {
+                    claim_endpoints(plan, &after, decision.at, index);
+                }
+            }
+            plan.put(t::DEPLOYMENTS, key.to_vec(), encode(&after)?);
             plan.put(
                 t::DECISIONS,
                 decision.decision_id.as_bytes().to_vec(),
@@ -559,7 +606,51 @@ fn apply(
             );
             Ok(Ok(None))
         }
-        Mutation::Order(change) => apply_order(plan, change),
+        Mutation::Order(change) => apply_order(plan, change, index),
+        Mutation::PutAttributionRequest(request) => {
+            let mut request = request.clone();
+            request.ledger_index = index;
+            plan.put(t::ATTRIBUTION, index::request(index), encode(&request)?);
+            Ok(Ok(None))
+        }
+        Mutation::RecordDisclosure {
+            request_index,
+            disclosure,
+        } => {
+            let key = index::request(*request_index);
+            let Some(mut request) = plan
+                .get_decoded::<crate::domain::attribution::AttributionRequest>(
+                    t::ATTRIBUTION,
+                    &key,
+                )?
+            else {
+                return Ok(Err(StoreError::Conflict(format!(
+                    "attribution request {request_index} is not recorded"
+                ))));
+            };
+            if request.disclosure.is_some() {
+                return Ok(Err(StoreError::Conflict(format!(
+                    "attribution request {request_index} already answered"
+                ))));
+            }
+            let mut disclosure = disclosure.clone();
+            disclosure.ledger_index = index;
+            request.disclosure = Some(disclosure);
+            plan.put(t::ATTRIBUTION, key, encode(&request)?);
+            Ok(Ok(None))
+        }
+    }
+}
+
+/// Records that `d` claimed each of its endpoints at `at`: whoever claimed
+/// an endpoint last is the one running it.
+fn claim_endpoints(plan: &mut Plan<'_>, d: &Deployment, at: crate::domain::UnixMillis, index: u64) {
+    for e in &d.workload.endpoints {
+        plan.put(
+            t::ATTRIBUTION,
+            index::endpoint(&normalize_endpoint(e), at, index),
+            d.deployment_id.as_bytes().to_vec(),
+        );
     }
 }
 
@@ -590,6 +681,7 @@ fn keys_in(plan: &Plan<'_>, tree: usize) -> Result<Vec<Vec<u8>>, StoreError> {
 fn apply_order(
     plan: &mut Plan<'_>,
     change: &OrderChange,
+    index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
     use crate::domain::deployment::DeploymentState;
     use crate::domain::order::{Action, EventKind, OrderEvent, OrderState};
@@ -619,11 +711,12 @@ fn apply_order(
                 || (order.action == Action::Terminate && d.state == DeploymentState::Suspended);
             if stoppable && order.target.matches_deployment(&d) {
                 changed.push(d.deployment_id.clone());
-                let after = Deployment {
+                let mut after = Deployment {
                     state,
                     order_id: Some(order.order_id.clone()),
                     ..d
                 };
+                after.facts.push(index);
                 plan.put(t::DEPLOYMENTS, id, encode(&after)?);
             }
         }
@@ -659,15 +752,23 @@ fn apply_order(
                     },
                     None => {
                         changed.push(d.deployment_id.clone());
-                        Deployment {
+                        let mut after = Deployment {
                             state: DeploymentState::Active,
                             order_id: None,
                             ..d
-                        }
+                        };
+                        after.facts.push(index);
+                        after
                     }
                 };
                 plan.put(t::DEPLOYMENTS, id.as_bytes().to_vec(), encode(&after)?);
             }
+        }
+    }
+    if let Some(id) = &change.ack {
+        if let Some(mut d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? {
+            d.facts.push(index);
+            plan.put(t::DEPLOYMENTS, id.as_bytes().to_vec(), encode(&d)?);
         }
     }
     let mut revision = meta_u64(plan, ORDER_REVISION)?;

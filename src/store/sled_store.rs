@@ -13,11 +13,12 @@ use async_trait::async_trait;
 use super::codec::{decode, decode_entries};
 use super::sealed::{StoredCustomer, StoredScreening};
 use super::sequencer::{
-    customer_prefix, t, Encoded, Mutation, Sequencer, SignedCheckpoint, StoredHashes,
+    customer_key, customer_prefix, t, Encoded, Mutation, Sequencer, SignedCheckpoint, StoredHashes,
     META_CHECKPOINT, META_SIZE, ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
 };
+use super::{index, AdmittedBy, CustomerFilter, EndpointClaim, OrderChange};
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
-use super::{CustomerFilter, OrderChange};
+use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
 use crate::domain::order::{Order, OrderEvent};
@@ -621,6 +622,151 @@ impl Store for SledStore {
 
     fn closed(&self) -> tokio_util::sync::CancellationToken {
         self.sequencer.stopped()
+    }
+
+    fn customer_version(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<Customer>, StoreError> {
+        let key = customer_key(customer_id, version);
+        match self.tree(t::CUSTOMERS).get(&key).map_err(io)? {
+            Some(raw) => self.open_customer(&key, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn customer_version_index(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let key = index::version(customer_id, version);
+        match self.tree(t::ATTRIBUTION).get(&key).map_err(io)? {
+            Some(v) => be_u64(&v).map(Some).ok_or_else(|| StoreError::Corrupt {
+                key: hex::encode(&key),
+                detail: "malformed ledger index".into(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn admitted_before(
+        &self,
+        by: AdmittedBy<'_>,
+        up_to: UnixMillis,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+        let (tag, subject) = match by {
+            AdmittedBy::Model(m) => (index::MODEL, m),
+            AdmittedBy::Customer(c) => (index::CUSTOMER, c),
+        };
+        let prefix = index::prefix(tag, subject);
+        let mut end = index::prefix_at(tag, subject, up_to.saturating_add(1));
+        if let Some(c) = cursor {
+            if c < end.as_slice() {
+                end = c.to_vec();
+            }
+        }
+        if end <= prefix {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.tree(t::ATTRIBUTION).range(prefix.clone()..end).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(io)?;
+            let id = index::admitted_id(&prefix, &k).ok_or_else(|| StoreError::Corrupt {
+                key: hex::encode(&k),
+                detail: "malformed admission index key".into(),
+            })?;
+            out.push((k.to_vec(), id));
+        }
+        Ok(out)
+    }
+
+    fn endpoint_claim(
+        &self,
+        endpoint: &str,
+        at: UnixMillis,
+    ) -> Result<Option<EndpointClaim>, StoreError> {
+        let prefix = index::prefix(index::ENDPOINT, endpoint);
+        let end = index::prefix_at(index::ENDPOINT, endpoint, at.saturating_add(1));
+        let Some(item) = self
+            .tree(t::ATTRIBUTION)
+            .range(prefix.clone()..end)
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (k, v) = item.map_err(io)?;
+        let corrupt = || StoreError::Corrupt {
+            key: hex::encode(&k),
+            detail: "malformed endpoint index entry".into(),
+        };
+        let (at, ledger_index) = index::endpoint_parts(&prefix, &k).ok_or_else(corrupt)?;
+        let deployment_id = String::from_utf8(v.to_vec()).map_err(|_| corrupt())?;
+        Ok(Some(EndpointClaim {
+            at,
+            ledger_index,
+            deployment_id,
+        }))
+    }
+
+    async fn put_attribution_request(
+        &self,
+        request: &AttributionRequest,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutAttributionRequest(request.clone()), entry)
+            .await?;
+        appended(applied)
+    }
+
+    async fn record_disclosure(
+        &self,
+        request_index: u64,
+        disclosure: &Disclosure,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::RecordDisclosure {
+                    request_index,
+                    disclosure: disclosure.clone(),
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    fn attribution_requests(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AttributionRequest>, StoreError> {
+        let start = index::request(0);
+        let end = match before {
+            Some(b) => index::request(b),
+            None => vec![index::REQUEST + 1],
+        };
+        let mut out = Vec::new();
+        for item in self
+            .tree(t::ATTRIBUTION)
+            .range(start..end)
+            .rev()
+            .take(limit)
+        {
+            let (k, v) = item.map_err(io)?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
     }
 
     fn checkpoint(&self) -> SignedCheckpoint {

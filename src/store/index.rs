@@ -1,0 +1,104 @@
+//! Keys of the `attribution` tree: indices the sequencer writes in the same
+//! commit as the entries they point at, so attribution never scans.
+//!
+//! | key | value |
+//! |---|---|
+//! | `m` digest 0x00 admitted_at deployment_id | empty: deployments of a model by admission time |
+//! | `c` customer_id 0x00 admitted_at deployment_id | empty: deployments of a customer by admission time |
+//! | `e` endpoint 0x00 at index | deployment_id: who claimed an endpoint when |
+//! | `v` customer_id 0x00 version | index of the entry that recorded the version |
+//! | `r` index | an attribution request, keyed by its entry's index |
+//!
+//! Times and indices are big-endian u64, so keys sort by them. Ids, digests
+//! and endpoints contain no 0x00 (they are validated on the way in).
+
+use crate::domain::UnixMillis;
+
+pub(crate) const MODEL: u8 = b'm';
+pub(crate) const CUSTOMER: u8 = b'c';
+pub(crate) const ENDPOINT: u8 = b'e';
+pub(crate) const VERSION: u8 = b'v';
+pub(crate) const REQUEST: u8 = b'r';
+
+fn time(at: UnixMillis) -> [u8; 8] {
+    u64::try_from(at).unwrap_or(0).to_be_bytes()
+}
+
+/// `tag subject 0x00`: every key about one subject starts with it.
+pub(crate) fn prefix(tag: u8, subject: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(subject.len() + 26);
+    k.push(tag);
+    k.extend_from_slice(subject.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `prefix` then a time: the bound of a range scan up to `at`.
+pub(crate) fn prefix_at(tag: u8, subject: &str, at: UnixMillis) -> Vec<u8> {
+    let mut k = prefix(tag, subject);
+    k.extend_from_slice(&time(at));
+    k
+}
+
+pub(crate) fn admitted(tag: u8, subject: &str, at: UnixMillis, deployment_id: &str) -> Vec<u8> {
+    let mut k = prefix_at(tag, subject, at);
+    k.extend_from_slice(deployment_id.as_bytes());
+    k
+}
+
+pub(crate) fn endpoint(endpoint: &str, at: UnixMillis, index: u64) -> Vec<u8> {
+    let mut k = prefix_at(ENDPOINT, endpoint, at);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub(crate) fn version(customer_id: &str, version: u64) -> Vec<u8> {
+    let mut k = prefix(VERSION, customer_id);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+pub(crate) fn request(index: u64) -> Vec<u8> {
+    let mut k = vec![REQUEST];
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The deployment id at the end of an `admitted` key under `prefix`.
+pub(crate) fn admitted_id(prefix: &[u8], key: &[u8]) -> Option<String> {
+    key.strip_prefix(prefix)
+        .and_then(|rest| rest.get(8..))
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .map(str::to_string)
+}
+
+/// The (time, index) of an `endpoint` key under `prefix`.
+pub(crate) fn endpoint_parts(prefix: &[u8], key: &[u8]) -> Option<(UnixMillis, u64)> {
+    let rest = key.strip_prefix(prefix)?;
+    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let index = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
+    Some((UnixMillis::try_from(at).ok()?, index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_time_within_a_subject_and_parse_back() {
+        let a = admitted(MODEL, "sha256:aa", 5, "d-2");
+        let b = admitted(MODEL, "sha256:aa", 300, "d-1");
+        let other = admitted(MODEL, "sha256:aab", 1, "d-0");
+        assert!(a < b);
+        assert!(!other.starts_with(&prefix(MODEL, "sha256:aa")));
+        assert_eq!(
+            admitted_id(&prefix(MODEL, "sha256:aa"), &b).as_deref(),
+            Some("d-1")
+        );
+        let e = endpoint("10.0.0.1:443", 1_000, 42);
+        assert_eq!(
+            endpoint_parts(&prefix(ENDPOINT, "10.0.0.1:443"), &e),
+            Some((1_000, 42))
+        );
+    }
+}
