@@ -896,3 +896,229 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     ));
     assert_eq!(old["details"]["email"], "kyc@beta-labs.example");
 }
+
+/// RFC 3339 of Unix milliseconds, as `--at` takes it.
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The README's attribution walkthrough: an authority asks by deployment
+/// and saves the report, asks by endpoint at two times, the saved report
+/// verifies offline with the ledger key alone and fails after a one-byte
+/// edit, and the auditor's list shows every request.
+#[test]
+fn attribution_reports_verify_offline_and_every_request_is_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let dev = start_dev(dir);
+    let addr = dev.addr.clone();
+
+    // A deployment that serves 10.0.0.5:443, then moves to 10.0.0.6:443.
+    let o = warden(
+        dir,
+        &addr,
+        &admit_sample(
+            "acme-ai",
+            &[
+                "--quiet",
+                "--model-dir",
+                "certs/dev/sample-model",
+                "--region",
+                "eu-west-1",
+                "--endpoint",
+                "10.0.0.5:443",
+            ],
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let dep = stdout(&o).trim().to_string();
+    let o = warden(dir, &addr, &["renew", &dep, "--endpoint", "10.0.0.6:443"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    std::fs::write(
+        dir.join("court-order.txt"),
+        "Order of the court, case 2026/117\n",
+    )
+    .unwrap();
+    let legal = |instrument: &'static str| {
+        vec![
+            "--case-ref",
+            "CASE-2026-117",
+            "--authority",
+            "Example Cyber Unit",
+            "--jurisdiction",
+            "DE-BE",
+            "--instrument",
+            instrument,
+            "--document",
+            "court-order.txt",
+        ]
+    };
+
+    // Malformed legal process is refused naming the flags, before anything
+    // is sent (so nothing is recorded: the list below has two requests).
+    let mut bad = vec!["attribute", "--deployment", dep.as_str()];
+    bad.extend(legal("court-order"));
+    let jurisdiction = bad.iter().position(|a| *a == "DE-BE").unwrap();
+    bad[jurisdiction] = "Germany";
+    let o = warden(dir, &addr, &bad);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stderr(&o).contains("\n  --jurisdiction: an ISO 3166-1"),
+        "{}",
+        stderr(&o)
+    );
+
+    // By deployment, as JSON, saved to a file: the same JSON.
+    let mut ask = vec!["--json", "attribute", "--deployment", dep.as_str()];
+    ask.extend(legal("court-order"));
+    ask.extend(["--out", "report.json"]);
+    let o = warden(dir, &addr, &ask);
+    let report = json(&o);
+    let saved = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    assert_eq!(saved, stdout(&o));
+    assert!(!report["flagged_for_review"].as_bool().unwrap());
+    let d = &report["deployments"][0];
+    assert_eq!(d["deployment_id"], dep.as_str());
+    assert_eq!(d["customer_id"], "acme-ai");
+    assert_eq!(
+        d["identity_at_admission"]["record"]["legal_name"],
+        "Acme AI Ltd"
+    );
+    assert_eq!(d["lifecycle"][0]["kind"], "ADMITTED");
+    assert_eq!(d["lifecycle"][1]["kind"], "ENDPOINTS_CHANGED");
+    assert_eq!(d["lifecycle"][1]["endpoints"][0], "10.0.0.6:443");
+    let admitted_at = d["lifecycle"][0]["at"].as_i64().unwrap();
+    let moved_at = d["lifecycle"][1]["at"].as_i64().unwrap();
+
+    // It verifies offline with the ledger's public key alone.
+    let verify = [
+        "attribute",
+        "--verify",
+        "report.json",
+        "--vkey",
+        "certs/dev/ledger.vkey",
+    ];
+    let o = warden(dir, &addr, &verify);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).starts_with("verified: 1 deployment(s), "),
+        "{}",
+        stdout(&o)
+    );
+    // One byte changed in the legal name, or in an entry, and it does not.
+    for (what, from, to) in [
+        ("the legal name", "\"Acme AI Ltd\"", "\"Acme AI Ltc\""),
+        (
+            "an entry",
+            "{\\\"v\\\":1,\\\"at\\\":1",
+            "{\\\"v\\\":1,\\\"at\\\":2",
+        ),
+    ] {
+        assert!(saved.contains(from), "{what}: {from} not in the report");
+        std::fs::write(dir.join("report.json"), saved.replacen(from, to, 1)).unwrap();
+        let o = warden(dir, &addr, &verify);
+        assert_eq!(o.status.code(), Some(1), "{what}: {o:?}");
+        assert!(
+            stderr(&o).starts_with("NOT VERIFIED: "),
+            "{what}: {}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).is_empty(), "{what}: {}", stdout(&o));
+    }
+
+    // By endpoint: at admission the deployment held 10.0.0.5:443; once it
+    // moved, it is still the last to have claimed it, but no longer held it.
+    // An emergency request is answered and flagged.
+    for (at, held, instrument) in [
+        (admitted_at, "yes", "warrant"),
+        (moved_at, "no", "emergency"),
+    ] {
+        let at = rfc3339_ms(at);
+        let mut ask = vec![
+            "attribute",
+            "--endpoint",
+            "10.0.0.5:443",
+            "--at",
+            at.as_str(),
+        ];
+        ask.extend(legal(instrument));
+        let o = warden(dir, &addr, &ask);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let out = stdout(&o);
+        assert!(out.contains(&format!("\ndeployment {dep}\n")), "{out}");
+        assert!(
+            out.contains(&format!("\n  held endpoint at the time asked: {held}\n")),
+            "{out}"
+        );
+        assert_eq!(
+            out.contains("\nFLAGGED FOR REVIEW (emergency)\n"),
+            instrument == "emergency",
+            "{out}"
+        );
+        assert!(
+            out.contains("    legal name            Acme AI Ltd\n"),
+            "{out}"
+        );
+        assert!(out.contains("  ENDPOINTS_CHANGED  10.0.0.6:443  "), "{out}");
+        assert!(
+            out.contains("\nevidence: ")
+                && out.contains(" ledger entries proved against checkpoint size "),
+            "{out}"
+        );
+    }
+    // An endpoint no deployment claimed.
+    let mut ask = vec![
+        "attribute",
+        "--endpoint",
+        "10.9.9.9",
+        "--at",
+        "2026-01-01T00:00:00Z",
+    ];
+    ask.extend(legal("subpoena"));
+    let o = warden(dir, &addr, &ask);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains("\nno deployment matched: endpoint 10.9.9.9 at 2026-01-01T00:00:00Z\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The auditor sees every request, newest first, with what it disclosed;
+    // identities only as commitments.
+    let o = warden(dir, &addr, &["attribute", "requests"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(
+        rows[0].contains("  SUBPOENA     \"CASE-2026-117\"  endpoint 10.9.9.9 at "),
+        "{out}"
+    );
+    assert!(rows[0].ends_with("  disclosed 0"), "{out}");
+    assert!(
+        rows[1].contains("  EMERGENCY  ") && rows[1].ends_with("  disclosed 1  FLAGGED"),
+        "{out}"
+    );
+    let request_id = report["request_id"].as_str().unwrap();
+    assert!(
+        rows[3].contains(&format!(
+            "  {request_id}  spiffe://warden.dev/authority/dev  COURT_ORDER  "
+        )) && rows[3].contains(&format!("  deployment {dep}  disclosed 1")),
+        "{out}"
+    );
+    let o = warden(dir, &addr, &["--json", "attribute", "requests"]);
+    let list = json(&o);
+    let first = &list["requests"][3];
+    assert_eq!(first["request_id"], request_id);
+    assert_eq!(first["requesting_authority"], "Example Cyber Unit");
+    assert_eq!(first["identities_disclosed"][0]["customer_id"], "acme-ai");
+    assert!(first["identities_disclosed"][0]["commitment"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(!stdout(&o).contains("Acme AI Ltd"));
+    drop(dev);
+}

@@ -92,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Pii(cmd) => pii(c, cmd).map(|_| 0),
         Command::Trust(cmd) => trust(c, cmd).await.map(|_| 0),
         Command::Ledger(cmd) => super::ledger::run(c, cmd).await,
+        Command::Attribute(args) => super::attribute::run(c, args).await,
         Command::Health(args) => super::health::run(c, args).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
         Command::VerifyLicence { licence, vkey } => {

@@ -5,6 +5,7 @@
 //! 2 usage error; 3 the server answered DENY; 4 the ledger is proven
 //! inconsistent (evidence printed).
 
+pub mod attribute;
 pub mod client;
 mod commands;
 pub mod customer;
@@ -115,6 +116,10 @@ pub enum Command {
     /// Read and verify the tamper-evident ledger (auditor).
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Who deployed a model or ran an endpoint, with the deployer's identity
+    /// and ledger proofs (authority, under legal process); `--verify` checks
+    /// a saved report offline; `requests` lists every request (auditor).
+    Attribute(attribute::AttributeArgs),
     /// Ask a running warden whether it is serving (gRPC health over mTLS);
     /// exit 0 if SERVING, 1 otherwise. For container and Kubernetes probes.
     Health(health::HealthArgs),

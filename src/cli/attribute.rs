@@ -1,0 +1,1100 @@
+//! `warden attribute …`: an authority holding legal process asks who
+//! deployed a model or ran an endpoint; anyone with the ledger's public key
+//! checks a saved answer offline; auditors list every request ever made.
+//!
+//! The saved form of an answer is [`crate::attribution::Report`] as JSON
+//! (`--json`, `--out FILE`); `--verify` reads exactly that and trusts only
+//! the verifier key, never the server or the file. The readable report is
+//! rendered from the same `Report`, so what is shown is what verifies.
+//!
+//! Flags are checked here with the server's own rules before connecting, so
+//! a malformed request is refused naming the flag and is never recorded.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::ClientArgs;
+use crate::api::convert::{millis, rfc3339, timestamp};
+use crate::attribution::{AttributedDeployment, IdentityRecord, LifecycleEvent, Report};
+use crate::domain::attribution::{
+    validate_legal_process, validate_selector, Instrument, LegalProcess, Selector, SelectorInput,
+};
+use crate::domain::customer::{Customer, CustomerKind, FieldViolation};
+use crate::domain::deployment::DeploymentState;
+use crate::domain::UnixMillis;
+use crate::ledger::entry::{Entry, Event};
+use crate::proto;
+use crate::proto::attribution_client::AttributionClient;
+
+/// Exit status for a usage error found after parsing (as clap's own).
+const EXIT_USAGE: i32 = 2;
+/// Exit status when a saved report does not verify.
+const EXIT_NOT_VERIFIED: i32 = 1;
+
+const ATTRIBUTE_HELP: &str = "Selectors (exactly one):
+
+  --deployment ID                       that deployment
+  --model sha256:<hex> --from T --to T  deployments of the model whose lifetime (admission to
+                                        release or the end of its last lease) overlaps
+                                        [--from, --to], newest admission first, paged
+  --customer ID --from T --to T         the same for a customer's deployments
+  --endpoint E --at T                   the deployment that last claimed endpoint E (host, IP or
+                                        IP:port as the scheduler reported it; ASCII case ignored)
+                                        at or before T, at admission or by a renewal that changed
+                                        endpoints; the report says whether it still held E at T
+
+Times are RFC 3339, e.g. 2026-11-23T10:00:00Z.
+
+Every field of the legal process is required and is written to the ledger, with
+who asked and what, before anything is read. EMERGENCY requests are answered and
+flagged for review. Each page of a model or customer answer is a request of its
+own, recorded and accounted for like the first.
+
+Examples:
+  warden attribute --deployment dep-… --case-ref CASE-2026-117 \\
+      --authority \"Example Cyber Unit\" --jurisdiction DE-BE --instrument court-order \\
+      --document order.pdf --out report.json
+  warden attribute --verify report.json --vkey certs/dev/ledger.vkey
+  warden attribute requests";
+
+const HEADING_SELECTOR: &str = "Selector (exactly one)";
+const HEADING_LEGAL: &str = "Legal process (all required)";
+const HEADING_ANSWER: &str = "Answer";
+const HEADING_VERIFY: &str = "Verify a saved report offline";
+
+/// `warden attribute`: ask (authority), `--verify` a saved report (offline),
+/// or `requests` (auditor, authority).
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_long_help = ATTRIBUTE_HELP,
+    group(
+        clap::ArgGroup::new("selector")
+            .required(true)
+            .args(["deployment", "model", "customer", "endpoint", "verify"]),
+    ),
+)]
+pub struct AttributeArgs {
+    #[command(subcommand)]
+    pub command: Option<AttributeCommand>,
+
+    /// Select one deployment by id.
+    #[arg(long, help_heading = HEADING_SELECTOR, value_name = "ID")]
+    pub deployment: Option<String>,
+    /// Select the deployments of a model (`sha256:<64 hex>`) that overlap
+    /// --from..--to.
+    #[arg(long, help_heading = HEADING_SELECTOR, value_name = "DIGEST", requires_all = ["from", "to"])]
+    pub model: Option<String>,
+    /// Select the deployments of a customer that overlap --from..--to.
+    #[arg(long, help_heading = HEADING_SELECTOR, value_name = "ID", requires_all = ["from", "to"])]
+    pub customer: Option<String>,
+    /// Select the deployment that last claimed this endpoint at or before
+    /// --at (host, IP or IP:port).
+    #[arg(long, help_heading = HEADING_SELECTOR, value_name = "ENDPOINT", requires = "at")]
+    pub endpoint: Option<String>,
+    /// Start of the window (RFC 3339); with --model or --customer.
+    #[arg(
+        long,
+        help_heading = HEADING_SELECTOR,
+        value_parser = super::customer::parse_rfc3339,
+        value_name = "RFC3339",
+        conflicts_with_all = ["deployment", "endpoint"]
+    )]
+    pub from: Option<i64>,
+    /// End of the window (RFC 3339); with --model or --customer.
+    #[arg(
+        long,
+        help_heading = HEADING_SELECTOR,
+        value_parser = super::customer::parse_rfc3339,
+        value_name = "RFC3339",
+        conflicts_with_all = ["deployment", "endpoint"]
+    )]
+    pub to: Option<i64>,
+    /// The time asked about (RFC 3339); with --endpoint.
+    #[arg(
+        long,
+        help_heading = HEADING_SELECTOR,
+        value_parser = super::customer::parse_rfc3339,
+        value_name = "RFC3339",
+        conflicts_with_all = ["deployment", "model", "customer"]
+    )]
+    pub at: Option<i64>,
+
+    /// The authority's case or docket reference.
+    #[arg(long, help_heading = HEADING_LEGAL, value_name = "TEXT", required_unless_present = "verify")]
+    pub case_ref: Option<String>,
+    /// Who asks, e.g. "Example Cyber Unit".
+    #[arg(long, help_heading = HEADING_LEGAL, value_name = "TEXT", required_unless_present = "verify")]
+    pub authority: Option<String>,
+    /// ISO 3166-1 alpha-2 country, optionally with a subdivision: US, US-CA.
+    #[arg(long, help_heading = HEADING_LEGAL, value_name = "CODE", required_unless_present = "verify")]
+    pub jurisdiction: Option<String>,
+    /// The legal instrument; emergency requests are flagged for review.
+    #[arg(long, help_heading = HEADING_LEGAL, value_enum, required_unless_present = "verify")]
+    pub instrument: Option<InstrumentArg>,
+    /// The instrument's document; its SHA-256 is computed here and sent
+    /// (the document itself is not).
+    #[arg(
+        long,
+        help_heading = HEADING_LEGAL,
+        value_name = "FILE",
+        required_unless_present_any = ["document_sha256", "verify"],
+        conflicts_with = "document_sha256"
+    )]
+    pub document: Option<PathBuf>,
+    /// The SHA-256 of the instrument's document (64 hex), instead of
+    /// --document.
+    #[arg(long, help_heading = HEADING_LEGAL, value_name = "HEX")]
+    pub document_sha256: Option<String>,
+
+    /// Deployments per answer, 1-50 (default 10); model and customer only.
+    #[arg(long, help_heading = HEADING_ANSWER, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub page_size: Option<u32>,
+    /// Continue after this token (printed by the previous page); model and
+    /// customer only. The next page is a new request, recorded as one.
+    #[arg(long, help_heading = HEADING_ANSWER, conflicts_with_all = ["deployment", "endpoint"])]
+    pub page_token: Option<String>,
+    /// Also save the report as JSON (the form --verify reads) to FILE.
+    #[arg(long, help_heading = HEADING_ANSWER, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Check a saved report offline (no server): every entry's inclusion
+    /// proof against the signed checkpoint, and every fact shown against
+    /// the entries and the records they commit to.
+    #[arg(
+        long,
+        help_heading = HEADING_VERIFY,
+        value_name = "REPORT.json",
+        requires = "vkey",
+        conflicts_with_all = [
+            "from", "to", "at", "case_ref", "authority", "jurisdiction", "instrument",
+            "document", "document_sha256", "page_size", "page_token", "out",
+        ]
+    )]
+    pub verify: Option<PathBuf>,
+    /// Ledger verifier key (text `name+id+key`, or a file holding it, such
+    /// as certs/dev/ledger.vkey); with --verify.
+    #[arg(long, help_heading = HEADING_VERIFY, value_name = "KEY", requires = "verify")]
+    pub vkey: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttributeCommand {
+    /// Every attribution request ever made, newest first: principal, legal
+    /// process, selector, how many deployments were disclosed (auditor,
+    /// authority). Disclosed identities appear only as commitments.
+    Requests {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        page_size: u32,
+        /// Continue after this token (printed by the previous page).
+        #[arg(long)]
+        page_token: Option<String>,
+        /// Follow the pages to the end.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstrumentArg {
+    Subpoena,
+    CourtOrder,
+    Warrant,
+    /// Answered at once and flagged for review.
+    Emergency,
+}
+
+impl InstrumentArg {
+    fn domain(self) -> Instrument {
+        match self {
+            Self::Subpoena => Instrument::Subpoena,
+            Self::CourtOrder => Instrument::CourtOrder,
+            Self::Warrant => Instrument::Warrant,
+            Self::Emergency => Instrument::Emergency,
+        }
+    }
+}
+
+pub async fn run(c: &ClientArgs, args: AttributeArgs) -> anyhow::Result<i32> {
+    if let Some(AttributeCommand::Requests {
+        page_size,
+        page_token,
+        all,
+    }) = args.command
+    {
+        return requests(c, page_size, page_token, all).await;
+    }
+    if let Some(report) = &args.verify {
+        // clap makes --vkey required with --verify.
+        let vkey = args.vkey.as_deref().unwrap_or_default();
+        return verify_file(c, report, vkey);
+    }
+    attribute(c, args).await
+}
+
+/// The request's flag names, for messages: the server's field names mapped
+/// to the flags that carry them.
+fn flag_of(field: &str) -> &str {
+    match field {
+        "legal_process" => "--case-ref, --authority, --jurisdiction, --instrument, --document",
+        "legal_process.case_reference" => "--case-ref",
+        "legal_process.requesting_authority" => "--authority",
+        "legal_process.jurisdiction" => "--jurisdiction",
+        "legal_process.instrument" => "--instrument",
+        "legal_process.document_sha256" => "--document-sha256",
+        "deployment_id" => "--deployment",
+        "model.model_digest" => "--model",
+        "customer.customer_id" => "--customer",
+        "model.from" | "customer.from" => "--from",
+        "model.to" | "customer.to" => "--to",
+        "endpoint.endpoint" => "--endpoint",
+        "endpoint.at" => "--at",
+        "page_size" => "--page-size",
+        "page_token" => "--page-token",
+        "selector" => "--deployment, --model, --customer or --endpoint",
+        other => other,
+    }
+}
+
+fn violations_message(head: &str, v: &[FieldViolation]) -> String {
+    let mut msg = head.to_string();
+    for f in v {
+        msg.push_str(&format!("\n  {}: {}", flag_of(&f.field), f.description));
+    }
+    msg
+}
+
+/// Like `status_error`, but naming flags instead of the API's fields.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt as _;
+    match s.get_details_bad_request() {
+        Some(bad) if !bad.field_violations.is_empty() => {
+            let v: Vec<FieldViolation> = bad
+                .field_violations
+                .into_iter()
+                .map(|f| FieldViolation::new(f.field, f.description))
+                .collect();
+            anyhow::anyhow!(violations_message(
+                "the server refused the request (INVALID_ARGUMENT):",
+                &v
+            ))
+        }
+        _ => anyhow::anyhow!("{:?}: {}", s.code(), s.message()),
+    }
+}
+
+/// SHA-256 of a file, lower-case hex, read in a stream.
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("--document: cannot read {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("--document: cannot read {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The request the flags describe, checked by the rules the server applies;
+/// `Err` holds every violation, named by flag.
+fn build_request(
+    args: &AttributeArgs,
+    document_sha256: String,
+) -> Result<proto::AttributeRequest, Vec<FieldViolation>> {
+    use proto::attribute_request::Selector as S;
+    let mut v = Vec::new();
+    let instrument = args.instrument.map(InstrumentArg::domain);
+    let legal = LegalProcess {
+        case_reference: args.case_ref.clone().unwrap_or_default(),
+        requesting_authority: args.authority.clone().unwrap_or_default(),
+        jurisdiction: args.jurisdiction.clone().unwrap_or_default(),
+        instrument: instrument.unwrap_or(Instrument::Subpoena),
+        document_sha256,
+    };
+    validate_legal_process(&legal, &mut v);
+    if instrument.is_none() {
+        v.push(FieldViolation::new("legal_process.instrument", "required"));
+    }
+    let input = match (
+        &args.deployment,
+        &args.model,
+        &args.customer,
+        &args.endpoint,
+    ) {
+        (Some(d), ..) => SelectorInput::Deployment(d.clone()),
+        (_, Some(m), ..) => SelectorInput::Model {
+            model_digest: m.clone(),
+            from: args.from,
+            to: args.to,
+        },
+        (_, _, Some(c), _) => SelectorInput::Customer {
+            customer_id: c.clone(),
+            from: args.from,
+            to: args.to,
+        },
+        (.., Some(e)) => SelectorInput::Endpoint {
+            endpoint: e.clone(),
+            at: args.at,
+        },
+        _ => SelectorInput::None,
+    };
+    let selector = validate_selector(input, &mut v);
+    if !v.is_empty() {
+        return Err(v);
+    }
+    let ts = |ms: i64| Some(timestamp(ms));
+    let selector = selector.map(|s| match s {
+        // The endpoint as typed: the server normalises it the same way.
+        Selector::Deployment { deployment_id } => S::DeploymentId(deployment_id),
+        Selector::Model {
+            model_digest,
+            from,
+            to,
+        } => S::Model(proto::ModelSelector {
+            model_digest,
+            from: ts(from),
+            to: ts(to),
+        }),
+        Selector::Customer {
+            customer_id,
+            from,
+            to,
+        } => S::Customer(proto::CustomerSelector {
+            customer_id,
+            from: ts(from),
+            to: ts(to),
+        }),
+        Selector::Endpoint { endpoint, at } => S::Endpoint(proto::EndpointSelector {
+            endpoint,
+            at: ts(at),
+        }),
+    });
+    Ok(proto::AttributeRequest {
+        legal_process: Some(proto::LegalProcess {
+            case_reference: legal.case_reference,
+            requesting_authority: legal.requesting_authority,
+            jurisdiction: legal.jurisdiction,
+            instrument: crate::api::attribution::instrument_to_proto(legal.instrument) as i32,
+            document_sha256: legal.document_sha256,
+        }),
+        selector,
+        page_size: args.page_size.unwrap_or(0),
+        page_token: args.page_token.clone().unwrap_or_default(),
+    })
+}
+
+async fn attribute(c: &ClientArgs, args: AttributeArgs) -> anyhow::Result<i32> {
+    let document_sha256 = match (&args.document, &args.document_sha256) {
+        (Some(path), _) => sha256_file(path)?,
+        (None, Some(hex)) => hex.trim().to_ascii_lowercase(),
+        (None, None) => String::new(),
+    };
+    let request = match build_request(&args, document_sha256) {
+        Ok(r) => r,
+        Err(v) => {
+            eprintln!(
+                "{}",
+                violations_message("error: invalid arguments (nothing was sent):", &v)
+            );
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let mut client = AttributionClient::new(c.connect("authority").await?);
+    let answer = client
+        .attribute(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let report = crate::api::attribution::report_from_proto(answer)
+        .map_err(|e| anyhow::anyhow!("the server's answer is not a valid report: {e}"))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, format!("{json}\n"))
+            .with_context(|| format!("--out: cannot write {}", out.display()))?;
+    }
+    if c.json {
+        println!("{json}");
+    } else {
+        print!("{}", render_report(&report));
+        if let Some(out) = &args.out {
+            println!(
+                "saved to {}; check it offline with `warden attribute --verify {} --vkey KEY`",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `--verify`: offline; the saved report against the verifier key alone.
+fn verify_file(c: &ClientArgs, path: &Path, vkey: &str) -> anyhow::Result<i32> {
+    let verifier = super::ledger::read_vkey(vkey).context("--vkey")?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--verify: cannot read {}", path.display()))?;
+    let outcome = serde_json::from_str::<Report>(&text)
+        .map_err(|e| format!("{} is not a saved attribution report: {e}", path.display()))
+        .and_then(|report| crate::attribution::verify(&report, &verifier));
+    if c.json {
+        #[derive(Serialize)]
+        struct Outcome<'a> {
+            verified: bool,
+            summary: Option<&'a str>,
+            reason: Option<&'a str>,
+        }
+        let (summary, reason) = match &outcome {
+            Ok(s) => (Some(s.as_str()), None),
+            Err(e) => (None, Some(e.as_str())),
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Outcome {
+                verified: outcome.is_ok(),
+                summary,
+                reason,
+            })?
+        );
+    }
+    match outcome {
+        Ok(summary) => {
+            if !c.json {
+                println!("{summary}");
+            }
+            Ok(0)
+        }
+        Err(reason) => {
+            eprintln!("NOT VERIFIED: {reason}");
+            Ok(EXIT_NOT_VERIFIED)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The readable report
+
+/// RFC 3339 in UTC with milliseconds, so times line up in columns.
+fn ts(ms: UnixMillis) -> String {
+    use time::format_description::BorrowedFormatItem;
+    const FORMAT: &[BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|d| d.format(FORMAT).ok())
+        .unwrap_or_else(|| rfc3339(ms))
+}
+
+fn state_name(s: DeploymentState) -> &'static str {
+    match s {
+        DeploymentState::Active => "ACTIVE",
+        DeploymentState::Released => "RELEASED",
+        DeploymentState::Expired => "EXPIRED",
+        DeploymentState::Suspended => "SUSPENDED",
+        DeploymentState::Terminated => "TERMINATED",
+    }
+}
+
+/// The request entry's legal process and selector, as the ledger holds them.
+fn request_of(report: &Report) -> Option<(LegalProcess, Selector)> {
+    let proven = report
+        .entries
+        .iter()
+        .find(|e| e.index == report.request_ledger_index)?;
+    match Entry::from_bytes(proven.entry.as_bytes()).ok()?.event {
+        Event::AttributionRequested {
+            legal_process,
+            selector,
+            ..
+        } => Some((legal_process, selector)),
+        _ => None,
+    }
+}
+
+/// The tree size of a checkpoint note: its second line.
+fn checkpoint_size(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.trim().parse().ok()
+}
+
+/// `label  value` lines with the labels padded to one width.
+struct Lines<'a> {
+    out: &'a mut String,
+    indent: usize,
+    width: usize,
+}
+
+impl Lines<'_> {
+    fn line(&mut self, label: &str, value: impl std::fmt::Display) {
+        self.out.push_str(&format!(
+            "{:indent$}{label:<width$}  {value}\n",
+            "",
+            indent = self.indent,
+            width = self.width
+        ));
+    }
+
+    /// A line only when the value is not empty.
+    fn some(&mut self, label: &str, value: &str) {
+        if !value.is_empty() {
+            self.line(label, value);
+        }
+    }
+}
+
+fn address_text(a: &crate::domain::customer::Address) -> String {
+    let mut parts: Vec<String> = a.lines.iter().filter(|l| !l.is_empty()).cloned().collect();
+    let city = [a.postal_code.as_str(), a.city.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for p in [city.as_str(), a.region.as_str(), a.country.as_str()] {
+        if !p.is_empty() {
+            parts.push(p.to_string());
+        }
+    }
+    parts.join(", ")
+}
+
+fn render_identity(out: &mut String, heading: &str, identity: Option<&IdentityRecord>) {
+    let Some(i) = identity else {
+        out.push_str(&format!(
+            "  {heading}  not disclosed (no recorded version)\n"
+        ));
+        return;
+    };
+    out.push_str(&format!(
+        "  {heading}  version {}, ledger entry {}\n",
+        i.version, i.ledger_index
+    ));
+    let mut l = Lines {
+        out,
+        indent: 4,
+        width: 20,
+    };
+    let c: &Customer = &i.record;
+    if i.purged {
+        l.line(
+            "purged",
+            "retention removed the personal data; only the commitment remains",
+        );
+    }
+    l.some("legal name", &c.legal_name);
+    l.line(
+        "kind",
+        match c.kind {
+            CustomerKind::Individual => "individual",
+            CustomerKind::Organisation => "organisation",
+        },
+    );
+    l.some("country", &c.country);
+    let status = c.status.as_str().to_ascii_lowercase();
+    if c.status_reason.is_empty() {
+        l.line("status", status);
+    } else {
+        l.line("status", format!("{status} ({})", c.status_reason));
+    }
+    let d = &c.details;
+    match c.kind {
+        CustomerKind::Organisation => {
+            l.some("registration number", &d.registration_number);
+            l.some("legal form", &d.legal_form);
+        }
+        CustomerKind::Individual => l.some("date of birth", &d.date_of_birth),
+    }
+    for (n, a) in d.addresses.iter().enumerate() {
+        l.line(if n == 0 { "addresses" } else { "" }, address_text(a));
+    }
+    l.some("email", &d.email);
+    l.some("phone", &d.phone);
+    let owners: Vec<&str> = d
+        .beneficial_owners
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    l.some("beneficial owners", &owners.join("; "));
+    if let Some(v) = &d.verification {
+        let at = v.verified_at.map(ts).unwrap_or_default();
+        l.some(
+            "verification",
+            format!("{} by {} {at}", v.method, v.verified_by).trim(),
+        );
+    }
+    l.line(
+        "recorded",
+        format!("{} by {}", ts(c.updated_at), c.updated_by),
+    );
+    l.line("commitment", &i.commitment);
+}
+
+fn render_lifecycle(out: &mut String, events: &[LifecycleEvent]) {
+    let rows: Vec<[String; 6]> = events
+        .iter()
+        .map(|e| {
+            [
+                ts(e.at),
+                e.kind.as_str().to_string(),
+                if e.endpoints.is_empty() {
+                    "-".into()
+                } else {
+                    e.endpoints.join(",")
+                },
+                e.lease_expires_at.map_or_else(|| "-".into(), ts),
+                e.order_id.clone().unwrap_or_else(|| "-".into()),
+                e.ledger_index.to_string(),
+            ]
+        })
+        .collect();
+    let head = ["TIME", "KIND", "ENDPOINTS", "LEASE UNTIL", "ORDER", "ENTRY"];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for r in std::iter::once(head.map(String::from)).chain(rows) {
+        let mut line = String::from("   ");
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(&format!(" {cell:>w$}", w = width[i]));
+            } else {
+                line.push_str(&format!(" {cell:<w$} ", w = width[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+fn render_deployment(out: &mut String, d: &AttributedDeployment, endpoint_asked: bool) {
+    out.push_str(&format!("\ndeployment {}\n", d.deployment_id));
+    let mut l = Lines {
+        out: &mut *out,
+        indent: 2,
+        width: 14,
+    };
+    l.line("customer", &d.customer_id);
+    l.line("model digest", &d.model_digest);
+    l.line("admitted by", &d.admitted_by);
+    l.line("state", state_name(d.state));
+    let w = &d.workload;
+    l.line(
+        "workload",
+        format!(
+            "region {}, cluster {}, node {}, {} accelerator(s){}",
+            w.region,
+            w.cluster,
+            w.node,
+            w.accelerator_count,
+            if w.accelerator_type.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", w.accelerator_type)
+            }
+        ),
+    );
+    if endpoint_asked {
+        out.push_str(&format!(
+            "  held endpoint at the time asked: {}\n",
+            if d.held_endpoint { "yes" } else { "no" }
+        ));
+    }
+    out.push_str("  certificate\n");
+    let cert = &d.certificate;
+    let mut l = Lines {
+        out: &mut *out,
+        indent: 4,
+        width: 13,
+    };
+    l.line("developer", &cert.developer);
+    l.line("model name", &cert.model_name);
+    l.line("model version", &cert.model_version);
+    l.line("evaluator", &cert.evaluator);
+    l.line("serial", &cert.serial);
+    l.line("fingerprint", &cert.fingerprint);
+    render_identity(
+        out,
+        "identity at admission",
+        d.identity_at_admission.as_ref(),
+    );
+    match (&d.identity_at_admission, &d.identity_current) {
+        (Some(then), Some(now)) if then.version == now.version => out.push_str(&format!(
+            "  identity now  version {}, unchanged since admission\n",
+            now.version
+        )),
+        (_, now) => render_identity(out, "identity now", now.as_ref()),
+    }
+    out.push_str("  lifecycle\n");
+    render_lifecycle(out, &d.lifecycle);
+}
+
+/// The report as people read it. Everything shown comes from the report,
+/// the request's legal process and selector from its ledger entry.
+pub fn render_report(report: &Report) -> String {
+    let mut out = String::new();
+    let request = request_of(report);
+    let mut l = Lines {
+        out: &mut out,
+        indent: 0,
+        width: 16,
+    };
+    l.line("request", &report.request_id);
+    l.line("request entry", report.request_ledger_index);
+    if report.flagged_for_review {
+        out.push_str("FLAGGED FOR REVIEW (emergency)\n");
+    }
+    let mut l = Lines {
+        out: &mut out,
+        indent: 0,
+        width: 16,
+    };
+    if let Some((lp, selector)) = &request {
+        l.line("asked", selector.describe(rfc3339));
+        l.line("instrument", lp.instrument.as_str());
+        l.line("case reference", &lp.case_reference);
+        l.line("authority", &lp.requesting_authority);
+        l.line("jurisdiction", &lp.jurisdiction);
+        l.line("document sha256", &lp.document_sha256);
+    }
+    l.line("answered", ts(report.answered_at));
+    l.line("disclosure entry", report.disclosure_ledger_index);
+    if report.deployments.is_empty() {
+        match &request {
+            Some((_, selector)) => out.push_str(&format!(
+                "\nno deployment matched: {}\n",
+                selector.describe(rfc3339)
+            )),
+            None => out.push_str("\nno deployment matched\n"),
+        }
+    }
+    let endpoint_asked = matches!(request, Some((_, Selector::Endpoint { .. })));
+    for d in &report.deployments {
+        render_deployment(&mut out, d, endpoint_asked);
+    }
+    out.push('\n');
+    match checkpoint_size(&report.checkpoint) {
+        Some(size) => out.push_str(&format!(
+            "evidence: {} ledger entries proved against checkpoint size {size}\n",
+            report.entries.len()
+        )),
+        None => out.push_str(&format!(
+            "evidence: {} ledger entries; the checkpoint is unreadable\n",
+            report.entries.len()
+        )),
+    }
+    if !report.next_page_token.is_empty() {
+        out.push_str(&format!(
+            "more: --page-token {} (the next page is a request of its own)\n",
+            report.next_page_token
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The accounting of requests
+
+/// A request as `attribute requests --json` prints it.
+#[derive(Debug, Serialize)]
+struct RequestView {
+    request_id: String,
+    requested_at: Option<String>,
+    principal: String,
+    case_reference: String,
+    requesting_authority: String,
+    jurisdiction: String,
+    instrument: &'static str,
+    document_sha256: String,
+    selector: String,
+    flagged_for_review: bool,
+    request_ledger_index: u64,
+    answered: bool,
+    disclosure_ledger_index: u64,
+    deployments_disclosed: u32,
+    identities_disclosed: Vec<IdentityView>,
+}
+
+#[derive(Debug, Serialize)]
+struct IdentityView {
+    customer_id: String,
+    version: u64,
+    commitment: String,
+}
+
+fn instrument_name(i: i32) -> &'static str {
+    crate::api::attribution::instrument_from_proto(i).map_or("UNKNOWN", Instrument::as_str)
+}
+
+fn request_view(r: &proto::AttributionRequestRecord) -> RequestView {
+    let lp = r.legal_process.clone().unwrap_or_default();
+    RequestView {
+        request_id: r.request_id.clone(),
+        requested_at: r.requested_at.as_ref().map(|t| ts(millis(t))),
+        principal: r.principal.clone(),
+        case_reference: lp.case_reference,
+        requesting_authority: lp.requesting_authority,
+        jurisdiction: lp.jurisdiction,
+        instrument: instrument_name(lp.instrument),
+        document_sha256: lp.document_sha256,
+        selector: r.selector.clone(),
+        flagged_for_review: r.flagged_for_review,
+        request_ledger_index: r.request_ledger_index,
+        answered: r.answered,
+        disclosure_ledger_index: r.disclosure_ledger_index,
+        deployments_disclosed: r.deployments_disclosed,
+        identities_disclosed: r
+            .identities_disclosed
+            .iter()
+            .map(|i| IdentityView {
+                customer_id: i.customer_id.clone(),
+                version: i.version,
+                commitment: i.commitment.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// One line: time, id, principal, instrument, case, selector, disclosed,
+/// flag.
+fn request_line(r: &RequestView) -> String {
+    let disclosed = if r.answered {
+        format!("disclosed {}", r.deployments_disclosed)
+    } else {
+        "unanswered".to_string()
+    };
+    let mut line = format!(
+        "{}  {}  {}  {:<11}  {:?}  {}  {disclosed}",
+        r.requested_at.as_deref().unwrap_or("-"),
+        r.request_id,
+        r.principal,
+        r.instrument,
+        r.case_reference,
+        r.selector,
+    );
+    if r.flagged_for_review {
+        line.push_str("  FLAGGED");
+    }
+    line
+}
+
+async fn requests(
+    c: &ClientArgs,
+    page_size: u32,
+    page_token: Option<String>,
+    all: bool,
+) -> anyhow::Result<i32> {
+    let mut client = AttributionClient::new(c.connect("auditor").await?);
+    let mut records = Vec::new();
+    let mut token = page_token.unwrap_or_default();
+    loop {
+        let r = client
+            .list_attribution_requests(proto::ListAttributionRequestsRequest {
+                page_size,
+                page_token: token,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        records.extend(r.requests);
+        token = r.next_page_token;
+        if !all || token.is_empty() {
+            break;
+        }
+    }
+    let views: Vec<RequestView> = records.iter().map(request_view).collect();
+    if c.json {
+        #[derive(Serialize)]
+        struct Page {
+            requests: Vec<RequestView>,
+            next_page_token: String,
+        }
+        let page = Page {
+            requests: views,
+            next_page_token: token,
+        };
+        println!("{}", serde_json::to_string_pretty(&page)?);
+    } else {
+        for v in &views {
+            println!("{}", request_line(v));
+        }
+        if !token.is_empty() {
+            println!("more: --page-token {token} (or --all)");
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Result<AttributeArgs, clap::Error> {
+        let cli = super::super::Cli::try_parse_from(
+            std::iter::once("warden")
+                .chain(std::iter::once("attribute"))
+                .chain(args.iter().copied()),
+        )?;
+        match cli.command {
+            super::super::Command::Attribute(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    const LEGAL: [&str; 9] = [
+        "--case-ref",
+        "CASE-1",
+        "--authority",
+        "Example Cyber Unit",
+        "--jurisdiction",
+        "DE-BE",
+        "--instrument",
+        "court-order",
+        "--document-sha256",
+    ];
+
+    fn with_legal(extra: &[&'static str]) -> Vec<&'static str> {
+        let mut v = LEGAL.to_vec();
+        v.push("AB");
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn exactly_one_selector_with_its_times_is_accepted() {
+        assert!(parse(&with_legal(&["--deployment", "dep-1"])).is_ok());
+        let window = [
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-02-01T00:00:00Z",
+        ];
+        let mut model = vec!["--model", "sha256:00"];
+        model.extend_from_slice(&window);
+        assert!(parse(&with_legal(&model)).is_ok());
+        let both = parse(&with_legal(&["--deployment", "d", "--endpoint", "e"])).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&with_legal(&["--model", "sha256:00"])).unwrap_err();
+        assert!(e.to_string().contains("--from"), "{e}");
+        let e = parse(&with_legal(&["--endpoint", "10.0.0.1"])).unwrap_err();
+        assert!(e.to_string().contains("--at"), "{e}");
+        let e = parse(&with_legal(&[
+            "--deployment",
+            "d",
+            "--at",
+            "2026-01-01T00:00:00Z",
+        ]))
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&with_legal(&["--endpoint", "e", "--at", "yesterday"])).unwrap_err();
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
+        let e = parse(&with_legal(&[])).unwrap_err();
+        assert!(e.to_string().contains("--deployment"), "{e}");
+    }
+
+    #[test]
+    fn legal_process_is_required_and_the_document_given_once() {
+        let e = parse(&["--deployment", "d"]).unwrap_err();
+        let text = e.to_string();
+        for flag in [
+            "--case-ref",
+            "--authority",
+            "--jurisdiction",
+            "--instrument",
+        ] {
+            assert!(text.contains(flag), "{flag}: {text}");
+        }
+        let e = parse(&with_legal(&["--deployment", "d", "--document", "x.pdf"])).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&with_legal(&["--deployment", "d", "--instrument", "fax"]));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn verify_and_requests_need_no_legal_process() {
+        let a = parse(&["--verify", "r.json", "--vkey", "k"]).unwrap();
+        assert_eq!(a.verify.as_deref(), Some(Path::new("r.json")));
+        let e = parse(&["--verify", "r.json"]).unwrap_err();
+        assert!(e.to_string().contains("--vkey"), "{e}");
+        let e = parse(&with_legal(&["--verify", "r.json", "--vkey", "k"])).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let a = parse(&["requests", "--page-size", "5"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Some(AttributeCommand::Requests { page_size: 5, .. })
+        ));
+        let cli = super::super::Cli::try_parse_from([
+            "warden",
+            "--json",
+            "attribute",
+            "requests",
+            "--all",
+        ])
+        .unwrap();
+        assert!(cli.client.json);
+    }
+
+    #[test]
+    fn malformed_values_are_named_by_flag_before_anything_is_sent() {
+        let mut args = parse(&with_legal(&[
+            "--endpoint",
+            " ",
+            "--at",
+            "2026-01-01T00:00:00Z",
+        ]))
+        .unwrap();
+        args.jurisdiction = Some("Germany".into());
+        let v = build_request(&args, "AB".into()).unwrap_err();
+        let text = violations_message("error:", &v);
+        assert!(text.contains("\n  --jurisdiction: "), "{text}");
+        assert!(text.contains("\n  --document-sha256: "), "{text}");
+        assert!(text.contains("\n  --endpoint: required"), "{text}");
+
+        let args = parse(&with_legal(&[
+            "--endpoint",
+            "API.Example.test:443",
+            "--at",
+            "2026-01-01T00:00:00Z",
+        ]))
+        .unwrap();
+        let r = build_request(&args, "ab".repeat(32)).unwrap();
+        let lp = r.legal_process.unwrap();
+        assert_eq!(lp.instrument, proto::Instrument::CourtOrder as i32);
+        assert_eq!(lp.jurisdiction, "DE-BE");
+        match r.selector {
+            Some(proto::attribute_request::Selector::Endpoint(e)) => {
+                assert_eq!(e.endpoint, "api.example.test:443");
+                assert_eq!(e.at.map(|t| t.seconds), Some(1_767_225_600));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_document_is_sent_as_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("order.pdf");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let e = sha256_file(&dir.path().join("missing.pdf")).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("--document: cannot read"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn the_checkpoint_size_is_its_second_line() {
+        assert_eq!(
+            checkpoint_size("warden.dev/ledger\n42\nabc=\n\n— sig\n"),
+            Some(42)
+        );
+        assert_eq!(checkpoint_size("origin only"), None);
+    }
+}
