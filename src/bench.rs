@@ -22,6 +22,9 @@ use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::store::{SledStore, Store};
 
+mod attribution;
+pub use attribution::AttributionBenchArgs;
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Durable ledger appends vs the sled flush floor.
@@ -32,6 +35,9 @@ pub enum BenchCommand {
     /// Order propagation: from the approval that completes quorum
     /// returning, to the event at each of many watchers over mTLS.
     Orders(OrdersBenchArgs),
+    /// Attribution over a large history: by deployment, by endpoint and
+    /// time, by model over a day.
+    Attribution(AttributionBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -285,6 +291,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ledger(args) => ledger(args).await,
         BenchCommand::Orders(args) => orders(args).await,
+        BenchCommand::Attribution(args) => attribution::run(args).await,
         BenchCommand::Screening(args) => {
             tokio::task::spawn_blocking(move || screening(&args)).await?
         }
