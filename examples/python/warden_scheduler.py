@@ -440,9 +440,9 @@ def rpc_text(err: grpc.RpcError) -> str:
     return f"{rpc_code(err).name}: {details}"
 
 
-def epoch_seconds(ts: Any) -> float:
+def epoch_seconds(ts: Timestamp) -> float:
     """A google.protobuf.Timestamp as seconds since the epoch."""
-    return float(ts.seconds) + ts.nanos / 1e9
+    return float(ts.seconds) + float(ts.nanos) / 1e9
 
 
 def rfc3339(t: float) -> str:
