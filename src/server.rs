@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -209,7 +210,15 @@ pub async fn serve(
                 .max_decoding_message_size(crate::api::trust::MAX_LIST_BYTES),
         )
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            // Nagle off: a unary answer is several small HTTP/2 frames
+            // (headers, data, trailers); with Nagle on, the last one waits
+            // for the client's delayed ACK, adding up to 40 ms to a call.
+            TcpListenerStream::new(listener).map(|accepted| {
+                accepted.and_then(|stream| {
+                    stream.set_nodelay(true)?;
+                    Ok(stream)
+                })
+            }),
             shutdown.clone().cancelled_owned(),
         )
         .await
