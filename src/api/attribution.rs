@@ -343,6 +343,7 @@ impl AttributionService {
                 flagged_for_review: flagged,
             },
         );
+        let t0 = std::time::Instant::now();
         let request_index = self
             .app
             .store
@@ -352,7 +353,9 @@ impl AttributionService {
             tracing::warn!(%request_id, request_index, "EMERGENCY attribution request answered without prior review; flagged for review");
         }
 
+        let t_request = t0.elapsed();
         let (deployments, next_page_token) = self.select(&selector, cursor, page)?;
+        let t_select = t0.elapsed();
         let mut asm = Assembly {
             entries: BTreeMap::new(),
             parsed: BTreeMap::new(),
@@ -417,6 +420,7 @@ impl AttributionService {
                 identities: disclosure.identities.clone(),
             },
         );
+        let t_read = t0.elapsed();
         let disclosure_index = self
             .app
             .store
@@ -425,6 +429,7 @@ impl AttributionService {
         asm.read(&self.app, request_index)?;
         asm.read(&self.app, disclosure_index)?;
 
+        let t_disclosed = t0.elapsed();
         let checkpoint = self.app.store.checkpoint();
         let size = checkpoint.checkpoint.size;
         if size <= disclosure_index {
@@ -449,6 +454,11 @@ impl AttributionService {
             request_index,
             disclosure_index,
             deployments = attributed.len(),
+            request_us = t_request.as_micros() as u64,
+            select_us = (t_select - t_request).as_micros() as u64,
+            read_us = (t_read - t_select).as_micros() as u64,
+            disclose_us = (t_disclosed - t_read).as_micros() as u64,
+            prove_us = (t0.elapsed() - t_disclosed).as_micros() as u64,
             "attribution request answered"
         );
         Ok(Report {
