@@ -418,8 +418,18 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    // Admitted before the window and released inside it: it overlaps.
+    let straddling = admit(&env, &server, "m-one", &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let from = now_ms();
-    let mut in_window = Vec::new();
+    env.admission(&server)
+        .await
+        .release(proto::ReleaseRequest {
+            deployment_id: straddling.clone(),
+        })
+        .await
+        .unwrap();
+    let mut in_window = vec![straddling.clone()];
     for c in ["m-one", "m-two", "m-one"] {
         in_window.push(admit(&env, &server, c, &[]).await);
     }
@@ -457,7 +467,7 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
     assert!(!got.contains(&early) && !got.contains(&late));
     verify(&report(r), &env.ledger).unwrap();
 
-    // Two per page: the third comes on the next page, then nothing.
+    // Two per page: the rest come on the next pages, then nothing.
     let mut seen = Vec::new();
     let mut token = String::new();
     for _ in 0..5 {
@@ -499,7 +509,7 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
         .map(|d| d.deployment_id.clone())
         .collect();
     got.sort();
-    let mut want = vec![in_window[0].clone(), in_window[2].clone()];
+    let mut want = vec![straddling, in_window[1].clone(), in_window[3].clone()];
     want.sort();
     assert_eq!(got, want);
     assert!(r.deployments.iter().all(|d| d.customer_id == "m-one"));

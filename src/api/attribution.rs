@@ -25,8 +25,7 @@ use crate::domain::attribution::{
     LegalProcess, Selector, SelectorInput,
 };
 use crate::domain::customer::FieldViolation;
-use crate::domain::deployment::{Deployment, DeploymentState};
-use crate::domain::UnixMillis;
+use crate::domain::deployment::Deployment;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::attribution_server::Attribution;
@@ -162,13 +161,6 @@ fn cursor_of(selector: &Selector, token: &str, v: &mut Vec<FieldViolation>) -> O
 
 /// When a deployment stopped holding its licence, as far as its record
 /// says: released, or the end of its last lease.
-fn end_of(d: &Deployment) -> UnixMillis {
-    match (d.state, d.released_at) {
-        (DeploymentState::Released, Some(at)) => at,
-        _ => d.lease_expires_at,
-    }
-}
-
 struct Assembly {
     entries: BTreeMap<u64, Vec<u8>>,
     parsed: BTreeMap<u64, Entry>,
@@ -234,12 +226,17 @@ impl AttributionService {
                 loop {
                     let chunk = store.admitted_before(by, *to, cursor.as_deref(), SCAN_CHUNK)?;
                     let exhausted = chunk.len() < SCAN_CHUNK;
-                    for (key, id) in chunk {
+                    for admitted in chunk {
                         scanned += 1;
-                        cursor = Some(key);
-                        if let Some(d) = store.deployment(&id)? {
-                            if end_of(&d) >= *from {
-                                found.push(d);
+                        cursor = Some(admitted.cursor);
+                        // Most of a window's scan is deployments that
+                        // ended before it: their end is in the index.
+                        let ended_before = admitted.ended_at.is_some_and(|end| end < *from);
+                        if !ended_before {
+                            if let Some(d) = store.deployment(&admitted.deployment_id)? {
+                                if d.end() >= *from {
+                                    found.push(d);
+                                }
                             }
                         }
                         if found.len() >= page || scanned >= SCAN_BUDGET {

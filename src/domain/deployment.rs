@@ -85,6 +85,25 @@ impl Deployment {
             s => s,
         }
     }
+
+    /// The end of the time it may have run: its release, else the end of
+    /// its lease.
+    pub fn end(&self) -> UnixMillis {
+        match (self.state, self.released_at) {
+            (DeploymentState::Released, Some(at)) => at,
+            _ => self.lease_expires_at,
+        }
+    }
+
+    /// [`Self::end`], once nothing can change it: released, or terminated
+    /// (never renewed or resumed again). `None` while it may still run.
+    pub fn final_end(&self) -> Option<UnixMillis> {
+        matches!(
+            self.state,
+            DeploymentState::Released | DeploymentState::Terminated
+        )
+        .then(|| self.end())
+    }
 }
 
 #[cfg(test)]

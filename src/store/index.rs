@@ -3,8 +3,8 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `m` digest 0x00 admitted_at deployment_id | empty: deployments of a model by admission time |
-//! | `c` customer_id 0x00 admitted_at deployment_id | empty: deployments of a customer by admission time |
+//! | `m` digest 0x00 admitted_at deployment_id | deployments of a model by admission time; the value is empty, or the deployment's final end (u64) once it has one |
+//! | `c` customer_id 0x00 admitted_at deployment_id | the same for a customer's deployments |
 //! | `e` endpoint 0x00 at index | deployment_id: who claimed an endpoint when |
 //! | `v` customer_id 0x00 version | index of the entry that recorded the version |
 //! | `r` index | an attribution request, keyed by its entry's index |
@@ -64,6 +64,17 @@ pub(crate) fn request(index: u64) -> Vec<u8> {
     k
 }
 
+/// The value of an `admitted` key: the deployment's final end, if known.
+pub(crate) fn ended_at_value(at: Option<UnixMillis>) -> Vec<u8> {
+    at.map(|at| time(at).to_vec()).unwrap_or_default()
+}
+
+/// Reads back [`ended_at_value`]; `None` for an empty (or unknown) value.
+pub(crate) fn ended_at(value: &[u8]) -> Option<UnixMillis> {
+    let raw: [u8; 8] = value.try_into().ok()?;
+    UnixMillis::try_from(u64::from_be_bytes(raw)).ok()
+}
+
 /// The deployment id at the end of an `admitted` key under `prefix`.
 pub(crate) fn admitted_id(prefix: &[u8], key: &[u8]) -> Option<String> {
     key.strip_prefix(prefix)
@@ -95,6 +106,11 @@ mod tests {
             admitted_id(&prefix(MODEL, "sha256:aa"), &b).as_deref(),
             Some("d-1")
         );
+        assert_eq!(
+            ended_at(&ended_at_value(Some(1_700_000_000_123))),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(ended_at(&ended_at_value(None)), None);
         let e = endpoint("10.0.0.1:443", 1_000, 42);
         assert_eq!(
             endpoint_parts(&prefix(ENDPOINT, "10.0.0.1:443"), &e),

@@ -113,6 +113,17 @@ pub enum AdmittedBy<'a> {
     Customer(&'a str),
 }
 
+/// One deployment found by [`Store::admitted_before`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// Where a scan continues below this one.
+    pub cursor: Vec<u8>,
+    pub deployment_id: String,
+    /// [`Deployment::final_end`] once it is known, so a time window can
+    /// skip deployments that ended before it without reading them.
+    pub ended_at: Option<UnixMillis>,
+}
+
 /// Whether a page cursor belongs to the scan of `by` (a page token is the
 /// cursor in hex; one from another selector is refused).
 pub fn admitted_cursor_matches(by: AdmittedBy<'_>, cursor: &[u8]) -> bool {
@@ -271,15 +282,14 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
     ) -> Result<Option<u64>, StoreError>;
     /// Deployments of a model or customer admitted at or before `up_to`,
-    /// newest first, as (cursor, deployment id); a page continues below the
-    /// cursor of the last one.
+    /// newest first; a page continues below the cursor of the last one.
     fn admitted_before(
         &self,
         by: AdmittedBy<'_>,
         up_to: UnixMillis,
         cursor: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, String)>, StoreError>;
+    ) -> Result<Vec<Admitted>, StoreError>;
     /// The last claim of `endpoint` (normalised) at or before `at`.
     fn endpoint_claim(
         &self,

@@ -598,6 +598,7 @@ fn apply(
                     claim_endpoints(plan, &after, decision.at, index);
                 }
             }
+            record_end(plan, current.as_ref(), &after);
             plan.put(t::DEPLOYMENTS, key.to_vec(), encode(&after)?);
             plan.put(
                 t::DECISIONS,
@@ -644,6 +645,25 @@ fn apply(
 
 /// Records that `d` claimed each of its endpoints at `at`: whoever claimed
 /// an endpoint last is the one running it.
+/// Once a deployment has a final end, its model and customer index entries
+/// carry it, so a time window skips it without reading the record.
+fn record_end(plan: &mut Plan<'_>, before: Option<&Deployment>, after: &Deployment) {
+    let end = after.final_end();
+    if end.is_none() || end == before.and_then(Deployment::final_end) {
+        return;
+    }
+    for (tag, subject) in [
+        (index::MODEL, &after.model_digest),
+        (index::CUSTOMER, &after.customer_id),
+    ] {
+        plan.put(
+            t::ATTRIBUTION,
+            index::admitted(tag, subject, after.admitted_at, &after.deployment_id),
+            index::ended_at_value(end),
+        );
+    }
+}
+
 fn claim_endpoints(plan: &mut Plan<'_>, d: &Deployment, at: crate::domain::UnixMillis, index: u64) {
     for e in &d.workload.endpoints {
         plan.put(
@@ -711,12 +731,14 @@ fn apply_order(
                 || (order.action == Action::Terminate && d.state == DeploymentState::Suspended);
             if stoppable && order.target.matches_deployment(&d) {
                 changed.push(d.deployment_id.clone());
+                let d_before = d.clone();
                 let mut after = Deployment {
                     state,
                     order_id: Some(order.order_id.clone()),
                     ..d
                 };
                 after.facts.push(index);
+                record_end(plan, Some(&d_before), &after);
                 plan.put(t::DEPLOYMENTS, id, encode(&after)?);
             }
         }
@@ -741,6 +763,7 @@ fn apply_order(
             if d.state == DeploymentState::Suspended
                 && d.order_id.as_deref() == Some(order.order_id.as_str())
             {
+                let before = d.clone();
                 let after = match others.iter().find(|o| o.target.matches_deployment(&d)) {
                     Some(o) => Deployment {
                         state: match o.action {
@@ -761,6 +784,7 @@ fn apply_order(
                         after
                     }
                 };
+                record_end(plan, Some(&before), &after);
                 plan.put(t::DEPLOYMENTS, id.as_bytes().to_vec(), encode(&after)?);
             }
         }

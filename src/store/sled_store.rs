@@ -657,7 +657,7 @@ impl Store for SledStore {
         up_to: UnixMillis,
         cursor: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+    ) -> Result<Vec<super::Admitted>, StoreError> {
         let (tag, subject) = match by {
             AdmittedBy::Model(m) => (index::MODEL, m),
             AdmittedBy::Customer(c) => (index::CUSTOMER, c),
@@ -677,12 +677,16 @@ impl Store for SledStore {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = item.map_err(io)?;
+            let (k, v) = item.map_err(io)?;
             let id = index::admitted_id(&prefix, &k).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&k),
                 detail: "malformed admission index key".into(),
             })?;
-            out.push((k.to_vec(), id));
+            out.push(super::Admitted {
+                cursor: k.to_vec(),
+                deployment_id: id,
+                ended_at: index::ended_at(&v),
+            });
         }
         Ok(out)
     }
