@@ -196,6 +196,8 @@ pub const ROLE_TABLE: &[(&str, &[Role])] = &[
     ("/warden.v1.Trust/PutCrl", &[Admin]),
     ("/warden.v1.Trust/Reload", &[Admin]),
     ("/warden.v1.Trust/LoadSanctionsList", &[Admin]),
+    // A backup copies every record (personal data sealed): admin only.
+    ("/warden.v1.Operations/Backup", &[Admin]),
 ];
 
 /// Services any authenticated caller may use, whatever the role: health

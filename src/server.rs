@@ -17,6 +17,7 @@ use crate::api::admission::AdmissionService;
 use crate::api::attribution::AttributionService;
 use crate::api::customers::CustomersService;
 use crate::api::ledger::LedgerService;
+use crate::api::operations::OperationsService;
 use crate::api::orders::OrdersService;
 use crate::api::trust::TrustService;
 use crate::api::App;
@@ -27,6 +28,7 @@ use crate::proto::admission_server::AdmissionServer;
 use crate::proto::attribution_server::AttributionServer;
 use crate::proto::customers_server::CustomersServer;
 use crate::proto::ledger_server::LedgerServer;
+use crate::proto::operations_server::OperationsServer;
 use crate::proto::orders_server::OrdersServer;
 use crate::proto::trust_server::TrustServer;
 use crate::store::{SledStore, Store};
@@ -148,6 +150,9 @@ pub async fn serve(
     health
         .set_serving::<AttributionServer<AttributionService>>()
         .await;
+    health
+        .set_serving::<OperationsServer<OperationsService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -205,6 +210,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(AttributionServer::new(AttributionService::new(app.clone())))
+        .add_service(OperationsServer::new(OperationsService::new(app.clone())))
         .add_service(
             TrustServer::new(TrustService::new(app))
                 .max_decoding_message_size(crate::api::trust::MAX_LIST_BYTES),

@@ -106,37 +106,13 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn toml_str(p: &Path) -> String {
-    toml::Value::String(p.to_str().unwrap().to_string()).to_string()
-}
-
 /// Writes a config for `env.config` listening on `addr`.
 fn write_config(env: &TestEnv, addr: SocketAddr) -> PathBuf {
     let c = &env.config;
-    let text = format!(
-        "listen = \"{addr}\"\n\
-         data_dir = {}\n\
-         shutdown_grace_seconds = {}\n\
-         [tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = \"{}\"\n\
-         [trust]\ndir = {}\nrequire_crls = {}\noid_base_arc = \"{}\"\n\
-         [admission]\nlease_seconds = {}\n\
-         [licence]\nkey = {}\n\
-         [ledger]\nkey = {}\n\
-         [kyc]\npii_key_file = {}\n",
-        toml_str(&c.data_dir),
-        c.shutdown_grace_seconds,
-        toml_str(&c.tls.cert),
-        toml_str(&c.tls.key),
-        toml_str(&c.tls.client_ca),
-        c.tls.trust_domain,
-        toml_str(&c.trust.dir),
-        c.trust.require_crls,
-        c.trust.oid_base_arc,
-        c.admission.lease_seconds,
-        toml_str(&c.licence.key),
-        toml_str(&c.ledger.key),
-        toml_str(&c.kyc.pii_key_file),
-    );
+    let text = common::config_toml(&warden::config::Config {
+        listen: addr,
+        ..c.clone()
+    });
     let path = env.path().join("crash.toml");
     std::fs::write(&path, text).unwrap();
     // The file must say what the harness config says.

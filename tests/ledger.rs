@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{write, TestEnv, TestServer};
 use sha2::{Digest as _, Sha256};
@@ -21,8 +21,6 @@ use warden::ledger::entry::{CustomerRef, Entry, Event};
 use warden::ledger::tree::{check_record, check_tree, leaf_hash, Hash, MemoryTree};
 use warden::proto;
 use warden::proto::ledger_client::LedgerClient;
-
-const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -1053,20 +1051,9 @@ impl Cli {
             args.push("--entry".into());
             args.push(e.to_string());
         }
-        tokio::task::spawn_blocking(move || {
-            Command::new(WARDEN)
-                .args(&args)
-                .env_remove("WARDEN_ADDR")
-                .env_remove("WARDEN_ROLE")
-                .env_remove("WARDEN_DEV_DIR")
-                .env_remove("WARDEN_CERT")
-                .env_remove("WARDEN_KEY")
-                .env_remove("WARDEN_CA")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || common::warden_command().args(&args).output().unwrap())
+            .await
+            .unwrap()
     }
 
     fn saved(&self) -> String {

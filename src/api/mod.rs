@@ -8,6 +8,7 @@ pub mod attribution;
 pub mod convert;
 pub mod customers;
 pub mod ledger;
+pub mod operations;
 pub mod orders;
 pub mod status;
 pub mod trust;

@@ -94,6 +94,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ledger(cmd) => super::ledger::run(c, cmd).await,
         Command::Attribute(args) => super::attribute::run(c, args).await,
         Command::Health(args) => super::health::run(c, args).await,
+        Command::Backup(args) => super::backup::backup(c, args).await,
+        Command::Restore(args) => super::backup::restore(c, args).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
         Command::VerifyLicence { licence, vkey } => {
             let note = std::fs::read_to_string(&licence)

@@ -6,6 +6,7 @@
 //! inconsistent (evidence printed).
 
 pub mod attribute;
+pub mod backup;
 pub mod client;
 mod commands;
 pub mod customer;
@@ -120,6 +121,14 @@ pub enum Command {
     /// and ledger proofs (authority, under legal process); `--verify` checks
     /// a saved report offline; `requests` lists every request (auditor).
     Attribute(attribute::AttributeArgs),
+    /// Write a consistent backup of the store to a file: from a running
+    /// warden (admin), or with --data-dir from a directory no warden runs
+    /// on. Keys are not included: back them up separately.
+    Backup(backup::BackupArgs),
+    /// Restore a backup file into a new or empty data directory, checking
+    /// the file completely first (and with --config, the restored ledger
+    /// against its signed checkpoint).
+    Restore(backup::RestoreArgs),
     /// Ask a running warden whether it is serving (gRPC health over mTLS);
     /// exit 0 if SERVING, 1 otherwise. For container and Kubernetes probes.
     Health(health::HealthArgs),

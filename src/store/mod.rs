@@ -8,6 +8,7 @@
 //! Stored values carry an application-level checksum: a value that fails it
 //! is reported as corruption and the call fails closed.
 
+pub mod backup;
 mod codec;
 mod index;
 mod sealed;
@@ -322,6 +323,13 @@ pub trait Store: Send + Sync + 'static {
     /// Drop every handle to the store, then wait on this before reopening
     /// the same directory.
     fn closed(&self) -> tokio_util::sync::CancellationToken;
+
+    /// Writes a backup file ([`backup`]) of everything stored to `out`, as
+    /// of one point between two commits: commits pause while the stored
+    /// trees are read (callers wait, nothing fails), then resume. Blocking:
+    /// call it on a blocking thread, with `out` a local file so the pause
+    /// lasts only as long as reading the store.
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<backup::BackupSummary, StoreError>;
 
     /// The latest signed checkpoint (always durable).
     fn checkpoint(&self) -> SignedCheckpoint;

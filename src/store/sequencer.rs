@@ -195,9 +195,27 @@ pub struct SignedCheckpoint {
 #[derive(Clone)]
 pub(crate) struct Sequencer {
     tx: mpsc::Sender<Append>,
+    /// Held by the committer while a batch's transaction goes in, and by
+    /// [`Sequencer::paused`]: whoever holds it sees every tree at one
+    /// point between two commits.
+    gate: Arc<CommitGate>,
     /// Cancelled when the task has ended: every waiter answered, the last
     /// checkpoint persisted, and its handles on the database dropped.
     stopped: tokio_util::sync::CancellationToken,
+}
+
+/// See [`Sequencer::gate`].
+#[derive(Default)]
+pub(crate) struct CommitGate(std::sync::Mutex<()>);
+
+impl CommitGate {
+    fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded value is `()`: a panic while holding it leaves
+        // nothing inconsistent behind.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// How many appends may wait before callers are made to wait for room.
@@ -919,6 +937,7 @@ impl Sequencer {
         // batch, which it does only after finishing the previous one.
         let (planned_tx, planned_rx) = std::sync::mpsc::sync_channel::<Planned>(0);
         let shared: Arc<Shared> = Arc::default();
+        let gate: Arc<CommitGate> = Arc::default();
         let spawn_err = |e: std::io::Error| StoreError::Io(format!("starting the sequencer: {e}"));
         let planner = {
             let trees = trees.clone();
@@ -928,6 +947,7 @@ impl Sequencer {
                 .spawn(move || plan_loop(rx, &trees, size, &planned_tx, &shared))
                 .map_err(spawn_err)?
         };
+        let committer_gate = gate.clone();
         std::thread::Builder::new()
             .name("warden-committer".into())
             .spawn(move || {
@@ -935,13 +955,31 @@ impl Sequencer {
                 // handles: signals the store is closed.
                 let _done = done.drop_guard();
                 let (db, trees, signer, latest) = (db, trees, signer, latest);
-                commit_loop(&db, &trees, &signer, size, &latest, &planned_rx, &shared);
+                commit_loop(
+                    &db,
+                    &trees,
+                    &signer,
+                    size,
+                    &latest,
+                    &planned_rx,
+                    &shared,
+                    &committer_gate,
+                );
                 // The planner has ended (its sender is gone); wait for it
                 // to drop its handles too.
                 let _ = planner.join();
             })
             .map_err(spawn_err)?;
-        Ok(Self { tx, stopped })
+        Ok(Self { tx, stopped, gate })
+    }
+
+    /// Runs `read` with commits paused: no transaction goes in until it
+    /// returns, so it sees every tree at one point between two batches.
+    /// Callers keep queueing meanwhile (and the next batch is planned); they
+    /// are answered, late, once it returns. Blocking.
+    pub(crate) fn paused<R>(&self, read: impl FnOnce() -> R) -> R {
+        let _held = self.gate.hold();
+        read()
     }
 
     /// Resolves once the task has ended (all handles to it were dropped and
@@ -1050,6 +1088,8 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Option<u64>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+// The committer's whole state, passed once at spawn.
+#[allow(clippy::too_many_arguments)]
 fn commit_loop(
     db: &sled::Db,
     trees: &[sled::Tree],
@@ -1058,6 +1098,7 @@ fn commit_loop(
     latest: &RwLock<SignedCheckpoint>,
     planned_rx: &std::sync::mpsc::Receiver<Planned>,
     shared: &Shared,
+    gate: &CommitGate,
 ) {
     use std::sync::mpsc::TryRecvError;
     let mut unpersisted: Option<Unpersisted> = None;
@@ -1097,6 +1138,7 @@ fn commit_loop(
                 next.as_ref(),
                 previous_note.as_deref(),
                 &mut written,
+                gate,
             )
         }))
         .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
@@ -1285,12 +1327,16 @@ fn commit(
     batch: Option<&Planned>,
     previous_checkpoint: Option<&str>,
     written: &mut bool,
+    gate: &CommitGate,
 ) -> Result<Option<SignedCheckpoint>, StoreError> {
     let writes = batch.map_or(&[][..], |b| b.layer.writes.as_slice());
     if writes.is_empty() && previous_checkpoint.is_none() {
         // Every append was refused and nothing waits to be persisted.
         return Ok(None);
     }
+    // Only the transaction is gated: a snapshot taken before the flush
+    // below holds the batch, which is on disk once the flush returns.
+    let held = gate.hold();
     trees
         .transaction(|txs| -> TxResult<()> {
             for (tree, key, value) in writes {
@@ -1308,6 +1354,7 @@ fn commit(
             sled::transaction::TransactionError::Abort(e) => e,
             sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
         })?;
+    drop(held);
     *written = true;
     db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
     let Some((size, root)) = batch.and_then(|b| b.root.map(|r| (b.size, r))) else {

@@ -70,23 +70,8 @@ impl SledStore {
     /// stored personal data, and starts the sequencer. Must be called
     /// inside a tokio runtime.
     pub fn open(dir: &Path, ledger_signer: Signer, keys: Keyring) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Locked(dir.display().to_string())
-                }
-                e if e.to_string().contains("lock") => StoreError::Locked(e.to_string()),
-                e => io(e),
-            })?;
-        let trees: Arc<[sled::Tree]> = t::NAMES
-            .iter()
-            .map(|n| db.open_tree(n).map_err(io))
-            .collect::<Result<Vec<_>, _>>()?
-            .into();
+        let db = open_db(dir)?;
+        let trees = open_trees(&db)?;
         let signer = Arc::new(ledger_signer);
         let (size, checkpoint) = verify_ledger(&db, &trees, &signer)?;
         let keys = Arc::new(keys);
@@ -120,6 +105,33 @@ impl SledStore {
             None => Ok(None),
         }
     }
+}
+
+/// Opens (creating if needed) the sled database in `dir`, as warden always
+/// opens it; refused with [`StoreError::Locked`] while another process
+/// holds it.
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+    sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked(dir.display().to_string())
+            }
+            e if e.to_string().contains("lock") => StoreError::Locked(e.to_string()),
+            e => io(e),
+        })
+}
+
+/// Every tree warden keeps, in [`t::NAMES`] order.
+pub(crate) fn open_trees(db: &sled::Db) -> Result<Arc<[sled::Tree]>, StoreError> {
+    Ok(t::NAMES
+        .iter()
+        .map(|n| db.open_tree(n).map_err(io))
+        .collect::<Result<Vec<_>, _>>()?
+        .into())
 }
 
 /// Start-up check: the newest stored customer version (if any) must open
@@ -771,6 +783,19 @@ impl Store for SledStore {
             out.push(decode(&k, &v)?);
         }
         Ok(out)
+    }
+
+    fn backup(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<super::backup::BackupSummary, StoreError> {
+        let created_at = crate::api::now_millis();
+        self.sequencer.paused(|| {
+            let start = std::time::Instant::now();
+            let mut summary = super::backup::write_snapshot(&self.trees, out, created_at)?;
+            summary.paused = start.elapsed();
+            Ok(summary)
+        })
     }
 
     fn checkpoint(&self) -> SignedCheckpoint {

@@ -239,6 +239,53 @@ impl TestEnv {
     }
 }
 
+/// `c` as the text of a config file that `Config::load` reads back as `c`.
+pub fn config_toml(c: &Config) -> String {
+    let p = |p: &Path| toml::Value::String(p.to_str().unwrap().to_string()).to_string();
+    format!(
+        "listen = \"{}\"\n\
+         data_dir = {}\n\
+         shutdown_grace_seconds = {}\n\
+         [tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = \"{}\"\n\
+         [trust]\ndir = {}\nrequire_crls = {}\noid_base_arc = \"{}\"\n\
+         [admission]\nlease_seconds = {}\n\
+         [licence]\nkey = {}\n\
+         [ledger]\nkey = {}\n\
+         [kyc]\npii_key_file = {}\n",
+        c.listen,
+        p(&c.data_dir),
+        c.shutdown_grace_seconds,
+        p(&c.tls.cert),
+        p(&c.tls.key),
+        p(&c.tls.client_ca),
+        c.tls.trust_domain,
+        p(&c.trust.dir),
+        c.trust.require_crls,
+        c.trust.oid_base_arc,
+        c.admission.lease_seconds,
+        p(&c.licence.key),
+        p(&c.ledger.key),
+        p(&c.kyc.pii_key_file),
+    )
+}
+
+/// The `warden` binary, with no client settings inherited from the
+/// environment (`WARDEN_ADDR` and the like).
+pub fn warden_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    for var in [
+        "WARDEN_ADDR",
+        "WARDEN_ROLE",
+        "WARDEN_DEV_DIR",
+        "WARDEN_CERT",
+        "WARDEN_KEY",
+        "WARDEN_CA",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
 /// Connects with the given server CA and optional client identity.
 pub async fn connect(
     addr: SocketAddr,
