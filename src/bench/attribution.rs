@@ -386,6 +386,22 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
         "deployments loaded in {:.1} s; ledger holds {entries} entries",
         deployments_time.as_secs_f64()
     );
+    // What a backup of this store costs the writers: how long commits are
+    // paused while every tree is copied to a local file.
+    let backup = {
+        let store = app.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut file = tempfile::tempfile()?;
+            anyhow::Ok(store.backup(&mut file)?)
+        })
+        .await??
+    };
+    eprintln!(
+        "backup of the loaded store: {} records, {:.1} MB, writes paused {:.0} ms",
+        backup.records,
+        backup.bytes as f64 / 1e6,
+        backup.paused.as_secs_f64() * 1000.0
+    );
 
     // Serve, and ask as an authority over mTLS.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
