@@ -481,6 +481,7 @@ async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
         dir: base.join("dev"),
         data_dir: base.join("data"),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         prepare_only: true,
     };
     let config = crate::cli::dev::prepare(&dev)?;

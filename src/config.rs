@@ -27,6 +27,10 @@ pub struct Config {
     /// gRPC listen address.
     #[serde(default = "defaults::listen")]
     pub listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (plain HTTP, `GET
+    /// /metrics`); off when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for the embedded store; created if missing.
     pub data_dir: PathBuf,
     /// How long SIGTERM waits for in-flight calls before closing them.
@@ -251,6 +255,16 @@ impl Config {
         if self.kyc.purge_interval_seconds == 0 {
             err("kyc.purge_interval_seconds", "must be at least 1".into());
         }
+        if let Some(m) = self.metrics_listen {
+            let l = self.listen;
+            let same_host = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();
+            if m.port() != 0 && m.port() == l.port() && same_host {
+                err(
+                    "metrics_listen",
+                    format!("{m} takes the port of listen ({l}); give metrics a port of its own"),
+                );
+            }
+        }
         if self.shutdown_grace_seconds > 3_600 {
             err("shutdown_grace_seconds", "must be at most 3600".into());
         }
@@ -326,6 +340,58 @@ mod tests {
         assert_eq!(c.admission.lease_seconds, defaults::lease_seconds());
         assert_eq!(c.kyc.retention_days, defaults::retention_days());
         assert_eq!(c.trust.oid_base_arc, defaults::oid_base_arc());
+        assert_eq!(c.metrics_listen, None, "metrics are off by default");
+    }
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            r#"{extra}
+data_dir = "d"
+[tls]
+cert = "c"
+key = "k"
+client_ca = "ca"
+trust_domain = "warden.example"
+[trust]
+dir = "t"
+[licence]
+key = "l"
+[ledger]
+key = "g"
+[kyc]
+pii_key_file = "p"
+"#
+        )
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let c: Config = toml::from_str(&minimal("")).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let c: Config = toml::from_str(&minimal("metrics_listen = \"127.0.0.1:9464\"")).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+    }
+
+    #[test]
+    fn a_bad_metrics_address_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(&p, minimal("metrics_listen = \"localhost\"")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("metrics_listen"), "{e}");
+        std::fs::write(
+            &p,
+            minimal("listen = \"0.0.0.0:50051\"\nmetrics_listen = \"127.0.0.1:50051\""),
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("metrics_listen: 127.0.0.1:50051 takes the port of listen"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct ScreeningState {
     /// One list load at a time, so the screener in memory is the stored
     /// list's.
     loading: tokio::sync::Mutex<()>,
+    /// Screenings stored with a potential match (see [`Self::stored`]).
+    pub hits: crate::metrics::Counter,
 }
 
 /// How many customers one ledger entry of a re-screen covers.
@@ -36,6 +38,7 @@ impl ScreeningState {
             current: RwLock::new(current),
             threshold,
             loading: tokio::sync::Mutex::new(()),
+            hits: crate::metrics::Counter::default(),
         })
     }
 
@@ -44,6 +47,15 @@ impl ScreeningState {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Counts the potential matches among screenings just stored.
+    pub fn stored<'a>(&self, screenings: impl IntoIterator<Item = &'a Screening>) {
+        let hits = screenings
+            .into_iter()
+            .filter(|s| s.status == ScreeningStatus::PotentialMatch)
+            .count();
+        self.hits.add(hits as u64);
     }
 
     fn replace(&self, screener: Arc<Screener>) {
@@ -269,6 +281,7 @@ async fn rescreen(
         },
     );
     store.put_screenings(&changed, entry).await?;
+    state.stored(&changed);
     Ok((screened, potential))
 }
 

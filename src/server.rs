@@ -3,15 +3,19 @@
 //!
 //! `serve` takes an already-bound listener so tests can bind `127.0.0.1:0`
 //! and read the port back before any client connects.
+//!
+//! TLS is accepted here rather than by tonic (whose acceptor drops failed
+//! handshakes with a debug line), so that failed handshakes are counted:
+//! the same rustls configuration tonic would build (client certificate
+//! required, verified by webpki against the client CA; ALPN h2; a handshake
+//! time limit), and the established streams are handed to tonic, which
+//! reads the peer certificates from them as before.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::api::admission::AdmissionService;
 use crate::api::attribution::AttributionService;
@@ -37,6 +41,9 @@ use crate::trust::TrustState;
 /// Largest request or response message accepted (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long `serve` waits, after the last call ended, for the store to
 /// persist its last checkpoint and release the data directory.
 const STORE_CLOSE_LIMIT: Duration = Duration::from_secs(10);
@@ -59,6 +66,12 @@ pub enum ServerError {
     Tls(String),
     #[error("server failed: {0}")]
     Transport(String),
+    #[error("cannot listen on {addr} ({field}): {source}")]
+    Listen {
+        field: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Installs ring as the process's rustls crypto provider. Idempotent: a
@@ -116,6 +129,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         order_revision: tokio::sync::watch::Sender::new(order_revision),
         shutdown: CancellationToken::new(),
         recent_events: crate::api::orders::RecentEvents::default(),
+        metrics: Arc::default(),
     }))
 }
 
@@ -128,14 +142,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     install_crypto_provider();
-    let cert = read("server certificate", &config.tls.cert)?;
-    let key = read("server key", &config.tls.key)?;
-    let client_ca = read("client CA", &config.tls.client_ca)?;
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(client_ca))
-        .client_auth_optional(false)
-        .timeout(Duration::from_secs(10));
+    let tls = tls_acceptor(config)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -189,9 +196,10 @@ pub async fn serve(
     });
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "warden serving (mTLS)");
+    let incoming = accept_tls(listener, tls, app.metrics.clone(), shutdown.clone());
     let result = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .map_err(|e| ServerError::Tls(e.to_string()))?
+        // Outermost, so that calls the auth layer refuses are timed too.
+        .layer(crate::metrics::GrpcMetricsLayer::new(app.metrics.clone()))
         .layer(AuthLayer::new(&config.tls.trust_domain))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -215,18 +223,7 @@ pub async fn serve(
             TrustServer::new(TrustService::new(app))
                 .max_decoding_message_size(crate::api::trust::MAX_LIST_BYTES),
         )
-        .serve_with_incoming_shutdown(
-            // Nagle off: a unary answer is several small HTTP/2 frames
-            // (headers, data, trailers); with Nagle on, the last one waits
-            // for the client's delayed ACK, adding up to 40 ms to a call.
-            TcpListenerStream::new(listener).map(|accepted| {
-                accepted.and_then(|stream| {
-                    stream.set_nodelay(true)?;
-                    Ok(stream)
-                })
-            }),
-            shutdown.clone().cancelled_owned(),
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
         .await
         .map_err(|e| ServerError::Transport(e.to_string()));
     health
@@ -246,6 +243,110 @@ pub async fn serve(
     }
     tracing::info!("warden stopped");
     result
+}
+
+/// The rustls server configuration: the server's certificate, a client
+/// certificate required and verified against the client CA, ALPN h2.
+fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem_error = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        ServerError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let certs = |what: &'static str, path: &std::path::Path| {
+        let pem = read(what, path)?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<CertificateDer<'static>>, _>>()
+            .map_err(|e| pem_error(what, path, &e))?;
+        if certs.is_empty() {
+            return Err(pem_error(what, path, &"no PEM certificate in it"));
+        }
+        Ok(certs)
+    };
+    let chain = certs("server certificate", &config.tls.cert)?;
+    let key_pem = read("server key", &config.tls.key)?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| pem_error("server key", &config.tls.key, &e))?
+        .ok_or_else(|| pem_error("server key", &config.tls.key, &"no PEM private key in it"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certs("client CA", &config.tls.client_ca)? {
+        roots
+            .add(ca)
+            .map_err(|e| pem_error("client CA", &config.tls.client_ca, &e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| pem_error("client CA", &config.tls.client_ca, &e))?;
+    let mut tls = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Tls(format!("server certificate and key: {e}")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// Accepts connections on `listener` and completes their TLS handshakes
+/// concurrently (a slow client holds up no other), counting the ones that
+/// fail or run out of time. Yields established streams until `shutdown`;
+/// handshakes still running then are dropped.
+fn accept_tls(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut handshakes = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        // Nagle off: a unary answer is several small HTTP/2
+                        // frames (headers, data, trailers); with Nagle on,
+                        // the last one waits for the client's delayed ACK,
+                        // adding up to 40 ms to a call.
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, error = %e, "cannot turn Nagle off");
+                        }
+                        let tls = tls.clone();
+                        handshakes.spawn(async move {
+                            let r = tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(stream)).await;
+                            (peer, r)
+                        });
+                    }
+                    // tonic decides which accept errors end the server.
+                    Err(e) => {
+                        if tx.send(Err(e)).await.is_err() {
+                            return;
+                        }
+                    }
+                },
+                Some(done) = handshakes.join_next() => {
+                    let Ok((peer, result)) = done else { continue };
+                    match result {
+                        Ok(Ok(stream)) => {
+                            if tx.send(Ok(stream)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Purges the personal data of customers closed for longer than the
@@ -281,14 +382,38 @@ async fn expiry_task(app: Arc<App>, principal: String, shutdown: CancellationTok
     }
 }
 
-/// Serves on `listener` until `shutdown`, then drains for at most the
-/// configured grace period before closing what is still open.
+/// Binds the metrics listener if `metrics_listen` is set.
+pub async fn bind_metrics(config: &Config) -> Result<Option<TcpListener>, ServerError> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| ServerError::Listen {
+            field: "metrics_listen",
+            addr,
+            source,
+        })
+}
+
+/// Serves on `listener` (and metrics on `metrics`, if given) until
+/// `shutdown`, then drains for at most the configured grace period before
+/// closing what is still open.
 pub async fn run(
     config: Config,
     app: Arc<App>,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    if let Some(metrics) = metrics {
+        tokio::spawn(crate::metrics::serve(
+            metrics,
+            app.clone(),
+            shutdown.clone(),
+        ));
+    }
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let server = tokio::spawn({
         let shutdown = shutdown.clone();

@@ -14,6 +14,8 @@ const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 struct Dev {
     child: Child,
     addr: String,
+    /// host:port of the metrics endpoint.
+    metrics: String,
 }
 
 impl Drop for Dev {
@@ -31,7 +33,7 @@ fn start_dev(dir: &Path) -> Dev {
 /// [`start_dev`] listening on `listen`.
 fn start_dev_on(dir: &Path, listen: &str) -> Dev {
     let mut child = Command::new(WARDEN)
-        .args(["dev", "--listen", listen])
+        .args(["dev", "--listen", listen, "--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -39,7 +41,8 @@ fn start_dev_on(dir: &Path, listen: &str) -> Dev {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
+    let mut addr = None;
+    let metrics = loop {
         let line = lines
             .next()
             .expect("warden dev exited before serving")
@@ -53,12 +56,31 @@ fn start_dev_on(dir: &Path, listen: &str) -> Dev {
                 .next()
                 .unwrap()
                 .to_string();
-            break format!("https://localhost:{port}");
+            addr = Some(format!("https://localhost:{port}"));
+        }
+        if let Some(rest) = line.strip_prefix("warden dev metrics are at http://") {
+            break rest.trim_end_matches("/metrics").to_string();
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Dev { child, addr }
+    Dev {
+        child,
+        addr: addr.expect("the serving line comes first"),
+        metrics,
+    }
+}
+
+/// The metrics endpoint's text, fetched over plain HTTP.
+fn scrape(metrics: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(metrics).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: warden\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
 }
 
 fn warden(dir: &Path, addr: &str, args: &[&str]) -> Output {
@@ -287,6 +309,17 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "ACCELERATORS_OUT_OF_SCOPE",
     ] {
         assert!(out.contains(code), "{code} missing from {out}");
+    }
+
+    // The dev server's metrics show the two decisions.
+    let m = scrape(&dev.metrics);
+    for line in [
+        "warden_admission_decisions_total{call=\"admit\",decision=\"allow\",reason=\"none\"} 1\n",
+        "warden_admission_decisions_total{call=\"admit\",decision=\"deny\",reason=\"DIGEST_MISMATCH\"} 1\n",
+        "warden_admission_deny_reasons_total{call=\"admit\",reason=\"REGION_OUT_OF_SCOPE\"} 1\n",
+        "warden_deployments{state=\"active\"} 1\n",
+    ] {
+        assert!(m.contains(line), "{line} missing from {m}");
     }
 
     // KYC: a customer registered from its JSON file is refused until it

@@ -23,6 +23,7 @@ use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{CertificateRef, CustomerRef, Entry, Event};
+use crate::metrics::DecisionCall;
 use crate::proto;
 use crate::proto::admission_server::Admission;
 use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
@@ -222,10 +223,15 @@ impl AdmissionService {
             r => r.map_err(ApiError::from)?,
         };
         let answer = match recorded {
-            AdmitRecorded::New(index) => DecisionRecord {
-                ledger_index: Some(index),
-                ..record
-            },
+            AdmitRecorded::New(index) => {
+                self.app
+                    .metrics
+                    .decided(DecisionCall::Admit, &record.reasons);
+                DecisionRecord {
+                    ledger_index: Some(index),
+                    ..record
+                }
+            }
             AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
             AdmitRecorded::Replay(_) => {
                 return Err(ApiError::FailedPrecondition(format!(
@@ -348,6 +354,7 @@ impl AdmissionService {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
             r => r.map_err(ApiError::from)?,
         };
+        self.app.metrics.decided(DecisionCall::Renew, &reasons);
         tracing::info!(
             deployment_id = %before.deployment_id,
             allowed,

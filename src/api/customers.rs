@@ -62,7 +62,11 @@ impl CustomersService {
                 .await
             {
                 Err(StoreError::Conflict(what)) if what == LIST_REPLACED => continue,
-                r => return r.map(|_| screening).map_err(ApiError::from),
+                r => {
+                    r.map_err(ApiError::from)?;
+                    self.app.screening.stored([&screening]);
+                    return Ok(screening);
+                }
             }
         }
         Err(ApiError::Aborted(

@@ -43,6 +43,8 @@ pub struct App {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The newest order events, converted once for every watcher.
     pub recent_events: orders::RecentEvents,
+    /// Counters and histograms served at the metrics endpoint.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Lower-case hex SHA-256.

@@ -197,6 +197,7 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
         dir: base.join("dev"),
         data_dir: base.join("data"),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         prepare_only: true,
     };
     let config = crate::cli::dev::prepare(&dev)?;

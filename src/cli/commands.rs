@@ -28,9 +28,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let metrics = crate::server::bind_metrics(&config).await?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             spawn_signal_handler(shutdown.clone());
-            crate::server::run(config, app, listener, shutdown).await?;
+            crate::server::run(config, app, listener, metrics, shutdown).await?;
             Ok(0)
         }
         Command::Certs(cmd) => certs(cmd).map(|_| 0),

@@ -1,7 +1,8 @@
 //! `warden dev`: one command on a fresh machine. It creates what is missing
 //! under `certs/dev` (a dev PKI, a licence key, a sample model directory and
 //! its evaluation certificate, a config file), registers a sample VERIFIED
-//! customer, then serves on 127.0.0.1:50051 and prints commands to try.
+//! customer, then serves on 127.0.0.1:50051 (Prometheus metrics on
+//! 127.0.0.1:9464) and prints commands to try.
 //!
 //! Everything it generates is for development only and is gitignored.
 
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use sha2::{Digest as _, Sha256};
+
+use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::domain::customer::{Customer, CustomerKind, CustomerStatus};
@@ -34,6 +37,9 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Where the Prometheus metrics endpoint listens (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
     /// Prepare everything and exit without serving.
     #[arg(long)]
     pub prepare_only: bool,
@@ -185,6 +191,7 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
     let config_text = format!(
         r#"# Written by `warden dev`; development only.
 listen = "{listen}"
+metrics_listen = "{metrics_listen}"
 data_dir = "{data}"
 shutdown_grace_seconds = 5
 
@@ -213,6 +220,7 @@ screening_threshold = 0.9
 retention_days = 1825
 "#,
         listen = args.listen,
+        metrics_listen = args.metrics_listen,
         data = data_dir.display(),
         domain = crate::pki::dev::DEV_TRUST_DOMAIN,
     );
@@ -298,14 +306,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    print_instructions(&args, listener.local_addr()?);
+    let metrics = crate::server::bind_metrics(&config).await?;
+    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+    print_instructions(&args, listener.local_addr()?, metrics_addr);
     let shutdown = tokio_util::sync::CancellationToken::new();
     super::commands::spawn_signal_handler(shutdown.clone());
-    crate::server::run(config, app, listener, shutdown).await?;
+    crate::server::run(config, app, listener, metrics, shutdown).await?;
     Ok(())
 }
 
-fn print_instructions(args: &DevArgs, listen: SocketAddr) {
+fn print_instructions(args: &DevArgs, listen: SocketAddr, metrics: Option<SocketAddr>) {
     let bin = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.display().to_string()))
@@ -332,12 +342,20 @@ In another terminal, from this directory:
 
   warden deployment list
   warden customer get {customer}
-"#,
+{metrics}"#,
         listen = listen,
         bin = bin,
         customer = SAMPLE_CUSTOMER,
         vkey = vkey.trim(),
         ledger_vkey = ledger_vkey.trim(),
         zeros = "0".repeat(64),
+        metrics = metrics
+            .map(|m| format!(
+                "\n  # Prometheus metrics (plain HTTP, loopback only)\n  curl -s http://{m}/metrics | grep ^warden_\n"
+            ))
+            .unwrap_or_default(),
     );
+    if let Some(m) = metrics {
+        println!("warden dev metrics are at http://{m}/metrics");
+    }
 }

@@ -25,6 +25,26 @@ pub enum DeploymentState {
     Terminated,
 }
 
+impl DeploymentState {
+    pub const ALL: [DeploymentState; 5] = [
+        Self::Active,
+        Self::Released,
+        Self::Expired,
+        Self::Suspended,
+        Self::Terminated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Released => "RELEASED",
+            Self::Expired => "EXPIRED",
+            Self::Suspended => "SUSPENDED",
+            Self::Terminated => "TERMINATED",
+        }
+    }
+}
+
 /// What the model-evaluation certificate said, kept with the deployment so
 /// that attribution never needs the certificate again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,6 +94,8 @@ pub enum OrderState {
 }
 
 impl OrderState {
+    pub const ALL: [OrderState; 4] = [Self::Pending, Self::Active, Self::Lifted, Self::Expired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",

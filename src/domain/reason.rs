@@ -31,6 +31,36 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// Every code, in declaration order (`ALL[c.index()] == c`).
+    pub const ALL: [ReasonCode; 21] = [
+        Self::CertMalformed,
+        Self::CertUntrusted,
+        Self::CertExpired,
+        Self::CertNotYetValid,
+        Self::CertRevoked,
+        Self::CrlExpired,
+        Self::CrlUnavailable,
+        Self::CrlInvalid,
+        Self::CertWrongUsage,
+        Self::CertExtensionMissing,
+        Self::CertExtensionMalformed,
+        Self::EvaluationFailed,
+        Self::DigestMismatch,
+        Self::CustomerUnknown,
+        Self::CustomerNotVerified,
+        Self::RegionOutOfScope,
+        Self::AcceleratorsOutOfScope,
+        Self::LeaseExpired,
+        Self::DeploymentNotActive,
+        Self::ScreeningUnresolved,
+        Self::OrderActive,
+    ];
+
+    /// Position in [`ReasonCode::ALL`]: a dense index for per-code counters.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The wire name, as in the proto enum without its prefix.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -72,6 +102,31 @@ impl Reason {
         Self {
             code,
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_once_at_its_index() {
+        for (i, c) in ReasonCode::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+        }
+        // Every code the domain has also exists in the API (the conversion
+        // to proto needs one), so walking the API's codes finds any that
+        // `ALL` forgot.
+        for i in 1..256 {
+            let Ok(api) = crate::proto::ReasonCode::try_from(i) else {
+                continue;
+            };
+            let name = api.as_str_name().trim_start_matches("REASON_CODE_");
+            if let Ok(c) = serde_json::from_str::<ReasonCode>(&format!("\"{name}\"")) {
+                assert_eq!(ReasonCode::ALL.get(c.index()), Some(&c), "{name}");
+                assert_eq!(c.as_str(), name);
+            }
         }
     }
 }

@@ -144,6 +144,50 @@ pub struct EndpointClaim {
     pub deployment_id: String,
 }
 
+/// How many deployments and orders are in each stored state. The
+/// sequencer keeps it in the store, changed in the same commit as the
+/// states it counts, so reading it costs one lookup, never a scan.
+///
+/// A deployment counts in the state last written for it: one whose lease
+/// ran out without a renewal or release stays ACTIVE here, although
+/// `ListDeployments` reports it EXPIRED (lapsing is a reading of the clock,
+/// not a change anyone writes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    pub deployments: Vec<(DeploymentState, u64)>,
+    pub orders: Vec<(crate::domain::order::OrderState, u64)>,
+}
+
+impl StateCounts {
+    pub fn deployments_in(&self, state: DeploymentState) -> u64 {
+        count_of(&self.deployments, state)
+    }
+
+    pub fn orders_in(&self, state: crate::domain::order::OrderState) -> u64 {
+        count_of(&self.orders, state)
+    }
+}
+
+fn count_of<S: PartialEq>(counts: &[(S, u64)], state: S) -> u64 {
+    counts
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// What the store reports about itself for metrics; every field is cheap
+/// to read.
+#[derive(Debug, Clone)]
+pub struct StoreStats {
+    /// Entries covered by the latest signed checkpoint.
+    pub ledger_size: u64,
+    /// When that checkpoint was signed (Unix milliseconds).
+    pub checkpoint_signed_at: UnixMillis,
+    pub states: StateCounts,
+    /// How long each group commit's flush took.
+    pub flush_seconds: crate::metrics::HistogramSnapshot,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct CustomerFilter {
     pub status: Option<CustomerStatus>,
@@ -333,6 +377,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest signed checkpoint (always durable).
     fn checkpoint(&self) -> SignedCheckpoint;
+    /// Sizes, state counts and flush times, for metrics. Scans nothing.
+    fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Entries `[start, start + count)` that exist, as stored bytes.
     fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
     /// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`.

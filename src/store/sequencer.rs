@@ -30,13 +30,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{decode, encode, encode_raw, push_entry};
 use super::index;
 use super::sealed::{StoredCustomer, StoredScreening};
-use super::{AdmitRecorded, DecisionRecord, StoreError};
+use super::{AdmitRecorded, DecisionRecord, StateCounts, StoreError};
 use crate::domain::attribution::normalize_endpoint;
-use crate::domain::deployment::Deployment;
+use crate::domain::deployment::{Deployment, DeploymentState};
+use crate::domain::order::OrderState;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree::{self, Hash, HashReader};
+use crate::metrics::Histogram;
 
 /// Indices into the tree slice every transaction spans.
 pub(crate) mod t {
@@ -91,6 +93,12 @@ pub(crate) const SANCTIONS_SHA256: &[u8] = b"sha256";
 pub const LIST_REPLACED: &str = "the sanctions list";
 pub(crate) const META_SIZE: &[u8] = b"size";
 pub(crate) const META_CHECKPOINT: &[u8] = b"checkpoint";
+/// In [`t::META`]: when the checkpoint under [`META_CHECKPOINT`] was signed
+/// (Unix milliseconds, big endian), written with it.
+pub(crate) const META_CHECKPOINT_AT: &[u8] = b"checkpoint_at";
+/// In [`t::META`]: the [`StateCounts`], changed in the same commit as the
+/// states they count.
+pub(crate) const META_STATE_COUNTS: &[u8] = b"state_counts";
 
 /// A state change the sequencer applies if its preconditions hold.
 // Moved once into the queue and consumed there; boxing would only add an
@@ -190,6 +198,9 @@ impl<T: serde::Serialize> Encoded<T> {
 pub struct SignedCheckpoint {
     pub checkpoint: Checkpoint,
     pub note: String,
+    /// When it was signed (Unix milliseconds); for a store written before
+    /// this was recorded, when it was verified at start.
+    pub signed_at: crate::domain::UnixMillis,
 }
 
 #[derive(Clone)]
@@ -326,6 +337,11 @@ struct Plan<'a> {
     layer: Layer,
     /// Set by an order change: the deployments it changed, for its entry.
     order_deployments: Option<Vec<String>>,
+    /// How many deployments (by position in `DeploymentState::ALL`) and
+    /// orders (in `OrderState::ALL`) this batch moved into (+) or out of
+    /// (-) each state.
+    deployment_moves: [i64; DeploymentState::ALL.len()],
+    order_moves: [i64; OrderState::ALL.len()],
 }
 
 impl<'a> Plan<'a> {
@@ -335,7 +351,54 @@ impl<'a> Plan<'a> {
             previous,
             layer: Layer::new(first_hash_index),
             order_deployments: None,
+            deployment_moves: Default::default(),
+            order_moves: Default::default(),
         }
+    }
+
+    /// Writes a deployment that was in state `before` (`None`: new).
+    fn put_deployment(
+        &mut self,
+        before: Option<DeploymentState>,
+        d: &Deployment,
+    ) -> Result<(), StoreError> {
+        self.put(
+            t::DEPLOYMENTS,
+            d.deployment_id.as_bytes().to_vec(),
+            encode(d)?,
+        );
+        moved(
+            &mut self.deployment_moves,
+            &DeploymentState::ALL,
+            before,
+            d.state,
+        );
+        Ok(())
+    }
+
+    /// Writes the batch's moves into the stored [`StateCounts`].
+    fn put_state_counts(&mut self) -> Result<(), StoreError> {
+        if self
+            .deployment_moves
+            .iter()
+            .chain(&self.order_moves)
+            .all(|&m| m == 0)
+        {
+            return Ok(());
+        }
+        let mut counts: StateCounts = self
+            .get_decoded(t::META, META_STATE_COUNTS)?
+            .unwrap_or_default();
+        for (state, m) in DeploymentState::ALL.iter().zip(self.deployment_moves) {
+            add_count(&mut counts.deployments, *state, m);
+        }
+        for (state, m) in OrderState::ALL.iter().zip(self.order_moves) {
+            add_count(&mut counts.orders, *state, m);
+        }
+        self.deployment_moves = Default::default();
+        self.order_moves = Default::default();
+        self.put(t::META, META_STATE_COUNTS.to_vec(), encode(&counts)?);
+        Ok(())
     }
 
     fn get(&self, tree: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -379,6 +442,35 @@ impl<'a> Plan<'a> {
             }
         }
     }
+}
+
+/// Records that one item left state `before` (if any) for `after`.
+fn moved<S: PartialEq + Copy>(moves: &mut [i64], all: &[S], before: Option<S>, after: S) {
+    if before == Some(after) {
+        return;
+    }
+    let position = |s: S| all.iter().position(|x| *x == s);
+    if let Some(i) = before.and_then(position) {
+        moves[i] -= 1;
+    }
+    if let Some(i) = position(after) {
+        moves[i] += 1;
+    }
+}
+
+fn add_count<S: PartialEq>(counts: &mut Vec<(S, u64)>, state: S, delta: i64) {
+    if delta == 0 {
+        return;
+    }
+    let i = match counts.iter().position(|(s, _)| *s == state) {
+        Some(i) => i,
+        None => {
+            counts.push((state, 0));
+            counts.len() - 1
+        }
+    };
+    let n = &mut counts[i].1;
+    *n = n.saturating_add_signed(delta);
 }
 
 /// A screening write must be exactly one revision past the stored one.
@@ -556,11 +648,7 @@ fn apply(
                     last_renewal: None,
                     ..d.clone()
                 };
-                plan.put(
-                    t::DEPLOYMENTS,
-                    d.deployment_id.as_bytes().to_vec(),
-                    encode(&d)?,
-                );
+                plan.put_deployment(None, &d)?;
                 for tag in [index::MODEL, index::CUSTOMER] {
                     let subject = if tag == index::MODEL {
                         &d.model_digest
@@ -617,7 +705,7 @@ fn apply(
                 }
             }
             record_end(plan, current.as_ref(), &after);
-            plan.put(t::DEPLOYMENTS, key.to_vec(), encode(&after)?);
+            plan.put_deployment(Some(before.state), &after)?;
             plan.put(
                 t::DECISIONS,
                 decision.decision_id.as_bytes().to_vec(),
@@ -721,8 +809,7 @@ fn apply_order(
     change: &OrderChange,
     index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
-    use crate::domain::deployment::DeploymentState;
-    use crate::domain::order::{Action, EventKind, OrderEvent, OrderState};
+    use crate::domain::order::{Action, EventKind, OrderEvent};
     let mut order = change.order.clone();
     let key = order.order_id.as_bytes().to_vec();
     let stored: Option<crate::domain::order::Order> = plan.get_decoded(t::ORDERS, &key)?;
@@ -757,7 +844,7 @@ fn apply_order(
                 };
                 after.facts.push(index);
                 record_end(plan, Some(&d_before), &after);
-                plan.put(t::DEPLOYMENTS, id, encode(&after)?);
+                plan.put_deployment(Some(d_before.state), &after)?;
             }
         }
         order.matched_deployments.clone_from(&changed);
@@ -803,7 +890,7 @@ fn apply_order(
                     }
                 };
                 record_end(plan, Some(&before), &after);
-                plan.put(t::DEPLOYMENTS, id.as_bytes().to_vec(), encode(&after)?);
+                plan.put_deployment(Some(before.state), &after)?;
             }
         }
     }
@@ -854,6 +941,12 @@ fn apply_order(
             revision.to_be_bytes().to_vec(),
         );
     }
+    moved(
+        &mut plan.order_moves,
+        &OrderState::ALL,
+        stored.as_ref().map(|o| o.state),
+        order.state,
+    );
     let encoded = encode(&order)?;
     if order.state == OrderState::Active {
         plan.put(t::ACTIVE_ORDERS, key.clone(), encoded.clone());
@@ -895,7 +988,6 @@ struct Planned {
 }
 
 /// What the planner and the committer tell each other besides batches.
-#[derive(Default)]
 struct Shared {
     /// Set by the committer when a batch failed: the size actually
     /// committed. The planner then drops what it planned on top of the
@@ -905,6 +997,8 @@ struct Shared {
     /// for it (its transaction will persist the pending checkpoint) instead
     /// of spending a flush on the checkpoint alone.
     planning: std::sync::atomic::AtomicBool,
+    /// Where the committer records how long each flush took.
+    flush_seconds: Arc<Histogram>,
 }
 
 impl Sequencer {
@@ -929,6 +1023,7 @@ impl Sequencer {
         signer: Arc<Signer>,
         size: u64,
         latest: Arc<RwLock<SignedCheckpoint>>,
+        flush_seconds: Arc<Histogram>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Append>(QUEUE);
         let stopped = tokio_util::sync::CancellationToken::new();
@@ -936,7 +1031,11 @@ impl Sequencer {
         // A rendezvous: `send` returns once the committer has taken the
         // batch, which it does only after finishing the previous one.
         let (planned_tx, planned_rx) = std::sync::mpsc::sync_channel::<Planned>(0);
-        let shared: Arc<Shared> = Arc::default();
+        let shared = Arc::new(Shared {
+            reset: std::sync::Mutex::default(),
+            planning: std::sync::atomic::AtomicBool::default(),
+            flush_seconds,
+        });
         let gate: Arc<CommitGate> = Arc::default();
         let spawn_err = |e: std::io::Error| StoreError::Io(format!("starting the sequencer: {e}"));
         let planner = {
@@ -1128,7 +1227,7 @@ fn commit_loop(
             }
             other => other,
         };
-        let previous_note = unpersisted.as_ref().map(|u| u.checkpoint.note.clone());
+        let previous_checkpoint = unpersisted.as_ref().map(|u| u.checkpoint.clone());
         let mut written = false;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             commit(
@@ -1136,9 +1235,10 @@ fn commit_loop(
                 trees,
                 signer,
                 next.as_ref(),
-                previous_note.as_deref(),
+                previous_checkpoint.as_ref(),
                 &mut written,
                 gate,
+                &shared.flush_seconds,
             )
         }))
         .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
@@ -1294,6 +1394,7 @@ fn plan_batch(
             Err(e) => outcomes.push(Err(e)),
         }
     }
+    plan.put_state_counts()?;
     let root = if n > size {
         plan.put(t::ENTRIES, size.to_be_bytes().to_vec(), encode_raw(&packed));
         plan.put(
@@ -1320,14 +1421,17 @@ fn plan_batch(
 /// One group commit: writes the planned batch (if any) and persists
 /// `previous_checkpoint` (signed over a tree already durable) in one
 /// transaction, flushes, then signs the new tree, if it grew.
+// The committer's state for one commit, passed from its loop.
+#[allow(clippy::too_many_arguments)]
 fn commit(
     db: &sled::Db,
     trees: &[sled::Tree],
     signer: &Signer,
     batch: Option<&Planned>,
-    previous_checkpoint: Option<&str>,
+    previous_checkpoint: Option<&SignedCheckpoint>,
     written: &mut bool,
     gate: &CommitGate,
+    flush_seconds: &Histogram,
 ) -> Result<Option<SignedCheckpoint>, StoreError> {
     let writes = batch.map_or(&[][..], |b| b.layer.writes.as_slice());
     if writes.is_empty() && previous_checkpoint.is_none() {
@@ -1345,8 +1449,9 @@ fn commit(
                     None => txs[*tree].remove(key.as_slice())?,
                 };
             }
-            if let Some(note) = previous_checkpoint {
-                txs[t::META].insert(META_CHECKPOINT, note.as_bytes())?;
+            if let Some(c) = previous_checkpoint {
+                txs[t::META].insert(META_CHECKPOINT, c.note.as_bytes())?;
+                txs[t::META].insert(META_CHECKPOINT_AT, &c.signed_at.to_be_bytes())?;
             }
             Ok(())
         })
@@ -1356,7 +1461,9 @@ fn commit(
         })?;
     drop(held);
     *written = true;
+    let flush_started = std::time::Instant::now();
     db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+    flush_seconds.observe(flush_started.elapsed());
     let Some((size, root)) = batch.and_then(|b| b.root.map(|r| (b.size, r))) else {
         return Ok(None);
     };
@@ -1369,5 +1476,9 @@ fn commit(
     let note = checkpoint
         .sign(signer)
         .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
-    Ok(Some(SignedCheckpoint { checkpoint, note }))
+    Ok(Some(SignedCheckpoint {
+        checkpoint,
+        note,
+        signed_at: crate::api::now_millis(),
+    }))
 }

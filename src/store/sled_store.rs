@@ -14,10 +14,11 @@ use super::codec::{decode, decode_entries};
 use super::sealed::{StoredCustomer, StoredScreening};
 use super::sequencer::{
     customer_key, customer_prefix, t, Encoded, Mutation, Sequencer, SignedCheckpoint, StoredHashes,
-    META_CHECKPOINT, META_SIZE, ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
+    META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS, ORDER_REVISION,
+    ORDER_SET_REVISION, SANCTIONS_LIST,
 };
 use super::{index, AdmittedBy, CustomerFilter, EndpointClaim, OrderChange};
-use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, Store, StoreError};
+use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, StateCounts, Store, StoreError};
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
@@ -35,6 +36,7 @@ pub struct SledStore {
     keys: Arc<Keyring>,
     sequencer: Sequencer,
     latest: Arc<RwLock<SignedCheckpoint>>,
+    flush_seconds: Arc<crate::metrics::Histogram>,
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -76,13 +78,25 @@ impl SledStore {
         let (size, checkpoint) = verify_ledger(&db, &trees, &signer)?;
         let keys = Arc::new(keys);
         check_keys(&trees, &keys)?;
+        count_states(&trees)?;
         let latest = Arc::new(RwLock::new(checkpoint));
-        let sequencer = Sequencer::spawn(db.clone(), trees.clone(), signer, size, latest.clone())?;
+        let flush_seconds = Arc::new(crate::metrics::Histogram::new(
+            crate::metrics::FLUSH_BUCKETS,
+        ));
+        let sequencer = Sequencer::spawn(
+            db.clone(),
+            trees.clone(),
+            signer,
+            size,
+            latest.clone(),
+            flush_seconds.clone(),
+        )?;
         Ok(Self {
             trees,
             keys,
             sequencer,
             latest,
+            flush_seconds,
         })
     }
 
@@ -134,6 +148,37 @@ pub(crate) fn open_trees(db: &sled::Db) -> Result<Arc<[sled::Tree]>, StoreError>
         .into())
 }
 
+/// Counts deployments and orders by state once, for a store written before
+/// the sequencer kept [`StateCounts`]; from then on every commit keeps them
+/// current. Runs before the sequencer starts, so nothing changes meanwhile.
+fn count_states(trees: &[sled::Tree]) -> Result<(), StoreError> {
+    if trees[t::META].contains_key(META_STATE_COUNTS).map_err(io)? {
+        return Ok(());
+    }
+    let mut counts = StateCounts::default();
+    for item in trees[t::DEPLOYMENTS].iter() {
+        let (k, v) = item.map_err(io)?;
+        let d: Deployment = decode(&k, &v)?;
+        bump(&mut counts.deployments, d.state);
+    }
+    for item in trees[t::ORDERS].iter() {
+        let (k, v) = item.map_err(io)?;
+        let o: Order = decode(&k, &v)?;
+        bump(&mut counts.orders, o.state);
+    }
+    trees[t::META]
+        .insert(META_STATE_COUNTS, super::codec::encode(&counts)?)
+        .map_err(io)?;
+    Ok(())
+}
+
+fn bump<S: PartialEq>(counts: &mut Vec<(S, u64)>, state: S) {
+    match counts.iter_mut().find(|(s, _)| *s == state) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((state, 1)),
+    }
+}
+
 /// Start-up check: the newest stored customer version (if any) must open
 /// with the configured keys, so a wrong or missing PII key file refuses
 /// start instead of failing call by call.
@@ -173,9 +218,16 @@ fn verify_ledger(
                     "stored checkpoint does not verify with the ledger key: {e}"
                 ))
             })?;
+            let signed_at = meta
+                .get(META_CHECKPOINT_AT)
+                .map_err(io)?
+                .and_then(|v| be_u64(&v))
+                .and_then(|at| UnixMillis::try_from(at).ok())
+                .unwrap_or_else(crate::api::now_millis);
             Some(SignedCheckpoint {
                 checkpoint: cp,
                 note,
+                signed_at,
             })
         }
         None => None,
@@ -273,9 +325,19 @@ fn verify_ledger(
     let note = checkpoint
         .sign(signer)
         .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+    let signed_at = crate::api::now_millis();
     meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
+    meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
+        .map_err(io)?;
     db.flush().map_err(io)?;
-    Ok((size, SignedCheckpoint { checkpoint, note }))
+    Ok((
+        size,
+        SignedCheckpoint {
+            checkpoint,
+            note,
+            signed_at,
+        },
+    ))
 }
 
 #[async_trait]
@@ -803,6 +865,22 @@ impl Store for SledStore {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    fn stats(&self) -> Result<super::StoreStats, StoreError> {
+        let (ledger_size, checkpoint_signed_at) = {
+            let c = match self.latest.read() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            (c.checkpoint.size, c.signed_at)
+        };
+        Ok(super::StoreStats {
+            ledger_size,
+            checkpoint_signed_at,
+            states: self.get(t::META, META_STATE_COUNTS)?.unwrap_or_default(),
+            flush_seconds: self.flush_seconds.snapshot(),
+        })
     }
 
     fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {

@@ -95,6 +95,7 @@ impl TestEnv {
         write(&root.join("ledger.key"), ledger.to_text());
         let config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: None,
             data_dir: root.join("data"),
             shutdown_grace_seconds: 5,
             tls: TlsConfig {
@@ -309,6 +310,8 @@ pub async fn connect(
 /// A running server. `stop` drains it; dropping it cancels it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where the metrics endpoint listens, if the config turned it on.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<Result<(), warden::server::ServerError>>>,
 }
@@ -319,6 +322,15 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
+        let metrics = warden::server::bind_metrics(config).await.unwrap();
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
+        if let Some(metrics) = metrics {
+            tokio::spawn(warden::metrics::serve(
+                metrics,
+                app.clone(),
+                shutdown.clone(),
+            ));
+        }
         let handle = tokio::spawn({
             let config = config.clone();
             let shutdown = shutdown.clone();
@@ -326,6 +338,7 @@ impl TestServer {
         });
         Self {
             addr,
+            metrics_addr,
             shutdown,
             handle: Some(handle),
         }
