@@ -22,8 +22,13 @@ use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::store::{SledStore, Store};
 
+mod admission;
 mod attribution;
+mod process;
+mod verify;
+pub use admission::AdmissionBenchArgs;
 pub use attribution::AttributionBenchArgs;
+pub use verify::VerifyBenchArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -38,6 +43,13 @@ pub enum BenchCommand {
     /// Attribution over a large history: by deployment, by endpoint and
     /// time, by model over a day.
     Attribution(AttributionBenchArgs),
+    /// Admission at scheduler speed: `warden serve` as a child process,
+    /// driven over mTLS by concurrent callers (transport floor, admit with
+    /// a cached and a fresh chain, renew, deny).
+    Admission(AdmissionBenchArgs),
+    /// Model-evaluation chain verification, in-process: fresh chains and
+    /// a cached one.
+    Verify(VerifyBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -292,6 +304,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ledger(args) => ledger(args).await,
         BenchCommand::Orders(args) => orders(args).await,
         BenchCommand::Attribution(args) => attribution::run(args).await,
+        BenchCommand::Admission(args) => admission::run(args).await,
+        BenchCommand::Verify(args) => {
+            tokio::task::spawn_blocking(move || verify::run(&args)).await?
+        }
         BenchCommand::Screening(args) => {
             tokio::task::spawn_blocking(move || screening(&args)).await?
         }
@@ -310,9 +326,8 @@ fn screening(args: &ScreeningBenchArgs) -> anyhow::Result<()> {
     let r = run_bench(&cfg)?;
     eprintln!("{r}");
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let when = crate::api::convert::rfc3339(crate::api::now_millis());
+    let info = RunInfo::now();
+    let (cores, when, command) = (info.cores, &info.when, &info.command);
     let mut md = format!(
         "# Sanctions screening benchmark\n\n\
          A synthetic list in the OFAC SDN CSV format (invented names, some with aliases) is \
@@ -358,26 +373,17 @@ fn screening(args: &ScreeningBenchArgs) -> anyhow::Result<()> {
     for (t, fp, found) in &r.by_threshold {
         md.push_str(&format!("| {t:.2} | {fp} | {found}/{} |\n", r.planted));
     }
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, md)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let json = serde_json::json!({
-        "cores": cores, "run": when, "command": command,
-        "list_entries": r.list_entries, "list_names": r.list_names,
-        "parse_seconds": r.parse_secs, "build_seconds": r.build_secs,
-        "customers": r.customers, "customer_names": r.customer_names,
-        "total_seconds": r.total_secs, "threads": r.threads,
-        "single_p50_ms": ms(r.latency_p50), "single_p99_ms": ms(r.latency_p99),
-        "single_max_ms": ms(r.latency_max),
-        "planted": r.planted, "planted_found": r.planted_found,
-        "unplanted_customers_hit": r.unplanted_customers_hit,
+    "list_entries": r.list_entries, "list_names": r.list_names,
+    "parse_seconds": r.parse_secs, "build_seconds": r.build_secs,
+    "customers": r.customers, "customer_names": r.customer_names,
+    "total_seconds": r.total_secs, "threads": r.threads,
+    "single_p50_ms": ms(r.latency_p50), "single_p99_ms": ms(r.latency_p99),
+    "single_max_ms": ms(r.latency_max),
+    "planted": r.planted, "planted_found": r.planted_found,
+    "unplanted_customers_hit": r.unplanted_customers_hit,
     });
-    std::fs::write(
-        args.out.with_extension("json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    write_results_pair(&args.out, &md, json, &info)?;
     println!("results written to {}", args.out.display());
     Ok(())
 }
@@ -407,12 +413,51 @@ async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
         eprintln!("{row:?}");
         rows.push(row);
     }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    write_results(&args.out, &command, &rows)?;
+    write_results(&args.out, &rows)?;
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&base);
     }
     println!("results written to {}", args.out.display());
+    Ok(())
+}
+
+/// Where a benchmark ran and how it was started: every results file says.
+struct RunInfo {
+    cores: usize,
+    when: String,
+    command: String,
+}
+
+impl RunInfo {
+    fn now() -> Self {
+        Self {
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            when: crate::api::convert::rfc3339(crate::api::now_millis()),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// Writes the Markdown results to `out` and the raw numbers beside it
+/// (`.json`), with the machine's cores, the time and the command added.
+fn write_results_pair(
+    out: &Path,
+    md: &str,
+    mut json: serde_json::Value,
+    info: &RunInfo,
+) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
+    if let Some(map) = json.as_object_mut() {
+        map.insert("cores".into(), info.cores.into());
+        map.insert("run".into(), info.when.clone().into());
+        map.insert("command".into(), info.command.clone().into());
+    }
+    let path = out.with_extension("json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -422,12 +467,9 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn write_results(out: &Path, command: &str, rows: &[Row]) -> anyhow::Result<()> {
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let when = crate::api::convert::rfc3339(crate::api::now_millis());
+fn write_results(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
+    let info = RunInfo::now();
+    let (cores, when, command) = (info.cores, &info.when, &info.command);
     let mut md = format!(
         "# Ledger append benchmark\n\n\
          Durable appends through the sequencer. A planner thread checks each batch, \
@@ -460,13 +502,7 @@ fn write_results(out: &Path, command: &str, rows: &[Row]) -> anyhow::Result<()> 
             ));
         }
     }
-    std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
-    let json = serde_json::json!({"cores": cores, "run": when, "command": command, "rows": rows});
-    std::fs::write(
-        out.with_extension("json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    Ok(())
+    write_results_pair(out, &md, serde_json::json!({ "rows": rows }), &info)
 }
 
 /// Starts a dev server in a temp dir, opens the watchers, and for each
@@ -477,14 +513,7 @@ async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
     use crate::proto::orders_client::OrdersClient;
     use crate::proto::{self as p};
     let base = tempfile_dir()?;
-    let dev = crate::cli::dev::DevArgs {
-        dir: base.join("dev"),
-        data_dir: base.join("data"),
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        prepare_only: true,
-    };
-    let config = crate::cli::dev::prepare(&dev)?;
+    let (dev, config) = process::prepare_dev(&base)?;
     let app = crate::server::build_app(&config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -493,15 +522,7 @@ async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         async move { crate::server::serve(&config, app, listener, shutdown).await }
     });
-    let client = |role: &str| crate::cli::client::ClientArgs {
-        addr: format!("https://localhost:{}", addr.port()),
-        role: Some(role.to_string()),
-        dev_dir: dev.dir.clone(),
-        cert: None,
-        key: None,
-        ca: None,
-        json: false,
-    };
+    let client = |role: &str| process::dev_client(&dev.dir, addr.port(), role);
     let connections = if args.connections == 0 {
         args.watchers
     } else {
@@ -588,9 +609,8 @@ async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
         "{} deliveries: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
         latencies.len()
     );
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let when = crate::api::convert::rfc3339(crate::api::now_millis());
+    let info = RunInfo::now();
+    let (cores, when, command) = (info.cores, &info.when, &info.command);
     let md = format!(
         "# Order propagation benchmark\n\n\
          A real server (dev PKI, mTLS, sled store in a temp dir) and, in the same process, \
@@ -606,21 +626,12 @@ async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
         rounds = args.rounds,
         n = latencies.len(),
     );
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, md)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let json = serde_json::json!({
-        "cores": cores, "run": when, "command": command,
-        "watchers": args.watchers, "connections": connections, "rounds": args.rounds,
-        "deliveries": latencies.len(), "p50_ms": p50, "p99_ms": p99, "max_ms": max,
-        "round_max_ms": per_round.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+    "watchers": args.watchers, "connections": connections, "rounds": args.rounds,
+    "deliveries": latencies.len(), "p50_ms": p50, "p99_ms": p99, "max_ms": max,
+    "round_max_ms": per_round.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        args.out.with_extension("json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    write_results_pair(&args.out, &md, json, &info)?;
     println!("results written to {}", args.out.display());
     Ok(())
 }

@@ -193,14 +193,7 @@ struct Row {
 pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     use crate::proto::{self as p, attribute_request::Selector as S};
     let base = tempfile_dir()?;
-    let dev = crate::cli::dev::DevArgs {
-        dir: base.join("dev"),
-        data_dir: base.join("data"),
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        prepare_only: true,
-    };
-    let config = crate::cli::dev::prepare(&dev)?;
+    let (dev, config) = super::process::prepare_dev(&base)?;
     let app = crate::server::build_app(&config)?;
     let now = crate::api::now_millis();
     let chain = std::fs::read_to_string(dev.dir.join("sample-model.chain.pem"))?;
@@ -413,15 +406,7 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
         async move { crate::server::serve(&config, app, listener, shutdown).await }
     });
     drop(app);
-    let client = crate::cli::client::ClientArgs {
-        addr: format!("https://localhost:{}", addr.port()),
-        role: Some("authority".into()),
-        dev_dir: dev.dir.clone(),
-        cert: None,
-        key: None,
-        ca: None,
-        json: false,
-    };
+    let client = super::process::dev_client(&dev.dir, addr.port(), "authority");
     let mut authority = crate::proto::attribution_client::AttributionClient::new(
         client.connect("authority").await?,
     );
@@ -502,9 +487,8 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     let disk = dir_size(&dev.data_dir);
     let _ = std::fs::remove_dir_all(&base);
 
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let when = crate::api::convert::rfc3339(crate::api::now_millis());
+    let info = super::RunInfo::now();
+    let (cores, when, command) = (info.cores, &info.when, &info.command);
     let mut md = format!(
         "# Attribution benchmark\n\n\
          A history loaded through the real store (sequencer, sled, durable ledger): \
@@ -554,23 +538,14 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
          query must return only that model's deployments. The model window answers the first \
          page (10 deployments).\n",
     );
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, md)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let json = serde_json::json!({
-        "cores": cores, "run": when, "command": command,
-        "customers": args.customers, "deployments": args.deployments, "models": args.models,
-        "endpoints": args.endpoints, "days": args.days,
-        "load_customers_seconds": customers_time.as_secs_f64(),
-        "load_deployments_seconds": deployments_time.as_secs_f64(),
-        "ledger_entries": entries, "data_dir_bytes": disk, "rows": rows,
+    "customers": args.customers, "deployments": args.deployments, "models": args.models,
+    "endpoints": args.endpoints, "days": args.days,
+    "load_customers_seconds": customers_time.as_secs_f64(),
+    "load_deployments_seconds": deployments_time.as_secs_f64(),
+    "ledger_entries": entries, "data_dir_bytes": disk, "rows": rows,
     });
-    std::fs::write(
-        args.out.with_extension("json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    super::write_results_pair(&args.out, &md, json, &info)?;
     println!("results written to {}", args.out.display());
     Ok(())
 }
