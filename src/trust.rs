@@ -3,20 +3,42 @@
 //! longer than a pointer swap; a change is visible to the very next call.
 //!
 //! This module turns [`pki`](crate::pki) verification results into the facts
-//! and reasons the admission policy works with. It never caches a verdict:
-//! every call re-checks time and revocation.
+//! and reasons the admission policy works with. Successful verifications
+//! are kept (see [`pki::cache`](crate::pki::cache)) by chain fingerprint and
+//! bundle version, so a chain schedulers present again costs no signature
+//! checks; but every call re-checks the validity windows, CRL expiry and
+//! revocation of the kept path at its own time, rejections are never kept,
+//! and any change to the bundle starts afresh. The admission policy runs on
+//! every call whatever this module answers.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+
+use sha2::Digest as _;
 
 use crate::config::TrustConfig;
 use crate::domain::decision::{CertificateOutcome, EvaluatedModel};
 use crate::domain::deployment::CertificateSummary;
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
+use crate::pki::cache::{Source, VerificationCache};
 use crate::pki::{
-    CertProblemKind, EvaluationResult, Profile, Regions, TrustBundle, UnixTime, Verifier,
+    CertProblemKind, EvaluationResult, PathFacts, Profile, Regions, TrustBundle, UnixTime, Verifier,
 };
+
+/// A verdict worth keeping: the chain verified, with what it depended on.
+struct Accepted {
+    outcome: CertificateOutcome,
+    path: PathFacts,
+}
+
+/// Why a verification is not kept.
+enum NotKept {
+    /// The chain could not be decoded: the caller's input error.
+    Input(String),
+    /// Verified and rejected, with every problem.
+    Rejected(Box<CertificateOutcome>),
+}
 
 pub struct TrustState {
     dir: PathBuf,
@@ -26,6 +48,7 @@ pub struct TrustState {
     /// Serialises writers (PutCrl, Reload) so that persisting and swapping
     /// happen as one step.
     write: std::sync::Mutex<()>,
+    cache: VerificationCache<Accepted>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +98,7 @@ impl TrustState {
             verifier: Verifier::new(config.require_crls),
             bundle: RwLock::new(Arc::new(bundle)),
             write: std::sync::Mutex::new(()),
+            cache: VerificationCache::new(crate::pki::cache::DEFAULT_CAPACITY),
         })
     }
 
@@ -92,6 +116,13 @@ impl TrustState {
             Ok(mut b) => *b = Arc::new(bundle),
             Err(p) => *p.into_inner() = Arc::new(bundle),
         }
+        // Entries of the old version can no longer be hit; free them now.
+        self.cache.clear();
+    }
+
+    /// The verification cache's counters.
+    pub fn cache_stats(&self) -> crate::pki::cache::CacheStats {
+        self.cache.stats()
     }
 
     /// Verifies a PEM chain at `now` and returns the model facts or every
@@ -99,10 +130,6 @@ impl TrustState {
     /// decoded at all (size, count, PEM or DER form) that is the caller's
     /// input error, returned as `Err` with a description, not a denial.
     pub fn check(&self, chain_pem: &str, now: UnixMillis) -> Result<CertificateOutcome, String> {
-        let certs = self
-            .verifier
-            .parse_chain(chain_pem)
-            .map_err(|e| e.to_string())?;
         let Ok(secs) = u64::try_from(now.div_euclid(1000)) else {
             return Ok(CertificateOutcome {
                 model: None,
@@ -114,10 +141,46 @@ impl TrustState {
         };
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
         let bundle = self.snapshot();
+        let key = (
+            sha2::Sha256::digest(chain_pem.as_bytes()).into(),
+            bundle.version(),
+        );
+        match self
+            .cache
+            .get_or_verify(key, || self.verify(&bundle, chain_pem, time).map(Arc::new))
+        {
+            Ok((accepted, Source::Verified)) => Ok(accepted.outcome.clone()),
+            Ok((accepted, Source::Kept)) if bundle.still_accepts(&accepted.path, time) => {
+                Ok(accepted.outcome.clone())
+            }
+            // Something time changes no longer holds (a certificate or CRL
+            // expired, or the chain is not yet valid): verify again, for
+            // the exact problems.
+            Ok((_, Source::Kept)) => match self.verify(&bundle, chain_pem, time) {
+                Ok(accepted) => Ok(accepted.outcome),
+                Err(NotKept::Rejected(outcome)) => Ok(*outcome),
+                Err(NotKept::Input(description)) => Err(description),
+            },
+            Err(NotKept::Rejected(outcome)) => Ok(*outcome),
+            Err(NotKept::Input(description)) => Err(description),
+        }
+    }
+
+    /// Verifies a chain against `bundle` at `time`, uncached.
+    fn verify(
+        &self,
+        bundle: &TrustBundle,
+        chain_pem: &str,
+        time: UnixTime,
+    ) -> Result<Accepted, NotKept> {
+        let certs = self
+            .verifier
+            .parse_chain(chain_pem)
+            .map_err(|e| NotKept::Input(e.to_string()))?;
         let check = self
             .verifier
-            .verify_der(&bundle, &certs, time, &self.profile);
-        let problems = check
+            .verify_der(bundle, &certs, time, &self.profile);
+        let problems: Vec<Reason> = check
             .problems
             .iter()
             .map(|p| {
@@ -128,7 +191,13 @@ impl TrustState {
                 Reason::new(reason_code(p.kind), message)
             })
             .collect();
-        let model = check.verified.map(|v| EvaluatedModel {
+        let Some(v) = check.verified.filter(|_| problems.is_empty()) else {
+            return Err(NotKept::Rejected(Box::new(CertificateOutcome {
+                model: None,
+                problems,
+            })));
+        };
+        let model = EvaluatedModel {
             summary: CertificateSummary {
                 fingerprint: v.fingerprint_sha256_hex,
                 serial: v.serial_hex,
@@ -145,8 +214,14 @@ impl TrustState {
                 Regions::List(list) => Some(list.clone()),
             },
             max_accelerators: v.claims.max_accelerators,
-        });
-        Ok(CertificateOutcome { model, problems })
+        };
+        Ok(Accepted {
+            outcome: CertificateOutcome {
+                model: Some(model),
+                problems: Vec::new(),
+            },
+            path: v.path,
+        })
     }
 
     /// Installs a CRL: persisted to the trust directory first, then swapped
@@ -191,5 +266,66 @@ impl TrustState {
             roots: u32::try_from(b.roots().len()).unwrap_or(u32::MAX),
             crls: u32::try_from(b.crls().len()).unwrap_or(u32::MAX),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::pki::dev::{CrlSpec, TestPki};
+
+    fn state(pki: &TestPki, dir: &std::path::Path) -> TrustState {
+        std::fs::create_dir_all(dir.join("roots")).unwrap();
+        std::fs::create_dir_all(dir.join("crls")).unwrap();
+        std::fs::write(dir.join("roots/root.pem"), pki.root.cert_pem()).unwrap();
+        std::fs::write(
+            dir.join("crls/root.crl"),
+            pki.root.crl(&CrlSpec::empty(1)).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("crls/evaluator.crl"),
+            pki.evaluator.crl(&CrlSpec::empty(1)).unwrap(),
+        )
+        .unwrap();
+        TrustState::load(&TrustConfig {
+            dir: dir.to_path_buf(),
+            require_crls: true,
+            oid_base_arc: crate::pki::profile::oid_to_string(pki.profile.base_arc()),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_chain_checked_again_is_not_verified_again_and_gets_the_same_answer() {
+        let pki = TestPki::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let trust = state(&pki, dir.path());
+        let chain = pki.chain(&pki.leaf().unwrap());
+        let now = crate::api::now_millis();
+        let first = trust.check(&chain, now).unwrap();
+        assert!(first.problems.is_empty() && first.model.is_some());
+        let again = trust.check(&chain, now).unwrap();
+        assert_eq!(again, first);
+        let s = trust.cache_stats();
+        assert_eq!((s.misses, s.hits, s.entries), (1, 1, 1));
+        // Rejections are decided every time and take no entry.
+        let other = TestPki::new().unwrap();
+        let foreign = other.chain(&other.leaf().unwrap());
+        for _ in 0..2 {
+            let r = trust.check(&foreign, now).unwrap();
+            assert_eq!(r.problems[0].code, ReasonCode::CertUntrusted);
+        }
+        let s = trust.cache_stats();
+        assert_eq!((s.misses, s.hits, s.entries), (3, 1, 1));
+        // Input errors are not verdicts and are not kept either.
+        assert!(trust.check("not a chain", now).is_err());
+        assert_eq!(trust.cache_stats().entries, 1);
+        // A reload empties the cache: the next check verifies again.
+        trust.reload().unwrap();
+        assert_eq!(trust.cache_stats().entries, 0);
+        assert_eq!(trust.check(&chain, now).unwrap(), first);
+        assert_eq!(trust.cache_stats().misses, 5);
     }
 }

@@ -24,6 +24,7 @@
 //!
 //! The profile is documented for humans in `certs/PROFILE.md`.
 
+pub mod cache;
 pub mod dev;
 mod error;
 mod fsutil;
@@ -38,8 +39,8 @@ pub use profile::{
     DEFAULT_BASE_ARC,
 };
 pub use verify::{
-    CertProblem, CertProblemKind, CertificateCheck, CrlInfo, CrlUpdate, InputError, TrustBundle,
-    VerifiedCertificate, Verifier,
+    CertProblem, CertProblemKind, CertificateCheck, CrlInfo, CrlUpdate, InputError, PathFacts,
+    TrustBundle, VerifiedCertificate, Verifier,
 };
 
 /// Re-exported so callers can build a verification time without naming

@@ -141,6 +141,41 @@ pub struct VerifiedCertificate {
     pub not_before: i64,
     pub not_after: i64,
     pub claims: EvaluationClaims,
+    /// What the verdict depended on that time alone can change.
+    pub path: PathFacts,
+}
+
+/// The facts of a verified path that can change while the chain and the
+/// trust bundle stay the same: each certificate's validity window, and its
+/// revocation status (its issuer's CRL can expire). A verdict kept for a
+/// chain is only reused once [`TrustBundle::still_accepts`] has re-checked
+/// these at the time of use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathFacts {
+    /// One per certificate on the verified path (leaf, then intermediates;
+    /// not the trust anchor, which webpki does not time-check).
+    certs: Vec<PathCert>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PathCert {
+    not_before: i64,
+    not_after: i64,
+    /// Issuer name DER, as CRLs are matched to certificates.
+    issuer_raw: Vec<u8>,
+    /// Serial number content octets, as CRLs list them.
+    serial: Vec<u8>,
+}
+
+impl PathCert {
+    fn of(c: &X509Certificate<'_>) -> Self {
+        PathCert {
+            not_before: c.validity().not_before.timestamp(),
+            not_after: c.validity().not_after.timestamp(),
+            issuer_raw: c.issuer().as_raw().to_vec(),
+            serial: c.raw_serial().to_vec(),
+        }
+    }
 }
 
 /// Result of [`Verifier::verify`]: `verified` is `Some` exactly when
@@ -350,6 +385,31 @@ impl TrustBundle {
     /// (verification caches key on it).
     pub fn set_version_after(&mut self, previous: u64) {
         self.version = previous.saturating_add(1);
+    }
+
+    /// Whether a path this bundle accepted (its [`PathFacts`]) is still
+    /// acceptable at `now`: every certificate inside its validity window
+    /// (webpki's rule: notBefore <= now <= notAfter), and for every
+    /// certificate whose issuer has a CRL here, that CRL current (now <
+    /// nextUpdate, as webpki enforces) and not listing its serial. Only the
+    /// bundle that verified the path may answer; a changed bundle means
+    /// verifying again. False means "verify again", not "rejected".
+    pub fn still_accepts(&self, facts: &PathFacts, now: UnixTime) -> bool {
+        let Ok(now) = i64::try_from(now.as_secs()) else {
+            return false;
+        };
+        facts.certs.iter().all(|c| {
+            c.not_before <= now
+                && now <= c.not_after
+                && self
+                    .crls
+                    .iter()
+                    .filter(|crl| crl.issuer_raw == c.issuer_raw)
+                    .all(|crl| {
+                        now < crl.info.next_update
+                            && matches!(crl.webpki.find_serial(&c.serial), Ok(None))
+                    })
+        })
     }
 
     pub fn roots(&self) -> &[CertificateDer<'static>] {
@@ -769,9 +829,35 @@ impl Verifier {
             revocation,
             None,
         );
-        if let Err(e) = result {
-            return CertificateCheck::fail(vec![self.explain(&e, bundle, &parsed, now, profile)]);
-        }
+        let path = match result {
+            Ok(path) => {
+                let mut on_path = vec![PathCert::of(&parsed[0])];
+                for i in path.intermediate_certificates() {
+                    let der = i.der();
+                    let x = certs
+                        .iter()
+                        .position(|c| c.as_ref() == der.as_ref())
+                        .and_then(|at| parsed.get(at));
+                    on_path.push(match x {
+                        Some(x) => PathCert::of(x),
+                        // Not one of ours (cannot happen: webpki only uses
+                        // the certificates it was given): never reuse.
+                        None => PathCert {
+                            not_before: i64::MAX,
+                            not_after: i64::MIN,
+                            issuer_raw: Vec::new(),
+                            serial: Vec::new(),
+                        },
+                    });
+                }
+                PathFacts { certs: on_path }
+            }
+            Err(e) => {
+                return CertificateCheck::fail(
+                    vec![self.explain(&e, bundle, &parsed, now, profile)],
+                )
+            }
+        };
         if revocation.is_none() && self.require_crl_for_every_ca {
             return CertificateCheck::one(
                 CertProblemKind::CrlUnavailable,
@@ -794,6 +880,7 @@ impl Verifier {
                     not_before: leaf.validity().not_before.timestamp(),
                     not_after: leaf.validity().not_after.timestamp(),
                     claims,
+                    path,
                 }),
                 problems: Vec::new(),
             },
