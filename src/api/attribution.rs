@@ -167,12 +167,23 @@ struct Assembly {
 }
 
 impl Assembly {
-    fn read(&mut self, app: &App, index: u64) -> Result<&Entry, ApiError> {
-        if !self.parsed.contains_key(&index) {
-            let bytes = app.store.entries(index, 1)?.pop().ok_or_else(|| {
+    /// Reads and parses the entries at `indexes` not read yet, each stored
+    /// batch once; every one must exist.
+    fn fetch(&mut self, app: &App, indexes: &[u64]) -> Result<(), ApiError> {
+        let missing: Vec<u64> = indexes
+            .iter()
+            .copied()
+            .filter(|i| !self.parsed.contains_key(i))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut found = app.store.entries_at(&missing)?;
+        for index in missing {
+            let Some(bytes) = found.remove(&index) else {
                 tracing::error!(index, "a recorded fact's ledger entry is missing");
-                ApiError::Internal
-            })?;
+                return Err(ApiError::Internal);
+            };
             let entry = Entry::from_bytes(&bytes).map_err(|e| {
                 tracing::error!(index, error = %e, "a stored ledger entry does not parse");
                 ApiError::Internal
@@ -180,6 +191,11 @@ impl Assembly {
             self.entries.insert(index, bytes);
             self.parsed.insert(index, entry);
         }
+        Ok(())
+    }
+
+    fn read(&mut self, app: &App, index: u64) -> Result<&Entry, ApiError> {
+        self.fetch(app, &[index])?;
         Ok(&self.parsed[&index])
     }
 }
@@ -360,14 +376,16 @@ impl AttributionService {
         let answered_at = now_millis();
         let oid_base_arc = crate::pki::profile::oid_to_string(self.app.trust.profile().base_arc());
         let mut attributed = Vec::with_capacity(deployments.len());
+        let facts: Vec<u64> = deployments
+            .iter()
+            .flat_map(|d| d.facts.iter().chain(d.last_renewal.iter()).copied())
+            .collect();
+        asm.fetch(&self.app, &facts)?;
         for d in &deployments {
             let Some(&admission_index) = d.facts.first() else {
                 tracing::warn!(deployment_id = %d.deployment_id, "deployment has no recorded lifecycle; not disclosed");
                 continue;
             };
-            for &i in d.facts.iter().chain(d.last_renewal.iter()) {
-                asm.read(&self.app, i)?;
-            }
             let admitted_version = match &asm.parsed[&admission_index].event {
                 Event::Admission {
                     customer: Some(c), ..

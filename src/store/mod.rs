@@ -381,6 +381,12 @@ pub trait Store: Send + Sync + 'static {
     fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Entries `[start, start + count)` that exist, as stored bytes.
     fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The entries at `indexes` that exist, as stored bytes, by index; each
+    /// stored batch they share is read once.
+    fn entries_at(
+        &self,
+        indexes: &[u64],
+    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError>;
     /// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`.
     fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError>;
     /// RFC 9162 consistency proof from `from` to `to` (empty from size 0).

@@ -260,33 +260,46 @@ fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
 pub(crate) struct StoredHashes<'a>(pub &'a sled::Tree);
 
 impl StoredHashes<'_> {
-    fn one(&self, i: u64) -> Result<Hash, tree::TreeError> {
-        let storage = |e: sled::Error| tree::TreeError::Storage(e.to_string());
+    /// The batch value holding stored hash `i`: its first index, its bytes.
+    fn batch_of(&self, i: u64) -> Result<(u64, sled::IVec), tree::TreeError> {
         let (k, v) = self
             .0
             .range(..=i.to_be_bytes())
             .next_back()
             .transpose()
-            .map_err(storage)?
+            .map_err(|e| tree::TreeError::Storage(e.to_string()))?
             .ok_or(tree::TreeError::MissingHash(i))?;
-        let start = k
-            .as_ref()
-            .try_into()
+        let start = <[u8; 8]>::try_from(k.as_ref())
             .map(u64::from_be_bytes)
             .map_err(|_| tree::TreeError::Storage("malformed stored-hash key".into()))?;
-        let offset = usize::try_from(i - start)
-            .ok()
-            .and_then(|o| o.checked_mul(32))
-            .ok_or(tree::TreeError::MissingHash(i))?;
-        v.get(offset..offset + 32)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(tree::TreeError::MissingHash(i))
+        Ok((start, v))
     }
 }
 
+/// Stored hash `i` inside the batch value starting at `start`, if it is there.
+fn hash_in(start: u64, value: &[u8], i: u64) -> Option<Hash> {
+    let offset = usize::try_from(i.checked_sub(start)?)
+        .ok()?
+        .checked_mul(32)?;
+    value.get(offset..offset.checked_add(32)?)?.try_into().ok()
+}
+
 impl HashReader for StoredHashes<'_> {
+    /// Hashes that share a batch value are read with one lookup (a proof's
+    /// neighbouring nodes often sit in the same batch).
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::TreeError> {
-        indexes.iter().map(|&i| self.one(i)).collect()
+        let mut out = Vec::with_capacity(indexes.len());
+        let mut last: Option<(u64, sled::IVec)> = None;
+        for &i in indexes {
+            if let Some(h) = last.as_ref().and_then(|(start, v)| hash_in(*start, v, i)) {
+                out.push(h);
+                continue;
+            }
+            let (start, v) = self.batch_of(i)?;
+            out.push(hash_in(start, &v, i).ok_or(tree::TreeError::MissingHash(i))?);
+            last = Some((start, v));
+        }
+        Ok(out)
     }
 }
 

@@ -914,6 +914,42 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn entries_at(
+        &self,
+        indexes: &[u64],
+    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
+        let mut wanted = indexes.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = std::collections::BTreeMap::new();
+        let mut rest = wanted.as_slice();
+        while let Some(&i) = rest.first() {
+            // The batch holding `i` is keyed by its first index, at or below.
+            let Some(item) = self.tree(t::ENTRIES).range(..=i.to_be_bytes()).next_back() else {
+                rest = &rest[1..];
+                continue;
+            };
+            let (k, v) = item.map_err(io)?;
+            let first = be_u64(&k).ok_or_else(|| StoreError::Corrupt {
+                key: hex::encode(&k),
+                detail: "malformed ledger entry key".into(),
+            })?;
+            let batch = decode_entries(&k, &v)?;
+            let end = first.saturating_add(batch.len() as u64);
+            let inside = rest.iter().take_while(|&&j| j < end).count();
+            for &j in &rest[..inside] {
+                let at = usize::try_from(j - first).map_err(|_| StoreError::Corrupt {
+                    key: hex::encode(&k),
+                    detail: "ledger entry index out of range".into(),
+                })?;
+                out.insert(j, batch[at].to_vec());
+            }
+            // An index past the end of its batch does not exist.
+            rest = &rest[inside.max(1)..];
+        }
+        Ok(out)
+    }
+
     fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
         tree::prove_record(tree_size, index, &StoredHashes(self.tree(t::HASHES)))
             .map_err(|e| StoreError::Io(e.to_string()))
