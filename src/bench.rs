@@ -24,10 +24,12 @@ use crate::store::{SledStore, Store};
 
 mod admission;
 mod attribution;
+mod digest;
 mod process;
 mod verify;
 pub use admission::AdmissionBenchArgs;
 pub use attribution::AttributionBenchArgs;
+pub use digest::DigestBenchArgs;
 pub use verify::VerifyBenchArgs;
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +52,9 @@ pub enum BenchCommand {
     /// Model-evaluation chain verification, in-process: fresh chains and
     /// a cached one.
     Verify(VerifyBenchArgs),
+    /// `warden digest` against `sha256sum` on a synthetic model directory
+    /// (2 GiB by default) read from the page cache.
+    Digest(DigestBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -307,6 +312,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Admission(args) => admission::run(args).await,
         BenchCommand::Verify(args) => {
             tokio::task::spawn_blocking(move || verify::run(&args)).await?
+        }
+        BenchCommand::Digest(args) => {
+            tokio::task::spawn_blocking(move || digest::run(&args)).await?
         }
         BenchCommand::Screening(args) => {
             tokio::task::spawn_blocking(move || screening(&args)).await?
