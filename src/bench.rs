@@ -24,11 +24,13 @@ use crate::store::{SledStore, Store};
 
 mod admission;
 mod attribution;
+mod cold_start;
 mod digest;
 mod process;
 mod verify;
 pub use admission::AdmissionBenchArgs;
 pub use attribution::AttributionBenchArgs;
+pub use cold_start::ColdStartBenchArgs;
 pub use digest::DigestBenchArgs;
 pub use verify::VerifyBenchArgs;
 
@@ -55,6 +57,9 @@ pub enum BenchCommand {
     /// `warden digest` against `sha256sum` on a synthetic model directory
     /// (2 GiB by default) read from the page cache.
     Digest(DigestBenchArgs),
+    /// Cold start: `warden serve` on a data directory holding a large
+    /// history (1,000,000 deployments), from spawn to ready.
+    ColdStart(ColdStartBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -313,6 +318,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Verify(args) => {
             tokio::task::spawn_blocking(move || verify::run(&args)).await?
         }
+        BenchCommand::ColdStart(args) => cold_start::run(args).await,
         BenchCommand::Digest(args) => {
             tokio::task::spawn_blocking(move || digest::run(&args)).await?
         }

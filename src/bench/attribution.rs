@@ -164,7 +164,7 @@ where
     Ok(started.elapsed())
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -190,13 +190,38 @@ struct Row {
     checked_ok: usize,
 }
 
-pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
-    use crate::proto::{self as p, attribute_request::Selector as S};
-    let base = tempfile_dir()?;
-    let (dev, config) = super::process::prepare_dev(&base)?;
-    let app = crate::server::build_app(&config)?;
-    let now = crate::api::now_millis();
-    let chain = std::fs::read_to_string(dev.dir.join("sample-model.chain.pem"))?;
+/// The size and shape of a history to load, and how many writers load it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct History {
+    pub deployments: usize,
+    pub customers: usize,
+    pub models: usize,
+    pub endpoints: usize,
+    pub days: u64,
+    pub writers: usize,
+}
+
+/// What [`load`] did.
+pub(crate) struct Loaded {
+    shape: Arc<Shape>,
+    pub customers_time: Duration,
+    pub deployments_time: Duration,
+    /// Ledger entries after the load.
+    pub entries: u64,
+}
+
+/// Loads `h` through the real store of `app` (a dev server's, with the dev
+/// PKI in `dev_dir`): customers first, then deployments admitted over
+/// `h.days` days ending at `now`, most of them released, each with its
+/// decision and ledger entries, as admission and release record them.
+pub(crate) async fn load(
+    app: &crate::api::App,
+    dev_dir: &std::path::Path,
+    h: &History,
+    now: UnixMillis,
+) -> anyhow::Result<Loaded> {
+    let args = *h;
+    let chain = std::fs::read_to_string(dev_dir.join("sample-model.chain.pem"))?;
     let summary: CertificateSummary = app
         .trust
         .check(&chain, now)
@@ -376,6 +401,34 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
         .await?
     };
     let entries = app.store.checkpoint().checkpoint.size;
+    Ok(Loaded {
+        shape,
+        customers_time,
+        deployments_time,
+        entries,
+    })
+}
+
+pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
+    use crate::proto::{self as p, attribute_request::Selector as S};
+    let base = tempfile_dir()?;
+    let (dev, config) = super::process::prepare_dev(&base)?;
+    let app = crate::server::build_app(&config)?;
+    let now = crate::api::now_millis();
+    let history = History {
+        deployments: args.deployments,
+        customers: args.customers,
+        models: args.models,
+        endpoints: args.endpoints,
+        days: args.days,
+        writers: args.writers,
+    };
+    let Loaded {
+        shape,
+        customers_time,
+        deployments_time,
+        entries,
+    } = load(&app, &dev.dir, &history, now).await?;
     eprintln!(
         "deployments loaded in {:.1} s; ledger holds {entries} entries",
         deployments_time.as_secs_f64()
@@ -559,4 +612,50 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     super::write_results_pair(&args.out, &md, json, &info)?;
     println!("results written to {}", args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loader writes every customer and deployment through the store,
+    /// with one ledger entry per customer, admission and release.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_writes_the_planned_history() {
+        let base = tempfile_dir().unwrap();
+        let (dev, config) = super::super::process::prepare_dev(&base).unwrap();
+        let app = crate::server::build_app(&config).unwrap();
+        let before = app.store.checkpoint().checkpoint.size;
+        let h = History {
+            deployments: 60,
+            customers: 7,
+            models: 3,
+            endpoints: 20,
+            days: 2,
+            writers: 4,
+        };
+        let now = crate::api::now_millis();
+        let l = load(&app, &dev.dir, &h, now).await.unwrap();
+        let released = (0..h.deployments)
+            .filter(|&i| l.shape.planned(i).released_at.is_some())
+            .count();
+        assert!(released > 0 && released < h.deployments);
+        let expected = before + (h.customers + h.deployments + released) as u64;
+        assert_eq!(l.entries, expected);
+        assert_eq!(app.store.checkpoint().checkpoint.size, expected);
+        for i in [0, 59] {
+            let plan = l.shape.planned(i);
+            let d = app.store.deployment(&plan.id).unwrap().unwrap();
+            assert_eq!(d.model_digest, plan.model);
+            assert_eq!(
+                d.state,
+                if plan.released_at.is_some() {
+                    DeploymentState::Released
+                } else {
+                    DeploymentState::Active
+                }
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
