@@ -372,7 +372,7 @@ impl<'a> Plan<'a> {
     /// Writes a deployment that was in state `before` (`None`: new).
     fn put_deployment(
         &mut self,
-        before: Option<DeploymentState>,
+        before: Option<&Deployment>,
         d: &Deployment,
     ) -> Result<(), StoreError> {
         self.put(
@@ -383,9 +383,10 @@ impl<'a> Plan<'a> {
         moved(
             &mut self.deployment_moves,
             &DeploymentState::ALL,
-            before,
+            before.map(|b| b.state),
             d.state,
         );
+        record_end(self, before, d);
         Ok(())
     }
 
@@ -717,8 +718,7 @@ fn apply(
                     claim_endpoints(plan, &after, decision.at, index);
                 }
             }
-            record_end(plan, current.as_ref(), &after);
-            plan.put_deployment(Some(before.state), &after)?;
+            plan.put_deployment(Some(before), &after)?;
             plan.put(
                 t::DECISIONS,
                 decision.decision_id.as_bytes().to_vec(),
@@ -762,8 +762,6 @@ fn apply(
     }
 }
 
-/// Records that `d` claimed each of its endpoints at `at`: whoever claimed
-/// an endpoint last is the one running it.
 /// Once a deployment has a final end, its model and customer index entries
 /// carry it, so a time window skips it without reading the record.
 fn record_end(plan: &mut Plan<'_>, before: Option<&Deployment>, after: &Deployment) {
@@ -783,6 +781,8 @@ fn record_end(plan: &mut Plan<'_>, before: Option<&Deployment>, after: &Deployme
     }
 }
 
+/// Records that `d` claimed each of its endpoints at `at`: whoever claimed
+/// an endpoint last is the one running it.
 fn claim_endpoints(plan: &mut Plan<'_>, d: &Deployment, at: crate::domain::UnixMillis, index: u64) {
     for e in &d.workload.endpoints {
         plan.put(
@@ -856,8 +856,7 @@ fn apply_order(
                     ..d
                 };
                 after.facts.push(index);
-                record_end(plan, Some(&d_before), &after);
-                plan.put_deployment(Some(d_before.state), &after)?;
+                plan.put_deployment(Some(&d_before), &after)?;
             }
         }
         order.matched_deployments.clone_from(&changed);
@@ -902,8 +901,7 @@ fn apply_order(
                         after
                     }
                 };
-                record_end(plan, Some(&before), &after);
-                plan.put_deployment(Some(before.state), &after)?;
+                plan.put_deployment(Some(&before), &after)?;
             }
         }
     }
