@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use serde::{Deserialize, Serialize};
 use tonic::body::Body;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 use x509_parser::extensions::GeneralName;
 
@@ -82,7 +81,12 @@ pub enum AuthError {
     BadSpiffeId(String, String),
     #[error("unknown role {0:?}")]
     UnknownRole(String),
+    #[error("client identity {0:?} is not of the form spiffe://<trust-domain>/<role>/<name>")]
+    NoRolePath(String),
 }
+
+/// Longest SPIFFE id accepted (the SPIFFE-ID specification's limit).
+pub const MAX_SPIFFE_ID_BYTES: usize = 2048;
 
 /// Reads the principal from a client certificate (already verified by
 /// rustls against the client CA).
@@ -101,28 +105,63 @@ pub fn principal_from_der(der: &[u8], trust_domain: &str) -> Result<Principal, A
         Ok(None) => Vec::new(),
         Err(_) => return Err(AuthError::Unparsable),
     };
-    if uris.len() != 1 {
-        return Err(AuthError::UriSanCount(uris.len()));
-    }
-    parse_spiffe_id(uris[0], trust_domain)
+    principal_from_uris(&uris, trust_domain)
 }
 
-/// Parses `spiffe://<trust-domain>/<role>/<name>`.
-pub fn parse_spiffe_id(id: &str, trust_domain: &str) -> Result<Principal, AuthError> {
-    let bad = || AuthError::BadSpiffeId(id.to_string(), trust_domain.to_string());
+/// The principal named by a certificate's URI SANs: exactly one, a SPIFFE
+/// id of `trust_domain`.
+pub fn principal_from_uris<S: AsRef<str>>(
+    uris: &[S],
+    trust_domain: &str,
+) -> Result<Principal, AuthError> {
+    match uris {
+        [one] => parse_spiffe_id(one.as_ref(), trust_domain),
+        _ => Err(AuthError::UriSanCount(uris.len())),
+    }
+}
+
+/// The path segments of `id` if it is a SPIFFE id of `trust_domain` as the
+/// SPIFFE-ID specification defines one: `spiffe://` and the trust domain
+/// exactly, at most 2,048 bytes, segments of `[A-Za-z0-9._-]` that are not
+/// empty, `.` or `..` (so no `//`, no trailing `/`), no query or fragment.
+fn spiffe_path<'a>(id: &'a str, trust_domain: &str) -> Result<Vec<&'a str>, AuthError> {
+    let bad = || AuthError::BadSpiffeId(truncated(id), trust_domain.to_string());
+    if id.len() > MAX_SPIFFE_ID_BYTES {
+        return Err(bad());
+    }
     let path = id
         .strip_prefix("spiffe://")
         .and_then(|rest| rest.strip_prefix(trust_domain))
         .and_then(|rest| rest.strip_prefix('/'))
         .ok_or_else(bad)?;
-    let (role, name) = path.split_once('/').ok_or_else(bad)?;
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !name_ok {
-        return Err(bad());
+    let segments: Vec<&str> = path.split('/').collect();
+    let segment_ok = |s: &&str| {
+        !s.is_empty()
+            && *s != "."
+            && *s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if segments.iter().all(segment_ok) {
+        Ok(segments)
+    } else {
+        Err(bad())
     }
+}
+
+/// An id as shown in errors and logs: at most 200 characters of it.
+fn truncated(id: &str) -> String {
+    match id.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &id[..i]),
+        None => id.to_string(),
+    }
+}
+
+/// Parses `spiffe://<trust-domain>/<role>/<name>`.
+pub fn parse_spiffe_id(id: &str, trust_domain: &str) -> Result<Principal, AuthError> {
+    let [role, name] = spiffe_path(id, trust_domain)?[..] else {
+        return Err(AuthError::NoRolePath(truncated(id)));
+    };
     let role = Role::parse(role).ok_or_else(|| AuthError::UnknownRole(role.to_string()))?;
     Ok(Principal {
         spiffe_id: id.to_string(),
@@ -200,8 +239,9 @@ pub const ROLE_TABLE: &[(&str, &[Role])] = &[
     ("/warden.v1.Operations/Backup", &[Admin]),
 ];
 
-/// Services any authenticated caller may use, whatever the role: health
-/// checks (probes hold no role) and reflection (it only describes the API).
+/// Services any caller of the trust domain may use, whatever the role:
+/// health checks (probes hold no role) and reflection (it only describes
+/// the API). A certificate of another trust domain may not.
 const OPEN_SERVICES: &[&str] = &[
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1.ServerReflection/",
@@ -261,14 +301,22 @@ pub struct AuthService<S> {
     trust_domain: Arc<str>,
 }
 
+/// The caller's identity, from the peer the connection layer put into the
+/// request: a principal, or (for the open services) at least a SPIFFE id
+/// of the trust domain.
 fn principal_of<B>(req: &Request<B>, trust_domain: &str) -> Result<Principal, AuthError> {
-    let certs = req
+    let peer = req
         .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|i| i.peer_certs())
+        .get::<Arc<crate::tls::Peer>>()
         .ok_or(AuthError::NoCertificate)?;
-    let leaf = certs.first().ok_or(AuthError::NoCertificate)?;
-    principal_from_der(leaf.as_ref(), trust_domain)
+    principal_from_uris(&peer.uri_sans, trust_domain)
+}
+
+/// Whether an identity error still leaves a caller of the trust domain
+/// (a SPIFFE id of it whose path names no role), who may use the open
+/// services.
+fn of_trust_domain(e: &AuthError) -> bool {
+    matches!(e, AuthError::UnknownRole(_) | AuthError::NoRolePath(_))
 }
 
 impl<S> Service<Request<Body>> for AuthService<S>
@@ -295,7 +343,8 @@ where
             &principal,
             access(&path, principal.as_ref().ok().map(|p| p.role)),
         ) {
-            (_, Access::Open) => None,
+            (Ok(_), Access::Open) => None,
+            (Err(e), Access::Open) if of_trust_domain(e) => None,
             (Ok(_), Access::Allowed) => None,
             (Err(e), _) => {
                 tracing::warn!(method = %path, error = %e, "unauthenticated call refused");
@@ -338,6 +387,50 @@ mod tests {
             parse_spiffe_id("spiffe://warden.dev/root/x", "warden.dev"),
             Err(AuthError::UnknownRole("root".into()))
         );
+    }
+
+    #[test]
+    fn spiffe_ids_are_checked_to_the_specification() {
+        let td = "warden.dev";
+        for bad in [
+            "spiffe://warden.dev/scheduler/..",
+            "spiffe://warden.dev/scheduler/.",
+            "spiffe://warden.dev/../scheduler",
+            "spiffe://warden.dev/scheduler//a",
+            "spiffe://warden.dev/scheduler/a/",
+            "spiffe://warden.dev//scheduler/a",
+            "spiffe://warden.dev/scheduler/a?x=1",
+            "spiffe://warden.dev/scheduler/a#f",
+            "spiffe://warden.dev/scheduler/a%2F",
+            "spiffe://user@warden.dev/scheduler/a",
+            "spiffe://warden.dev:443/scheduler/a",
+            "SPIFFE://warden.dev/scheduler/a",
+            "spiffe://WARDEN.dev/scheduler/a",
+        ] {
+            assert!(parse_spiffe_id(bad, td).is_err(), "{bad} was accepted");
+        }
+        let long = format!("spiffe://warden.dev/scheduler/{}", "a".repeat(2_048));
+        assert!(matches!(
+            parse_spiffe_id(&long, td),
+            Err(AuthError::BadSpiffeId(..))
+        ));
+        let longest = format!(
+            "spiffe://warden.dev/scheduler/{}",
+            "a".repeat(MAX_SPIFFE_ID_BYTES - "spiffe://warden.dev/scheduler/".len())
+        );
+        assert!(parse_spiffe_id(&longest, td).is_ok());
+        assert!(parse_spiffe_id("spiffe://warden.dev/scheduler/k8s.eu-1_a", td).is_ok());
+        // Of the trust domain but naming no role: only the open services.
+        assert_eq!(
+            parse_spiffe_id("spiffe://warden.dev/probe", td),
+            Err(AuthError::NoRolePath("spiffe://warden.dev/probe".into()))
+        );
+        assert!(of_trust_domain(
+            &parse_spiffe_id("spiffe://warden.dev/probe/kubelet", td).unwrap_err()
+        ));
+        assert!(!of_trust_domain(
+            &parse_spiffe_id("spiffe://other.dev/probe/kubelet", td).unwrap_err()
+        ));
     }
 
     #[test]

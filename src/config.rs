@@ -45,6 +45,63 @@ pub struct Config {
     pub kyc: KycConfig,
     #[serde(default)]
     pub orders: OrdersConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Bounds on what callers can make warden hold: connections, handshakes,
+/// idle time, streams. Every one has a default that suits a provider's
+/// schedulers; raise them with the file-descriptor limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open client connections at most, TLS handshakes in progress included.
+    /// Keep it below the process's file-descriptor limit (`LimitNOFILE`).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Open connections of one client identity (SPIFFE id) at most; callers
+    /// without a valid identity share one allowance.
+    #[serde(default = "defaults::max_connections_per_principal")]
+    pub max_connections_per_principal: usize,
+    /// TLS handshakes in progress at most; further connections are closed
+    /// at once until one completes.
+    #[serde(default = "defaults::max_handshakes")]
+    pub max_handshakes: usize,
+    /// How long a client may take to complete the TLS handshake.
+    #[serde(default = "defaults::handshake_timeout_seconds")]
+    pub handshake_timeout_seconds: u64,
+    /// A connection with no call open for this long is closed.
+    #[serde(default = "defaults::idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    /// HTTP/2 keepalive: a PING after this long without frames from the
+    /// client; the connection closes if it is not answered within
+    /// `keepalive_timeout_seconds`.
+    #[serde(default = "defaults::keepalive_interval_seconds")]
+    pub keepalive_interval_seconds: u64,
+    #[serde(default = "defaults::keepalive_timeout_seconds")]
+    pub keepalive_timeout_seconds: u64,
+    /// Concurrent calls (HTTP/2 streams) on one connection at most.
+    #[serde(default = "defaults::max_streams_per_connection")]
+    pub max_streams_per_connection: u32,
+    /// Open `WatchOrders` streams of one client identity at most.
+    #[serde(default = "defaults::max_watches_per_principal")]
+    pub max_watches_per_principal: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: defaults::max_connections(),
+            max_connections_per_principal: defaults::max_connections_per_principal(),
+            max_handshakes: defaults::max_handshakes(),
+            handshake_timeout_seconds: defaults::handshake_timeout_seconds(),
+            idle_timeout_seconds: defaults::idle_timeout_seconds(),
+            keepalive_interval_seconds: defaults::keepalive_interval_seconds(),
+            keepalive_timeout_seconds: defaults::keepalive_timeout_seconds(),
+            max_streams_per_connection: defaults::max_streams_per_connection(),
+            max_watches_per_principal: defaults::max_watches_per_principal(),
+        }
+    }
 }
 
 /// Approvals (by distinct operator or authority principals; the issuer
@@ -82,6 +139,20 @@ pub struct TlsConfig {
     pub client_ca: PathBuf,
     /// SPIFFE trust domain of client identities: `spiffe://<domain>/<role>/<name>`.
     pub trust_domain: String,
+    /// Directory of CRLs (DER or PEM) issued by the client CA. When set,
+    /// every client certificate's revocation status must be known from
+    /// them, and a CRL past its nextUpdate refuses every client it covers.
+    #[serde(default)]
+    pub client_crls: Option<PathBuf>,
+    /// File of refused client identities: one SPIFFE id per line, `#`
+    /// comments. A listed caller is refused whatever its certificate.
+    #[serde(default)]
+    pub deny_list: Option<PathBuf>,
+    /// How often the TLS files (server certificate and key, client CA,
+    /// client CRLs, deny-list) are checked for changes and reloaded; 0
+    /// reloads only on SIGHUP or `warden trust reload`.
+    #[serde(default = "defaults::tls_reload_interval_seconds")]
+    pub reload_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +241,36 @@ mod defaults {
     pub fn purge_interval_seconds() -> u64 {
         3_600
     }
+    pub fn max_connections() -> usize {
+        1024
+    }
+    pub fn max_connections_per_principal() -> usize {
+        256
+    }
+    pub fn max_handshakes() -> usize {
+        128
+    }
+    pub fn handshake_timeout_seconds() -> u64 {
+        10
+    }
+    pub fn idle_timeout_seconds() -> u64 {
+        300
+    }
+    pub fn keepalive_interval_seconds() -> u64 {
+        60
+    }
+    pub fn keepalive_timeout_seconds() -> u64 {
+        20
+    }
+    pub fn max_streams_per_connection() -> u32 {
+        128
+    }
+    pub fn max_watches_per_principal() -> usize {
+        16
+    }
+    pub fn tls_reload_interval_seconds() -> u64 {
+        10
+    }
     use std::net::SocketAddr;
 
     pub fn listen() -> SocketAddr {
@@ -220,6 +321,14 @@ impl Config {
             &mut self.ledger.key,
             &mut self.kyc.pii_key_file,
         ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for p in [&mut self.tls.client_crls, &mut self.tls.deny_list]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -294,6 +403,23 @@ impl Config {
                 err(field, format!("{} is not a readable file", p.display()));
             }
         }
+        if let Some(dir) = &self.tls.client_crls {
+            if !dir.is_dir() {
+                err(
+                    "tls.client_crls",
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
+        }
+        if let Some(p) = &self.tls.deny_list {
+            if !p.is_file() {
+                err(
+                    "tls.deny_list",
+                    format!("{} is not a readable file", p.display()),
+                );
+            }
+        }
+        self.limits.validate(&mut err);
         if !self.trust.dir.join("roots").is_dir() {
             err(
                 "trust.dir",
@@ -307,6 +433,55 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self, err: &mut impl FnMut(&str, String)) {
+        let l = self;
+        for (field, value, max) in [
+            ("limits.max_connections", l.max_connections, 1_000_000),
+            (
+                "limits.max_connections_per_principal",
+                l.max_connections_per_principal,
+                l.max_connections,
+            ),
+            ("limits.max_handshakes", l.max_handshakes, l.max_connections),
+            (
+                "limits.max_watches_per_principal",
+                l.max_watches_per_principal,
+                100_000,
+            ),
+        ] {
+            if value == 0 || value > max {
+                err(field, format!("must be between 1 and {max}"));
+            }
+        }
+        for (field, value) in [
+            (
+                "limits.handshake_timeout_seconds",
+                l.handshake_timeout_seconds,
+            ),
+            ("limits.idle_timeout_seconds", l.idle_timeout_seconds),
+            (
+                "limits.keepalive_interval_seconds",
+                l.keepalive_interval_seconds,
+            ),
+            (
+                "limits.keepalive_timeout_seconds",
+                l.keepalive_timeout_seconds,
+            ),
+        ] {
+            if value == 0 || value > 86_400 {
+                err(field, "must be between 1 and 86400".into());
+            }
+        }
+        if l.max_streams_per_connection == 0 || l.max_streams_per_connection > 10_000 {
+            err(
+                "limits.max_streams_per_connection",
+                "must be between 1 and 10000".into(),
+            );
         }
     }
 }
@@ -341,6 +516,61 @@ mod tests {
         assert_eq!(c.kyc.retention_days, defaults::retention_days());
         assert_eq!(c.trust.oid_base_arc, defaults::oid_base_arc());
         assert_eq!(c.metrics_listen, None, "metrics are off by default");
+        let l = LimitsConfig::default();
+        assert_eq!(
+            (
+                c.limits.max_connections,
+                c.limits.max_connections_per_principal,
+                c.limits.max_handshakes,
+                c.limits.handshake_timeout_seconds,
+                c.limits.idle_timeout_seconds,
+                c.limits.keepalive_interval_seconds,
+                c.limits.keepalive_timeout_seconds,
+                c.limits.max_streams_per_connection,
+                c.limits.max_watches_per_principal,
+            ),
+            (
+                l.max_connections,
+                l.max_connections_per_principal,
+                l.max_handshakes,
+                l.handshake_timeout_seconds,
+                l.idle_timeout_seconds,
+                l.keepalive_interval_seconds,
+                l.keepalive_timeout_seconds,
+                l.max_streams_per_connection,
+                l.max_watches_per_principal,
+            )
+        );
+        assert_eq!(
+            c.tls.reload_interval_seconds,
+            defaults::tls_reload_interval_seconds()
+        );
+        assert_eq!(
+            (c.tls.client_crls.as_ref(), c.tls.deny_list.as_ref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(
+            &p,
+            minimal("")
+                + "[limits]\nmax_connections = 10\nmax_connections_per_principal = 11\n\
+                   idle_timeout_seconds = 0\nmax_watches_per_principal = 0\n",
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        for f in [
+            "limits.max_connections_per_principal: must be between 1 and 10",
+            "limits.max_handshakes: must be between 1 and 10",
+            "limits.idle_timeout_seconds",
+            "limits.max_watches_per_principal",
+        ] {
+            assert!(e.contains(f), "{f} missing from: {e}");
+        }
     }
 
     fn minimal(extra: &str) -> String {

@@ -52,6 +52,7 @@ pub mod pki;
 pub mod screening;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod trust;
 
 /// Generated gRPC types and the descriptor set served by reflection.

@@ -199,6 +199,61 @@ pub struct Metrics {
     /// Per method (index into `GRPC_METHODS`) and code.
     grpc: Box<[Histogram]>,
     pub tls_handshake_failures: Counter,
+    /// Client connections open (TLS handshakes in progress included).
+    pub connections_open: Gauge,
+    /// Connections closed at once, by [`ConnectionRefusal`].
+    connections_refused: [Counter; ConnectionRefusal::ALL.len()],
+    /// Calls refused because the caller's certificate was revoked, expired
+    /// or its identity denied since its connection was accepted.
+    pub peers_revoked: Counter,
+    /// `accept` failures for lack of file descriptors or memory.
+    pub accept_resource_errors: Counter,
+}
+
+/// Why a connection was closed as soon as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// `limits.max_connections` reached.
+    Connections,
+    /// `limits.max_handshakes` reached.
+    Handshakes,
+    /// The identity's `limits.max_connections_per_principal` reached.
+    Principal,
+    /// The identity is on the deny-list.
+    Denied,
+}
+
+impl ConnectionRefusal {
+    pub const ALL: [ConnectionRefusal; 4] = [
+        ConnectionRefusal::Connections,
+        ConnectionRefusal::Handshakes,
+        ConnectionRefusal::Principal,
+        ConnectionRefusal::Denied,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConnectionRefusal::Connections => "max_connections",
+            ConnectionRefusal::Handshakes => "max_handshakes",
+            ConnectionRefusal::Principal => "max_connections_per_principal",
+            ConnectionRefusal::Denied => "deny_list",
+        }
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(std::sync::atomic::AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for Metrics {
@@ -216,7 +271,62 @@ impl Metrics {
                 .map(|_| Histogram::new(GRPC_BUCKETS))
                 .collect(),
             tls_handshake_failures: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Default::default(),
+            peers_revoked: Counter::default(),
+            accept_resource_errors: Counter::default(),
         }
+    }
+
+    /// Counts one connection closed as soon as it was accepted.
+    pub fn connection_refused(&self, why: ConnectionRefusal) {
+        self.connections_refused[why as usize].inc();
+    }
+
+    fn render_connections(&self, o: &mut String) {
+        header(
+            o,
+            "warden_connections_open",
+            "gauge",
+            "Client connections open on the gRPC port, TLS handshakes in progress included.",
+        );
+        let _ = writeln!(o, "warden_connections_open {}", self.connections_open.get());
+        header(
+            o,
+            "warden_connections_refused_total",
+            "counter",
+            "Connections closed as soon as they were accepted, by the limit that refused them.",
+        );
+        for why in ConnectionRefusal::ALL {
+            let _ = writeln!(
+                o,
+                "warden_connections_refused_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                self.connections_refused[why as usize].get()
+            );
+        }
+        header(
+            o,
+            "warden_client_revocations_total",
+            "counter",
+            "Calls refused because the caller's certificate was revoked or expired, or its identity denied, after its connection was accepted.",
+        );
+        let _ = writeln!(
+            o,
+            "warden_client_revocations_total {}",
+            self.peers_revoked.get()
+        );
+        header(
+            o,
+            "warden_accept_resource_errors_total",
+            "counter",
+            "Accepts that failed for lack of file descriptors or memory; accepting pauses and backs off.",
+        );
+        let _ = writeln!(
+            o,
+            "warden_accept_resource_errors_total {}",
+            self.accept_resource_errors.get()
+        );
     }
 
     /// Counts one new decision (replays of an earlier one are not counted):
@@ -321,6 +431,7 @@ impl Metrics {
             "warden_tls_handshake_failures_total {}",
             self.tls_handshake_failures.get()
         );
+        self.render_connections(o);
 
         header(
             o,

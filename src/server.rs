@@ -4,17 +4,18 @@
 //! `serve` takes an already-bound listener so tests can bind `127.0.0.1:0`
 //! and read the port back before any client connects.
 //!
-//! TLS is accepted here rather than by tonic (whose acceptor drops failed
-//! handshakes with a debug line), so that failed handshakes are counted:
-//! the same rustls configuration tonic would build (client certificate
-//! required, verified by webpki against the client CA; ALPN h2; a handshake
-//! time limit), and the established streams are handed to tonic, which
-//! reads the peer certificates from them as before.
+//! TLS is accepted here rather than by tonic (see [`accept`]): the rustls
+//! configuration requires a client certificate verified by webpki against
+//! the client CA (and its CRLs), and is rebuilt when its files change (see
+//! [`tls`](crate::tls)); the door counts failed handshakes and bounds the
+//! connections callers can hold.
+
+pub(crate) mod accept;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::admission::AdmissionService;
@@ -41,9 +42,6 @@ use crate::trust::TrustState;
 /// Largest request or response message accepted (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
-
 /// How long `serve` waits, after the last call ended, for the store to
 /// persist its last checkpoint and release the data directory.
 const STORE_CLOSE_LIMIT: Duration = Duration::from_secs(10);
@@ -63,7 +61,7 @@ pub enum ServerError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("TLS configuration: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::TlsError),
     #[error("server failed: {0}")]
     Transport(String),
     #[error("cannot listen on {addr} ({field}): {source}")]
@@ -99,9 +97,11 @@ fn load_signer(what: &'static str, path: &std::path::Path) -> Result<Signer, Ser
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share.
 pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+    install_crypto_provider();
     let licence_signer = load_signer("licence key", &config.licence.key)?;
     let ledger_signer = load_signer("ledger key", &config.ledger.key)?;
     let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;
+    let tls = Arc::new(crate::tls::TlsState::load(&config.tls)?);
     let keys = crate::pii::Keyring::load(&config.kyc.pii_key_file)
         .map_err(|e| ServerError::Store(e.into()))?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer, keys)?);
@@ -116,6 +116,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     Ok(Arc::new(App {
         store,
         trust,
+        tls,
         licence_signer,
         lease_millis: seconds_to_millis(config.admission.lease_seconds),
         screening,
@@ -129,6 +130,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         order_revision: tokio::sync::watch::Sender::new(order_revision),
         shutdown: CancellationToken::new(),
         recent_events: crate::api::orders::RecentEvents::default(),
+        watchers: crate::api::orders::Watchers::new(config.limits.max_watches_per_principal),
         metrics: Arc::default(),
     }))
 }
@@ -142,7 +144,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     install_crypto_provider();
-    let tls = tls_acceptor(config)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -194,12 +195,31 @@ pub async fn serve(
             app_shutdown.cancel();
         }
     });
+    tokio::spawn(reload_tls_task(
+        app.clone(),
+        Duration::from_secs(config.tls.reload_interval_seconds),
+        shutdown.clone(),
+    ));
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "warden serving (mTLS)");
-    let incoming = accept_tls(listener, tls, app.metrics.clone(), shutdown.clone());
+    let limits = &config.limits;
+    let incoming = accept::accept(
+        listener,
+        app.tls.clone(),
+        accept::Limits::from(limits),
+        app.metrics.clone(),
+        shutdown.clone(),
+    );
     let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_seconds)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_seconds)))
+        .max_concurrent_streams(limits.max_streams_per_connection)
         // Outermost, so that calls the auth layer refuses are timed too.
         .layer(crate::metrics::GrpcMetricsLayer::new(app.metrics.clone()))
+        .layer(accept::ConnectionLayer::new(
+            app.tls.clone(),
+            app.metrics.clone(),
+        ))
         .layer(AuthLayer::new(&config.tls.trust_domain))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -245,108 +265,60 @@ pub async fn serve(
     result
 }
 
-/// The rustls server configuration: the server's certificate, a client
-/// certificate required and verified against the client CA, ALPN h2.
-fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem_error = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
-        ServerError::Tls(format!("{what} {}: {e}", path.display()))
-    };
-    let certs = |what: &'static str, path: &std::path::Path| {
-        let pem = read(what, path)?;
-        let certs = rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<Vec<CertificateDer<'static>>, _>>()
-            .map_err(|e| pem_error(what, path, &e))?;
-        if certs.is_empty() {
-            return Err(pem_error(what, path, &"no PEM certificate in it"));
+/// Reloads the TLS files (and with them the client CRLs and deny-list)
+/// every `interval` when they changed, and on SIGHUP the trust directory
+/// too, until shutdown. A failed reload keeps what is in force.
+async fn reload_tls_task(app: Arc<App>, interval: Duration, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `warden trust reload`");
+            None
         }
-        Ok(certs)
     };
-    let chain = certs("server certificate", &config.tls.cert)?;
-    let key_pem = read("server key", &config.tls.key)?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| pem_error("server key", &config.tls.key, &e))?
-        .ok_or_else(|| pem_error("server key", &config.tls.key, &"no PEM private key in it"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in certs("client CA", &config.tls.client_ca)? {
-        roots
-            .add(ca)
-            .map_err(|e| pem_error("client CA", &config.tls.client_ca, &e))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .map_err(|e| pem_error("client CA", &config.tls.client_ca, &e))?;
-    let mut tls = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| ServerError::Tls(format!("server certificate and key: {e}")))?;
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
-}
-
-type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
-
-/// Accepts connections on `listener` and completes their TLS handshakes
-/// concurrently (a slow client holds up no other), counting the ones that
-/// fail or run out of time. Yields established streams until `shutdown`;
-/// handshakes still running then are dropped.
-fn accept_tls(
-    listener: TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
-    metrics: Arc<crate::metrics::Metrics>,
-    shutdown: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut handshakes = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tx.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        // Nagle off: a unary answer is several small HTTP/2
-                        // frames (headers, data, trailers); with Nagle on,
-                        // the last one waits for the client's delayed ACK,
-                        // adding up to 40 ms to a call.
-                        if let Err(e) = stream.set_nodelay(true) {
-                            tracing::debug!(%peer, error = %e, "cannot turn Nagle off");
-                        }
-                        let tls = tls.clone();
-                        handshakes.spawn(async move {
-                            let r = tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(stream)).await;
-                            (peer, r)
-                        });
-                    }
-                    // tonic decides which accept errors end the server.
-                    Err(e) => {
-                        if tx.send(Err(e)).await.is_err() {
-                            return;
-                        }
-                    }
-                },
-                Some(done) = handshakes.join_next() => {
-                    let Ok((peer, result)) = done else { continue };
-                    match result {
-                        Ok(Ok(stream)) => {
-                            if tx.send(Ok(stream)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            metrics.tls_handshake_failures.inc();
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics.tls_handshake_failures.inc();
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
-                    }
+    loop {
+        #[cfg(unix)]
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_received = std::future::pending::<()>();
+        let tick = async {
+            if interval.is_zero() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(interval).await;
+        };
+        let everything = tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = hangup_received => true,
+            () = tick => false,
+        };
+        let app = app.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            if everything {
+                tracing::info!("SIGHUP: reloading the trust directory and the TLS files");
+                if let Err(e) = app.trust.reload() {
+                    tracing::error!(error = %e, "trust directory reload failed; the bundle in force stays");
                 }
             }
+            app.tls.reload()
+        })
+        .await;
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "TLS reload failed; the certificates, CRLs and deny-list in force stay");
+            }
+            Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
         }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
 }
 
 /// Purges the personal data of customers closed for longer than the

@@ -640,7 +640,10 @@ async fn restart_keeps_orders_deployment_states_and_revisions() {
 
 #[tokio::test]
 async fn shutdown_with_a_hundred_open_watches_finishes_within_the_drain_limit() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    // One principal holds them all: allow it (and its connection) that many.
+    env.config.limits.max_watches_per_principal = 100;
+    env.config.limits.max_streams_per_connection = 128;
     let server = env.start().await;
     let channel = env.channel(&server, "scheduler").await;
     let mut streams = Vec::new();

@@ -374,7 +374,7 @@ fn client_cert_with_sans(env: &TestEnv, sans: Vec<SanType>) -> (String, String) 
 }
 
 #[tokio::test]
-async fn certificate_with_two_uri_sans_or_none_is_unauthenticated() {
+async fn certificate_with_two_uri_sans_or_none_or_of_another_trust_domain_is_unauthenticated() {
     let env = TestEnv::new();
     let server = env.start().await;
     let uri = |s: &str| SanType::URI(s.try_into().unwrap());
@@ -391,20 +391,34 @@ async fn certificate_with_two_uri_sans_or_none_is_unauthenticated() {
             vec![SanType::DnsName("kyc.warden.test".try_into().unwrap())],
         ),
         ("no SAN at all", vec![]),
+        (
+            "another trust domain",
+            vec![uri("spiffe://elsewhere.test/kyc/a")],
+        ),
+        (
+            "a dot-dot segment",
+            vec![uri(&format!("spiffe://{TRUST_DOMAIN}/kyc/.."))],
+        ),
     ];
     for (n, (what, sans)) in cases.into_iter().enumerate() {
         let (cert, key) = client_cert_with_sans(&env, sans);
         let channel = connect(server.addr, &env.mtls.cert_pem(), Some((&cert, &key)))
             .await
             .unwrap();
-        // The certificate chains to the right CA: health (role-free) answers,
-        // so the refusal below is the auth layer's, not the handshake's.
-        HealthClient::new(channel.clone())
+        // The certificate chains to the right CA, so the handshake succeeds
+        // and the refusals below are the auth layer's: even health and
+        // reflection are only for callers of the trust domain.
+        let health = HealthClient::new(channel.clone())
             .check(HealthCheckRequest {
                 service: "warden.v1.Customers".into(),
             })
             .await
-            .unwrap_or_else(|s| panic!("{what}: health: {s:?}"));
+            .unwrap_err();
+        assert_eq!(
+            health.code(),
+            Code::Unauthenticated,
+            "{what}: health: {health:?}"
+        );
         let id = format!("san-{n}");
         let status = try_register(channel, &id).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");

@@ -28,6 +28,9 @@ use crate::trust::TrustState;
 pub struct App {
     pub store: Arc<dyn Store>,
     pub trust: TrustState,
+    /// The server certificate, client CA, client CRLs and deny-list in
+    /// force; `Trust.Reload` reloads them with the trust directory.
+    pub tls: Arc<crate::tls::TlsState>,
     pub licence_signer: Signer,
     pub lease_millis: i64,
     /// The loaded sanctions list's screener and the hit threshold.
@@ -41,6 +44,8 @@ pub struct App {
     pub order_revision: tokio::sync::watch::Sender<u64>,
     /// Cancelled when the server shuts down: ends every order watch.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Open order watches by principal, bounded.
+    pub watchers: Arc<orders::Watchers>,
     /// The newest order events, converted once for every watcher.
     pub recent_events: orders::RecentEvents,
     /// Counters and histograms served at the metrics endpoint.

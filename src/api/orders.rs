@@ -649,6 +649,7 @@ impl Orders for OrdersService {
         &self,
         request: Request<proto::WatchOrdersRequest>,
     ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        let who = principal(&request)?;
         let proto::WatchOrdersRequest { since_revision } = request.into_inner();
         let newest = *self.app.order_revision.borrow();
         if since_revision > newest {
@@ -658,9 +659,18 @@ impl Orders for OrdersService {
             )
             .into());
         }
+        let slot = self.app.watchers.claim(&who.spiffe_id).ok_or_else(|| {
+            ApiError::ResourceExhausted(format!(
+                "{} already holds {} open order watches (limits.max_watches_per_principal); \
+                 close one first",
+                who.spiffe_id,
+                self.app.watchers.limit()
+            ))
+        })?;
         Ok(Response::new(Box::pin(watch(
             self.app.clone(),
             since_revision,
+            slot,
         ))))
     }
 
@@ -749,11 +759,69 @@ fn own_deployment(app: &App, who: &Principal, id: &str) -> Result<(), ApiError> 
 /// on shutdown (UNAVAILABLE, with where to resume) and, once it has caught
 /// up, if the client falls more than [`RECENT`] events behind (ABORTED,
 /// with where to resume).
+/// Open order watches by principal, each at most the configured limit.
+pub struct Watchers {
+    limit: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open watch, counted until the stream is dropped.
+pub struct WatchSlot {
+    watchers: Arc<Watchers>,
+    spiffe_id: String,
+}
+
+impl Watchers {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            open: std::sync::Mutex::default(),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        // Plain counts, consistent after any panic.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for one more watch of `spiffe_id`, unless it holds the limit.
+    pub fn claim(self: &Arc<Self>, spiffe_id: &str) -> Option<WatchSlot> {
+        let mut open = self.open();
+        let n = open.entry(spiffe_id.to_string()).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(WatchSlot {
+            watchers: self.clone(),
+            spiffe_id: spiffe_id.to_string(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.watchers.open();
+        if let Some(n) = open.get_mut(&self.spiffe_id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.spiffe_id);
+            }
+        }
+    }
+}
+
 fn watch(
     app: Arc<App>,
     since: u64,
+    slot: WatchSlot,
 ) -> impl tokio_stream::Stream<Item = Result<proto::OrderEvent, Status>> + Send {
     struct State {
+        _slot: WatchSlot,
         app: Arc<App>,
         announced: tokio::sync::watch::Receiver<u64>,
         last: u64,
@@ -763,6 +831,7 @@ fn watch(
     }
     let announced = app.order_revision.subscribe();
     let state = State {
+        _slot: slot,
         app,
         announced,
         last: since,

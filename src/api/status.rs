@@ -19,6 +19,8 @@ pub enum ApiError {
     /// Concurrent change; the caller may retry.
     Aborted(String),
     PermissionDenied(String),
+    /// The caller holds as much of a bounded resource as it may.
+    ResourceExhausted(String),
     /// Storage cannot commit right now; nothing was recorded.
     Unavailable,
     Internal,
@@ -91,6 +93,7 @@ impl From<ApiError> for Status {
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Aborted(m) => Status::aborted(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ApiError::Unavailable => Status::unavailable(
                 "storage cannot commit right now; nothing was recorded, retry later",
             ),

@@ -28,10 +28,14 @@ impl TrustService {
 
     fn status(&self) -> proto::TrustStatus {
         let s = self.app.trust.summary();
+        let t = self.app.tls.current_summary();
         proto::TrustStatus {
             version: s.version,
             roots: s.roots,
             crls: s.crls,
+            tls_version: t.version,
+            client_crls: u32::try_from(t.client_crls).unwrap_or(u32::MAX),
+            denied_identities: u32::try_from(t.denied_identities).unwrap_or(u32::MAX),
         }
     }
 }
@@ -73,11 +77,14 @@ impl Trust for TrustService {
         let who = principal(&request)?;
         let proto::ReloadRequest {} = request.into_inner();
         let app = self.app.clone();
-        tokio::task::spawn_blocking(move || app.trust.reload())
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(ApiError::FailedPrecondition)?;
-        tracing::info!(principal = %who.spiffe_id, "trust directory reloaded");
+        let tls = tokio::task::spawn_blocking(move || {
+            app.trust.reload()?;
+            app.tls.reload().map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(ApiError::FailedPrecondition)?;
+        tracing::info!(principal = %who.spiffe_id, tls_changed = tls.changed, "trust directory and TLS files reloaded");
         Ok(Response::new(self.status()))
     }
 

@@ -476,11 +476,22 @@ async fn trust(c: &ClientArgs, cmd: TrustCommand) -> anyhow::Result<()> {
     .map_err(status_error)?
     .into_inner();
     if c.json {
-        print_json(&json!({"version": s.version, "roots": s.roots, "crls": s.crls}));
+        print_json(
+            &json!({"version": s.version, "roots": s.roots, "crls": s.crls,
+            "tls_version": s.tls_version, "client_crls": s.client_crls,
+            "denied_identities": s.denied_identities}),
+        );
     } else {
         println!(
-            "trust bundle version {}: {} root(s), {} CRL(s)",
-            s.version, s.roots, s.crls
+            "trust bundle version {}: {} root(s), {} CRL(s)\n\
+             TLS files version {}: {} client CRL(s), {} denied identit{}",
+            s.version,
+            s.roots,
+            s.crls,
+            s.tls_version,
+            s.client_crls,
+            s.denied_identities,
+            if s.denied_identities == 1 { "y" } else { "ies" }
         );
     }
     Ok(())

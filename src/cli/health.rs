@@ -117,19 +117,23 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::path::Path;
 
-    use tokio_stream::wrappers::TcpListenerStream;
+    use std::sync::Arc;
+
     use tokio_util::sync::CancellationToken;
-    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    use tonic::transport::Server;
     use tonic_health::server::HealthReporter;
 
     use super::*;
     use crate::auth::AuthLayer;
+    use crate::config::{LimitsConfig, TlsConfig};
     use crate::pki::dev::TestCa;
+    use crate::server::accept;
+    use crate::tls::TlsState;
 
     const TRUST_DOMAIN: &str = "warden.test";
 
-    /// A server with warden's TLS settings and auth layer in front of the
-    /// health service, and the client arguments a probe would use: a
+    /// A server with warden's TLS door, connection and auth layers in front
+    /// of the health service, and the client arguments a probe would use: a
     /// certificate from the client CA whose SPIFFE ID names no role.
     struct Probe {
         server_pem: std::path::PathBuf,
@@ -164,24 +168,37 @@ mod tests {
         let probe = ca
             .client_cert(&format!("spiffe://{TRUST_DOMAIN}/probe/kubelet"))
             .unwrap();
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&server.cert_pem, &server.key_pem))
-            .client_ca_root(Certificate::from_pem(ca.cert_pem()))
-            .client_auth_optional(false);
+        let ca_pem = write(dir.path(), "ca.pem", &ca.cert_pem());
+        let tls = Arc::new(
+            TlsState::load(&TlsConfig {
+                cert: server_pem.clone(),
+                key: server_key.clone(),
+                client_ca: ca_pem.clone(),
+                trust_domain: TRUST_DOMAIN.into(),
+                client_crls: None,
+                deny_list: None,
+                reload_interval_seconds: 0,
+            })
+            .unwrap(),
+        );
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (reporter, health) = tonic_health::server::health_reporter();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let shutdown = CancellationToken::new();
+        let incoming = accept::accept(
+            listener,
+            tls.clone(),
+            accept::Limits::from(&LimitsConfig::default()),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(
             Server::builder()
-                .tls_config(tls)
-                .unwrap()
+                .layer(accept::ConnectionLayer::new(tls, metrics))
                 .layer(AuthLayer::new(TRUST_DOMAIN))
                 .add_service(health)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    shutdown.clone().cancelled_owned(),
-                ),
+                .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
         );
         let client = ClientArgs {
             addr: format!("https://localhost:{port}"),
@@ -189,7 +206,7 @@ mod tests {
             dev_dir: dir.path().join("absent"),
             cert: Some(write(dir.path(), "probe.pem", &probe.cert_pem)),
             key: Some(write(dir.path(), "probe.key", &probe.key_pem)),
-            ca: Some(write(dir.path(), "ca.pem", &ca.cert_pem())),
+            ca: Some(ca_pem),
             json: false,
         };
         Probe {

@@ -574,7 +574,9 @@ fn fmt_time(unix: i64) -> String {
         .unwrap_or_else(|| format!("@{unix}"))
 }
 
-fn list_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>, PkiError> {
+/// The files in `dir` with one of these extensions, sorted, hidden ones
+/// (`.name`) left out.
+pub fn list_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>, PkiError> {
     let rd = std::fs::read_dir(dir).map_err(|e| PkiError::io(dir, e))?;
     let mut out = Vec::new();
     for entry in rd {
@@ -594,8 +596,9 @@ fn list_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>, PkiError> {
     Ok(out)
 }
 
-/// DER or PEM → a CRL that both webpki and x509-parser accept.
-fn parse_crl(bytes: &[u8]) -> Result<HeldCrl, PkiError> {
+/// A CRL file's bytes, DER or one PEM "X509 CRL" section, as DER: the
+/// one place CRL input is unwrapped and size-checked.
+pub fn crl_der(bytes: &[u8]) -> Result<Vec<u8>, PkiError> {
     if bytes.len() > MAX_CRL_BYTES {
         return Err(PkiError::InvalidCrl(format!(
             "{} bytes exceeds the {MAX_CRL_BYTES}-byte limit",
@@ -630,6 +633,12 @@ fn parse_crl(bytes: &[u8]) -> Result<HeldCrl, PkiError> {
     if der.is_empty() {
         return Err(PkiError::InvalidCrl("empty".into()));
     }
+    Ok(der)
+}
+
+/// DER or PEM → a CRL that both webpki and x509-parser accept.
+fn parse_crl(bytes: &[u8]) -> Result<HeldCrl, PkiError> {
+    let der = crl_der(bytes)?;
     let owned = OwnedCertRevocationList::from_der(&der)
         .map_err(|e| PkiError::InvalidCrl(format!("not a usable X.509 v2 CRL: {e}")))?;
     let (rest, x) = x509_parser::parse_x509_crl(&der)

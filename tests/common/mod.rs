@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use warden::auth::Role;
 use warden::config::{
-    AdmissionConfig, Config, KycConfig, LedgerConfig, LicenceConfig, OrdersConfig, TlsConfig,
-    TrustConfig,
+    AdmissionConfig, Config, KycConfig, LedgerConfig, LicenceConfig, LimitsConfig, OrdersConfig,
+    TlsConfig, TrustConfig,
 };
 use warden::ledger::note::{Signer, Verifier};
 use warden::pki::dev::{sample_claims, CrlSpec, LeafSpec, TestCa, TestLeaf, TestPki};
@@ -103,6 +103,9 @@ impl TestEnv {
                 key: root.join("tls/server.key"),
                 client_ca: root.join("tls/client-ca.pem"),
                 trust_domain: TRUST_DOMAIN.into(),
+                client_crls: None,
+                deny_list: None,
+                reload_interval_seconds: 0,
             },
             trust: TrustConfig {
                 dir: trust,
@@ -123,6 +126,7 @@ impl TestEnv {
                 purge_interval_seconds: 3600,
             },
             orders: OrdersConfig::default(),
+            limits: LimitsConfig::default(),
         };
         warden::pii::Keyring::generate(&config.kyc.pii_key_file, "test-1").unwrap();
         config.validate().unwrap();
@@ -243,16 +247,31 @@ impl TestEnv {
 /// `c` as the text of a config file that `Config::load` reads back as `c`.
 pub fn config_toml(c: &Config) -> String {
     let p = |p: &Path| toml::Value::String(p.to_str().unwrap().to_string()).to_string();
+    let mut tls_extra = format!(
+        "reload_interval_seconds = {}\n",
+        c.tls.reload_interval_seconds
+    );
+    if let Some(d) = &c.tls.client_crls {
+        tls_extra.push_str(&format!("client_crls = {}\n", p(d)));
+    }
+    if let Some(d) = &c.tls.deny_list {
+        tls_extra.push_str(&format!("deny_list = {}\n", p(d)));
+    }
+    let l = &c.limits;
     format!(
         "listen = \"{}\"\n\
          data_dir = {}\n\
          shutdown_grace_seconds = {}\n\
-         [tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = \"{}\"\n\
+         [tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = \"{}\"\n{}\
          [trust]\ndir = {}\nrequire_crls = {}\noid_base_arc = \"{}\"\n\
          [admission]\nlease_seconds = {}\n\
          [licence]\nkey = {}\n\
          [ledger]\nkey = {}\n\
-         [kyc]\npii_key_file = {}\n",
+         [kyc]\npii_key_file = {}\n\
+         [limits]\nmax_connections = {}\nmax_connections_per_principal = {}\n\
+         max_handshakes = {}\nhandshake_timeout_seconds = {}\nidle_timeout_seconds = {}\n\
+         keepalive_interval_seconds = {}\nkeepalive_timeout_seconds = {}\n\
+         max_streams_per_connection = {}\nmax_watches_per_principal = {}\n",
         c.listen,
         p(&c.data_dir),
         c.shutdown_grace_seconds,
@@ -260,6 +279,7 @@ pub fn config_toml(c: &Config) -> String {
         p(&c.tls.key),
         p(&c.tls.client_ca),
         c.tls.trust_domain,
+        tls_extra,
         p(&c.trust.dir),
         c.trust.require_crls,
         c.trust.oid_base_arc,
@@ -267,6 +287,15 @@ pub fn config_toml(c: &Config) -> String {
         p(&c.licence.key),
         p(&c.ledger.key),
         p(&c.kyc.pii_key_file),
+        l.max_connections,
+        l.max_connections_per_principal,
+        l.max_handshakes,
+        l.handshake_timeout_seconds,
+        l.idle_timeout_seconds,
+        l.keepalive_interval_seconds,
+        l.keepalive_timeout_seconds,
+        l.max_streams_per_connection,
+        l.max_watches_per_principal,
     )
 }
 
