@@ -46,6 +46,7 @@ pub mod digest;
 pub mod domain;
 pub mod kyc;
 pub mod ledger;
+pub mod licence;
 pub mod metrics;
 pub mod pii;
 pub mod pki;

@@ -282,7 +282,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stdout(&o).contains("warden-licence/v1"));
+    assert!(stdout(&o).contains("warden-licence/v2"));
 
     // DENY with every reason, exit status 3.
     let zeros = format!("sha256:{}", "0".repeat(64));
