@@ -279,10 +279,19 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
             "certs/dev/licence.txt",
             "--vkey",
             "certs/dev/licence.vkey",
+            "--deployment",
+            &first_dep,
+            "--region",
+            "eu-west-1",
+            "--accelerators",
+            "4",
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stdout(&o).contains("warden-licence/v2"));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "version"), Some("warden-licence/v2"), "{out}");
+    assert_eq!(field(&out, "customer"), Some("acme-ai"), "{out}");
+    assert_eq!(field(&out, "accelerators"), Some("4"), "{out}");
 
     // DENY with every reason, exit status 3.
     let zeros = format!("sha256:{}", "0".repeat(64));

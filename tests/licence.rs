@@ -138,3 +138,226 @@ async fn a_ledger_checkpoint_from_the_server_is_not_a_licence() {
     ));
     server.stop().await;
 }
+
+/// `warden verify-licence` run as a user runs it, on licences built and
+/// signed here with the library, dated against the real clock the binary
+/// reads (by minutes, so no test waits for time to pass).
+mod verify_licence_command {
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    use warden::ledger::checkpoint::Checkpoint;
+    use warden::ledger::note::Signer;
+    use warden::licence::Licence;
+
+    const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+    const FINGERPRINT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn now() -> i64 {
+        warden::api::now_millis()
+    }
+
+    fn digest(byte: &str) -> String {
+        format!("sha256:{}", byte.repeat(32))
+    }
+
+    fn licence(expires_at: i64) -> Licence {
+        Licence {
+            deployment_id: "dep-1".into(),
+            model_digest: digest("ab"),
+            customer_id: "acme-ai".into(),
+            expires_at,
+            region: "eu-west-1".into(),
+            accelerators: 4,
+            certificate_fingerprint: FINGERPRINT.into(),
+        }
+    }
+
+    struct Files {
+        dir: tempfile::TempDir,
+        signer: Signer,
+    }
+
+    impl Files {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let signer = Signer::generate("warden.test/licence").unwrap();
+            std::fs::write(
+                dir.path().join("licence.vkey"),
+                signer.verifier().to_text() + "\n",
+            )
+            .unwrap();
+            Files { dir, signer }
+        }
+
+        fn write(&self, name: &str, text: &str) -> String {
+            std::fs::write(self.dir.path().join(name), text).unwrap();
+            name.to_string()
+        }
+
+        fn signed(&self, name: &str, l: &Licence) -> String {
+            self.write(name, &l.sign(&self.signer).unwrap())
+        }
+
+        fn verify(&self, file: &str, extra: &[&str]) -> Output {
+            run(self.dir.path(), file, "licence.vkey", extra)
+        }
+    }
+
+    fn run(dir: &Path, file: &str, vkey: &str, extra: &[&str]) -> Output {
+        Command::new(WARDEN)
+            .args(["verify-licence", file, "--vkey", vkey])
+            .args(extra)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    }
+
+    /// Refused with exit status 3 and a message that says why.
+    fn refused(o: &Output, why: &str) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{o:?}");
+        assert!(err.contains("refused: ") && err.contains(why), "{err}");
+        assert!(o.stdout.is_empty(), "{o:?}");
+    }
+
+    #[test]
+    fn a_valid_licence_is_printed_and_every_check_passes() {
+        let f = Files::new();
+        let file = f.signed("licence.txt", &licence(now() + 300_000));
+        let d = digest("ab");
+        let o = f.verify(
+            &file,
+            &[
+                "--deployment",
+                "dep-1",
+                "--model-digest",
+                &d,
+                "--region",
+                "eu-west-1",
+                "--accelerators",
+                "4",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.starts_with("valid licence signed by warden.test/licence\n"));
+        for line in [
+            "version       warden-licence/v2\n",
+            "deployment    dep-1\n",
+            "customer      acme-ai\n",
+            "region        eu-west-1\n",
+            "accelerators  4\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from {out}");
+        }
+    }
+
+    #[test]
+    fn an_expired_licence_is_refused_after_the_skew() {
+        let f = Files::new();
+        // Expired two minutes ago: beyond the default minute of skew.
+        let file = f.signed("licence.txt", &licence(now() - 120_000));
+        refused(&f.verify(&file, &[]), "the licence expired at ");
+        assert_eq!(f.verify(&file, &["--skew", "600"]).status.code(), Some(0));
+    }
+
+    #[test]
+    fn a_licence_for_something_else_is_refused() {
+        let f = Files::new();
+        let file = f.signed("licence.txt", &licence(now() + 300_000));
+        let other = digest("cd");
+        refused(
+            &f.verify(&file, &["--model-digest", &other]),
+            &format!(
+                "the licence is for model \"{}\", not \"{other}\"",
+                digest("ab")
+            ),
+        );
+        refused(
+            &f.verify(&file, &["--deployment", "dep-2"]),
+            "the licence is for deployment \"dep-1\", not \"dep-2\"",
+        );
+        refused(
+            &f.verify(&file, &["--region", "us-east-1"]),
+            "the licence is for region \"eu-west-1\", not \"us-east-1\"",
+        );
+        refused(
+            &f.verify(&file, &["--accelerators", "8"]),
+            "the licence grants 4 accelerator(s), not 8",
+        );
+    }
+
+    #[test]
+    fn notes_that_are_not_licences_by_this_key_are_refused() {
+        let f = Files::new();
+        let later = now() + 300_000;
+        // Signed by another key.
+        let stranger = Signer::generate("warden.test/licence").unwrap();
+        let file = f.write("other.txt", &licence(later).sign(&stranger).unwrap());
+        refused(
+            &f.verify(&file, &[]),
+            "no valid signature by warden.test/licence",
+        );
+        // Edited after signing.
+        let note = licence(later).sign(&f.signer).unwrap();
+        let file = f.write("edited.txt", &note.replace("eu-west-1", "us-east-1"));
+        refused(&f.verify(&file, &[]), "no valid signature");
+        // The old version, without scope.
+        let v1 = f.signer.sign(
+            &licence(later)
+                .body()
+                .unwrap()
+                .replace("warden-licence/v2", "warden-licence/v1"),
+        );
+        let file = f.write("v1.txt", &v1.unwrap());
+        refused(
+            &f.verify(&file, &[]),
+            "\"warden-licence/v1\" licences are not accepted",
+        );
+        // A ledger checkpoint, checked with the ledger's own key: the
+        // signature holds, the body is no licence.
+        let ledger = Signer::generate("warden.test/ledger").unwrap();
+        let checkpoint = Checkpoint {
+            origin: "warden.test/ledger".into(),
+            size: 1,
+            root: [1u8; 32],
+        }
+        .sign(&ledger)
+        .unwrap();
+        let file = f.write("checkpoint.txt", &checkpoint);
+        let vkey = f.write("ledger.vkey", &ledger.verifier().to_text());
+        refused(
+            &run(f.dir.path(), &file, &vkey, &[]),
+            "the signed text is not a warden licence",
+        );
+    }
+
+    #[test]
+    fn files_that_cannot_be_used_are_named() {
+        let f = Files::new();
+        let file = f.signed("licence.txt", &licence(now() + 300_000));
+        let fails = |o: Output, text: &str| {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{o:?}");
+            assert!(err.contains(text), "{text} missing from {err}");
+        };
+        fails(
+            f.verify("missing.txt", &[]),
+            "cannot read licence missing.txt",
+        );
+        fails(
+            run(f.dir.path(), &file, "licnce.vkey", &[]),
+            "\"licnce.vkey\" is neither a readable file nor a verifier key",
+        );
+        let junk = f.write("junk.vkey", "not a key\n");
+        fails(
+            run(f.dir.path(), &file, &junk, &[]),
+            "junk.vkey holds no verifier key",
+        );
+        fails(
+            f.verify(&file, &["--model-digest", "sha256:AB"]),
+            "--model-digest",
+        );
+    }
+}

@@ -98,19 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Backup(args) => super::backup::backup(c, args).await,
         Command::Restore(args) => super::backup::restore(c, args).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
-        Command::VerifyLicence { licence, vkey } => {
-            let note = std::fs::read_to_string(&licence)
-                .with_context(|| format!("cannot read {}", licence.display()))?;
-            let vkey_text = if Path::new(&vkey).is_file() {
-                std::fs::read_to_string(&vkey)?
-            } else {
-                vkey
-            };
-            let verifier = crate::ledger::note::Verifier::from_text(&vkey_text)?;
-            let text = verifier.open(&note)?;
-            print!("valid licence signed by {}\n{text}", verifier.name());
-            Ok(0)
-        }
+        Command::VerifyLicence(args) => super::licence::run(c, args),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `digest`) run locally; the rest are gRPC clients of a running warden.
 //!
 //! Exit status: 0 success or allow; 1 error (the message says what to do);
-//! 2 usage error; 3 the server answered DENY; 4 the ledger is proven
+//! 2 usage error; 3 the server answered DENY, or a licence was refused; 4 the ledger is proven
 //! inconsistent (evidence printed).
 
 pub mod attribute;
@@ -13,6 +13,7 @@ pub mod customer;
 pub mod dev;
 pub mod health;
 pub mod ledger;
+pub mod licence;
 pub mod order;
 
 use std::path::PathBuf;
@@ -132,14 +133,10 @@ pub enum Command {
     /// Ask a running warden whether it is serving (gRPC health over mTLS);
     /// exit 0 if SERVING, 1 otherwise. For container and Kubernetes probes.
     Health(health::HealthArgs),
-    /// Check a licence offline with the licence verifier key.
-    VerifyLicence {
-        /// File holding the signed licence note.
-        licence: PathBuf,
-        /// Verifier key file or text (`name+id+key`), as `warden dev` prints.
-        #[arg(long)]
-        vkey: String,
-    },
+    /// Check a licence offline: signed by the licence key, a current
+    /// warden licence, not expired, and (when asked) for this deployment,
+    /// model, region and accelerator count. Exit 3 if it is refused.
+    VerifyLicence(licence::VerifyLicenceArgs),
 }
 
 #[derive(Debug, Subcommand)]
