@@ -226,6 +226,36 @@ impl Drop for Watch {
     }
 }
 
+/// `warden order watch | head -1`: once the reader of its output is gone,
+/// the watch ends, quietly and with success, even while no event arrives.
+fn watch_ends_when_its_reader_is_gone(dir: &Path, addr: &str) {
+    let mut child = Command::new(WARDEN)
+        .args(["order", "watch", "--since", "0", "--addr", addr])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("1  "), "{first}");
+    // The reader was dropped: the pipe's read end is closed.
+    let (tx, exited) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let o = match exited.recv_timeout(Duration::from_secs(30)) {
+        Ok(o) => o,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("order watch kept running after its reader went away");
+        }
+    };
+    assert!(o.status.success(), "{o:?}");
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
 fn admit_sample<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "admit",
@@ -630,6 +660,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "{acked}"
     );
     watch.interrupt();
+    watch_ends_when_its_reader_is_gone(dir, &addr);
 
     // Lifting takes two principals: after the operator the order is still
     // ACTIVE and admission still denied; the authority's approval lifts it.
