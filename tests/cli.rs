@@ -1195,3 +1195,81 @@ fn attribution_reports_verify_offline_and_every_request_is_listed() {
     assert!(!stdout(&o).contains("Acme AI Ltd"));
     drop(dev);
 }
+
+/// A file the CLI cannot use is named in the error, each cause once, and
+/// before any connection is attempted.
+#[test]
+fn errors_name_the_file_that_could_not_be_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let nowhere = "https://localhost:1";
+    let not_found = "No such file or directory";
+    for (args, named) in [
+        (vec!["digest", "nodir"], "nodir"),
+        (vec!["serve", "--config", "nocfg.toml"], "nocfg.toml"),
+        (
+            vec![
+                "evaluator",
+                "issue",
+                "--ca",
+                "noca.pem",
+                "--ca-key",
+                "nokey.pem",
+                "--model-dir",
+                "nodir",
+                "--results",
+                "nores.toml",
+                "--out",
+                "out.pem",
+            ],
+            "noca.pem",
+        ),
+        (
+            vec!["restore", "nobackup.bin", "--data-dir", "d"],
+            "nobackup.bin",
+        ),
+        (
+            vec!["pii", "rotate", "--key-file", "nodir/keys", "--id", "k2"],
+            "nodir/keys",
+        ),
+        (
+            vec![
+                "admit",
+                "--customer",
+                "c",
+                "--chain",
+                "nochain.pem",
+                "--model-digest",
+                &digest,
+                "--region",
+                "r",
+                "--addr",
+                nowhere,
+            ],
+            "nochain.pem",
+        ),
+        (
+            vec!["customer", "add", "nocust.json", "--addr", nowhere],
+            "nocust.json",
+        ),
+        (
+            vec!["trust", "put-crl", "nocrl.pem", "--addr", nowhere],
+            "nocrl.pem",
+        ),
+        (
+            vec!["verify-licence", "nolicence.txt", "--vkey", "novkey"],
+            "nolicence.txt",
+        ),
+    ] {
+        let o = Command::new(WARDEN)
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        assert!(err.contains(named), "{args:?}: {named} missing from {err}");
+        assert_eq!(err.matches(not_found).count(), 1, "{args:?}: {err}");
+    }
+}

@@ -452,14 +452,18 @@ fn pii(c: &ClientArgs, cmd: PiiCommand) -> anyhow::Result<()> {
 }
 
 async fn trust(c: &ClientArgs, cmd: TrustCommand) -> anyhow::Result<()> {
+    // Local files first: a missing one is reported as such, whether or not
+    // the server is reachable.
+    let crl = match &cmd {
+        TrustCommand::PutCrl { file } => Some(
+            std::fs::read(file).with_context(|| format!("cannot read CRL {}", file.display()))?,
+        ),
+        TrustCommand::Reload => None,
+    };
     let mut client = TrustClient::new(c.connect("admin").await?);
-    let s = match cmd {
-        TrustCommand::PutCrl { file } => {
-            let crl =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            client.put_crl(proto::PutCrlRequest { crl }).await
-        }
-        TrustCommand::Reload => client.reload(proto::ReloadRequest {}).await,
+    let s = match crl {
+        Some(crl) => client.put_crl(proto::PutCrlRequest { crl }).await,
+        None => client.reload(proto::ReloadRequest {}).await,
     }
     .map_err(status_error)?
     .into_inner();

@@ -221,8 +221,9 @@ async fn verify(
     }
     // Only now remember the new checkpoint: it verified in every respect.
     let tmp = state.with_extension("tmp");
-    std::fs::write(&tmp, &r.checkpoint)?;
-    std::fs::rename(&tmp, state)?;
+    std::fs::write(&tmp, &r.checkpoint)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, state).with_context(|| format!("cannot replace {}", state.display()))?;
     print!("{}", r.checkpoint);
     Ok(0)
 }

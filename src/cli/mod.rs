@@ -27,6 +27,23 @@ pub use customer::CustomerCommand;
 /// Exit status for a DENY answer.
 pub const EXIT_DENIED: i32 = 3;
 
+/// An error and its causes, `: `-separated, as the CLI prints it; a cause
+/// that an error already quoted in its own message is not repeated.
+pub fn error_report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "warden",
@@ -316,6 +333,19 @@ pub enum TrustCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_report_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read config.toml: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let e = anyhow::Error::new(Quoting(io)).context("cannot start");
+        assert_eq!(
+            error_report(&e),
+            "cannot start: cannot read config.toml: no such file"
+        );
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {
