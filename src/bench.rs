@@ -461,7 +461,8 @@ fn write_results_pair(
     info: &RunInfo,
 ) -> anyhow::Result<()> {
     if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
     if let Some(map) = json.as_object_mut() {
@@ -477,7 +478,7 @@ fn write_results_pair(
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("warden-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }
 

@@ -34,7 +34,7 @@
 //!    check.
 //! 6. The decision (allow or deny) and, on allow, the deployment are written
 //!    in one transaction and flushed ([`store`]) before the answer, with a
-//!    licence signed as a C2SP note ([`ledger::note`]).
+//!    licence ([`licence`]) signed as a C2SP note ([`ledger::note`]).
 
 pub mod api;
 pub mod attribution;
@@ -46,6 +46,7 @@ pub mod digest;
 pub mod domain;
 pub mod kyc;
 pub mod ledger;
+pub mod licence;
 pub mod metrics;
 pub mod pii;
 pub mod pki;

@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(warden::cli::run(cli)) {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", warden::cli::error_report(&e));
             std::process::ExitCode::from(1)
         }
     }

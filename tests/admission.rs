@@ -747,7 +747,7 @@ async fn renew_extends_the_lease_and_returns_a_verifiable_licence() {
     assert!(new > old, "lease {new} not extended past {old}");
     assert_ne!(r.licence, a.licence);
     let text = env.licence.open(&r.licence).unwrap();
-    assert!(text.starts_with("warden-licence/v1\n"), "{text}");
+    assert!(text.starts_with("warden-licence/v2\n"), "{text}");
     assert!(text.contains(&format!("deployment {}\n", a.deployment_id)));
     assert!(
         text.contains(&expires_line(r.lease_expires_at.as_ref().unwrap())),

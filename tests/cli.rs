@@ -226,6 +226,36 @@ impl Drop for Watch {
     }
 }
 
+/// `warden order watch | head -1`: once the reader of its output is gone,
+/// the watch ends, quietly and with success, even while no event arrives.
+fn watch_ends_when_its_reader_is_gone(dir: &Path, addr: &str) {
+    let mut child = Command::new(WARDEN)
+        .args(["order", "watch", "--since", "0", "--addr", addr])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("1  "), "{first}");
+    // The reader was dropped: the pipe's read end is closed.
+    let (tx, exited) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let o = match exited.recv_timeout(Duration::from_secs(30)) {
+        Ok(o) => o,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("order watch kept running after its reader went away");
+        }
+    };
+    assert!(o.status.success(), "{o:?}");
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
 fn admit_sample<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "admit",
@@ -279,10 +309,19 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
             "certs/dev/licence.txt",
             "--vkey",
             "certs/dev/licence.vkey",
+            "--deployment",
+            &first_dep,
+            "--region",
+            "eu-west-1",
+            "--accelerators",
+            "4",
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stdout(&o).contains("warden-licence/v1"));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "version"), Some("warden-licence/v2"), "{out}");
+    assert_eq!(field(&out, "customer"), Some("acme-ai"), "{out}");
+    assert_eq!(field(&out, "accelerators"), Some("4"), "{out}");
 
     // DENY with every reason, exit status 3.
     let zeros = format!("sha256:{}", "0".repeat(64));
@@ -621,6 +660,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "{acked}"
     );
     watch.interrupt();
+    watch_ends_when_its_reader_is_gone(dir, &addr);
 
     // Lifting takes two principals: after the operator the order is still
     // ACTIVE and admission still denied; the authority's approval lifts it.
@@ -1154,4 +1194,82 @@ fn attribution_reports_verify_offline_and_every_request_is_listed() {
         .starts_with("sha256:"));
     assert!(!stdout(&o).contains("Acme AI Ltd"));
     drop(dev);
+}
+
+/// A file the CLI cannot use is named in the error, each cause once, and
+/// before any connection is attempted.
+#[test]
+fn errors_name_the_file_that_could_not_be_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let nowhere = "https://localhost:1";
+    let not_found = "No such file or directory";
+    for (args, named) in [
+        (vec!["digest", "nodir"], "nodir"),
+        (vec!["serve", "--config", "nocfg.toml"], "nocfg.toml"),
+        (
+            vec![
+                "evaluator",
+                "issue",
+                "--ca",
+                "noca.pem",
+                "--ca-key",
+                "nokey.pem",
+                "--model-dir",
+                "nodir",
+                "--results",
+                "nores.toml",
+                "--out",
+                "out.pem",
+            ],
+            "noca.pem",
+        ),
+        (
+            vec!["restore", "nobackup.bin", "--data-dir", "d"],
+            "nobackup.bin",
+        ),
+        (
+            vec!["pii", "rotate", "--key-file", "nodir/keys", "--id", "k2"],
+            "nodir/keys",
+        ),
+        (
+            vec![
+                "admit",
+                "--customer",
+                "c",
+                "--chain",
+                "nochain.pem",
+                "--model-digest",
+                &digest,
+                "--region",
+                "r",
+                "--addr",
+                nowhere,
+            ],
+            "nochain.pem",
+        ),
+        (
+            vec!["customer", "add", "nocust.json", "--addr", nowhere],
+            "nocust.json",
+        ),
+        (
+            vec!["trust", "put-crl", "nocrl.pem", "--addr", nowhere],
+            "nocrl.pem",
+        ),
+        (
+            vec!["verify-licence", "nolicence.txt", "--vkey", "novkey"],
+            "nolicence.txt",
+        ),
+    ] {
+        let o = Command::new(WARDEN)
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        assert!(err.contains(named), "{args:?}: {named} missing from {err}");
+        assert_eq!(err.matches(not_found).count(), 1, "{args:?}: {err}");
+    }
 }

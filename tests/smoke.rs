@@ -24,7 +24,7 @@ async fn verified_customer_with_valid_certificate_is_allowed_with_a_verifiable_l
     assert!(r.reasons.is_empty());
     assert!(r.deployment_id.starts_with("dep-"));
     let text = env.licence.open(&r.licence).unwrap();
-    assert!(text.starts_with("warden-licence/v1\n"));
+    assert!(text.starts_with("warden-licence/v2\n"));
     assert!(text.contains(&format!("deployment {}\n", r.deployment_id)));
     assert!(text.contains(&format!("model {}\n", env.sample_digest())));
     assert!(text.contains("customer cust-1\n"));

@@ -9,8 +9,7 @@ use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    deployment_state_from_proto, deployment_to_proto, reasons, rfc3339, timestamp,
-    workload_from_proto,
+    deployment_state_from_proto, deployment_to_proto, reasons, timestamp, workload_from_proto,
 };
 use super::status::ApiError;
 use super::{now_millis, principal, sha256_hex, App};
@@ -23,6 +22,7 @@ use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{CertificateRef, CustomerRef, Entry, Event};
+use crate::licence::Licence;
 use crate::metrics::DecisionCall;
 use crate::proto;
 use crate::proto::admission_server::Admission;
@@ -41,11 +41,12 @@ impl AdmissionService {
 
     /// Signs the licence a node agent can check offline.
     fn licence(&self, d: &Deployment) -> Result<String, ApiError> {
-        let text = licence_text(d);
-        self.app.licence_signer.sign(&text).map_err(|e| {
-            tracing::error!(error = %e, "licence signing failed");
-            ApiError::Internal
-        })
+        Licence::for_deployment(d)
+            .sign(&self.app.licence_signer)
+            .map_err(|e| {
+                tracing::error!(error = %e, "licence signing failed");
+                ApiError::Internal
+            })
     }
 
     /// Loads a deployment the caller may act on: schedulers see only the
@@ -409,17 +410,6 @@ impl AdmissionService {
         });
         Ok((reasons, customer))
     }
-}
-
-/// The licence text: `warden-licence/v1`, then one `key value` line each.
-pub fn licence_text(d: &Deployment) -> String {
-    format!(
-        "warden-licence/v1\ndeployment {}\nmodel {}\ncustomer {}\nexpires {}\n",
-        d.deployment_id,
-        d.model_digest,
-        d.customer_id,
-        rfc3339(d.lease_expires_at)
-    )
 }
 
 fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {

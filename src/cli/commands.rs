@@ -98,19 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Backup(args) => super::backup::backup(c, args).await,
         Command::Restore(args) => super::backup::restore(c, args).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
-        Command::VerifyLicence { licence, vkey } => {
-            let note = std::fs::read_to_string(&licence)
-                .with_context(|| format!("cannot read {}", licence.display()))?;
-            let vkey_text = if Path::new(&vkey).is_file() {
-                std::fs::read_to_string(&vkey)?
-            } else {
-                vkey
-            };
-            let verifier = crate::ledger::note::Verifier::from_text(&vkey_text)?;
-            let text = verifier.open(&note)?;
-            print!("valid licence signed by {}\n{text}", verifier.name());
-            Ok(0)
-        }
+        Command::VerifyLicence(args) => super::licence::run(c, args),
     }
 }
 
@@ -464,14 +452,18 @@ fn pii(c: &ClientArgs, cmd: PiiCommand) -> anyhow::Result<()> {
 }
 
 async fn trust(c: &ClientArgs, cmd: TrustCommand) -> anyhow::Result<()> {
+    // Local files first: a missing one is reported as such, whether or not
+    // the server is reachable.
+    let crl = match &cmd {
+        TrustCommand::PutCrl { file } => Some(
+            std::fs::read(file).with_context(|| format!("cannot read CRL {}", file.display()))?,
+        ),
+        TrustCommand::Reload => None,
+    };
     let mut client = TrustClient::new(c.connect("admin").await?);
-    let s = match cmd {
-        TrustCommand::PutCrl { file } => {
-            let crl =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            client.put_crl(proto::PutCrlRequest { crl }).await
-        }
-        TrustCommand::Reload => client.reload(proto::ReloadRequest {}).await,
+    let s = match crl {
+        Some(crl) => client.put_crl(proto::PutCrlRequest { crl }).await,
+        None => client.reload(proto::ReloadRequest {}).await,
     }
     .map_err(status_error)?
     .into_inner();

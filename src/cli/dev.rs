@@ -92,9 +92,9 @@ fn write_secret(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let mut f = opts
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Deterministic filler so the sample model has the same digest everywhere.
@@ -110,18 +110,29 @@ fn sample_weights(len: usize) -> Vec<u8> {
 }
 
 fn write_sample_model(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir.join("tokenizer"))?;
-    std::fs::write(
-        dir.join("config.json"),
-        "{\"architecture\": \"sample-transformer\", \"layers\": 2}\n",
-    )?;
-    std::fs::write(dir.join("model.safetensors"), sample_weights(1 << 20))?;
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        "{\"vocab\": \"tokenizer/vocab.txt\"}\n",
-    )?;
-    std::fs::write(dir.join("tokenizer/vocab.txt"), "<s>\n</s>\nwarden\n")?;
+    let tokenizer = dir.join("tokenizer");
+    std::fs::create_dir_all(&tokenizer)
+        .with_context(|| format!("cannot create {}", tokenizer.display()))?;
+    for (name, content) in [
+        (
+            "config.json",
+            b"{\"architecture\": \"sample-transformer\", \"layers\": 2}\n".to_vec(),
+        ),
+        ("model.safetensors", sample_weights(1 << 20)),
+        (
+            "tokenizer.json",
+            b"{\"vocab\": \"tokenizer/vocab.txt\"}\n".to_vec(),
+        ),
+        ("tokenizer/vocab.txt", b"<s>\n</s>\nwarden\n".to_vec()),
+    ] {
+        write_file(&dir.join(name), content)?;
+    }
     Ok(())
+}
+
+/// Writes a file, naming it if that fails.
+fn write_file(path: &Path, content: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    std::fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn sample_results() -> EvaluationResults {
@@ -163,7 +174,7 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
         if !key.exists() {
             let signer = Signer::generate(name)?;
             write_secret(&key, signer.to_text().as_bytes())?;
-            std::fs::write(vkey, signer.verifier().to_text() + "\n")?;
+            write_file(&vkey, signer.verifier().to_text() + "\n")?;
         }
     }
     if !layout.pii_keys().exists() {
@@ -174,7 +185,7 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
     }
     if !layout.sample_results().exists() {
         let text = toml::to_string(&sample_results())?;
-        std::fs::write(layout.sample_results(), text)?;
+        write_file(&layout.sample_results(), text)?;
     }
     if !layout.sample_chain().exists() {
         super::commands::issue_from_files(
@@ -224,7 +235,7 @@ retention_days = 1825
         data = data_dir.display(),
         domain = crate::pki::dev::DEV_TRUST_DOMAIN,
     );
-    std::fs::write(layout.config(), config_text)?;
+    write_file(&layout.config(), config_text)?;
     Ok(Config::load(&layout.config())?)
 }
 

@@ -65,13 +65,16 @@ fn hashes_of(v: &[Vec<u8>], what: &str) -> anyhow::Result<Vec<Hash>> {
     v.iter().map(|h| hash_of(h, what)).collect()
 }
 
+/// A verifier key given as a file or as the key text itself; a mistyped
+/// path is reported as the path it is, not as a malformed key.
 pub fn read_vkey(vkey: &str) -> anyhow::Result<Verifier> {
-    let text = if Path::new(vkey).is_file() {
-        std::fs::read_to_string(vkey).with_context(|| format!("cannot read {vkey}"))?
-    } else {
-        vkey.to_string()
-    };
-    Ok(Verifier::from_text(&text)?)
+    if Path::new(vkey).is_file() {
+        let text = std::fs::read_to_string(vkey).with_context(|| format!("cannot read {vkey}"))?;
+        return Verifier::from_text(&text).with_context(|| format!("{vkey} holds no verifier key"));
+    }
+    Verifier::from_text(vkey).map_err(|e| {
+        anyhow::anyhow!("{vkey:?} is neither a readable file nor a verifier key (name+id+key): {e}")
+    })
 }
 
 pub async fn run(c: &ClientArgs, cmd: LedgerCommand) -> anyhow::Result<i32> {
@@ -218,8 +221,9 @@ async fn verify(
     }
     // Only now remember the new checkpoint: it verified in every respect.
     let tmp = state.with_extension("tmp");
-    std::fs::write(&tmp, &r.checkpoint)?;
-    std::fs::rename(&tmp, state)?;
+    std::fs::write(&tmp, &r.checkpoint)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, state).with_context(|| format!("cannot replace {}", state.display()))?;
     print!("{}", r.checkpoint);
     Ok(0)
 }

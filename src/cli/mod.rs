@@ -2,7 +2,7 @@
 //! `digest`) run locally; the rest are gRPC clients of a running warden.
 //!
 //! Exit status: 0 success or allow; 1 error (the message says what to do);
-//! 2 usage error; 3 the server answered DENY; 4 the ledger is proven
+//! 2 usage error; 3 the server answered DENY, or a licence was refused; 4 the ledger is proven
 //! inconsistent (evidence printed).
 
 pub mod attribute;
@@ -13,6 +13,7 @@ pub mod customer;
 pub mod dev;
 pub mod health;
 pub mod ledger;
+pub mod licence;
 pub mod order;
 
 use std::path::PathBuf;
@@ -25,6 +26,23 @@ pub use customer::CustomerCommand;
 
 /// Exit status for a DENY answer.
 pub const EXIT_DENIED: i32 = 3;
+
+/// An error and its causes, `: `-separated, as the CLI prints it; a cause
+/// that an error already quoted in its own message is not repeated.
+pub fn error_report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,14 +150,10 @@ pub enum Command {
     /// Ask a running warden whether it is serving (gRPC health over mTLS);
     /// exit 0 if SERVING, 1 otherwise. For container and Kubernetes probes.
     Health(health::HealthArgs),
-    /// Check a licence offline with the licence verifier key.
-    VerifyLicence {
-        /// File holding the signed licence note.
-        licence: PathBuf,
-        /// Verifier key file or text (`name+id+key`), as `warden dev` prints.
-        #[arg(long)]
-        vkey: String,
-    },
+    /// Check a licence offline: signed by the licence key, a current
+    /// warden licence, not expired, and (when asked) for this deployment,
+    /// model, region and accelerator count. Exit 3 if it is refused.
+    VerifyLicence(licence::VerifyLicenceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,6 +333,19 @@ pub enum TrustCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_report_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read config.toml: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let e = anyhow::Error::new(Quoting(io)).context("cannot start");
+        assert_eq!(
+            error_report(&e),
+            "cannot start: cannot read config.toml: no such file"
+        );
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {

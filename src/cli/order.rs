@@ -844,8 +844,10 @@ impl Default for Backoff {
 /// Why one watch stream ended.
 enum Ended {
     /// Retrying cannot help (a local file, the caller's identity or role,
-    /// a refused argument, or stdout closed).
+    /// a refused argument, or stdout failing).
     Fatal(anyhow::Error),
+    /// Nobody reads stdout any more: the watch is done.
+    OutputClosed,
     /// The stream ended or the connection failed; reconnect.
     Retry(String),
 }
@@ -870,6 +872,7 @@ async fn watch(c: &ClientArgs, since: u64) -> anyhow::Result<i32> {
     tokio::select! {
         r = follow(c, since) => r,
         () = stop_requested() => Ok(0),
+        () = stdout_closed() => Ok(0),
     }
 }
 
@@ -888,7 +891,38 @@ async fn stop_requested() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Watches, reconnecting forever; returns only on a fatal error.
+/// Resolves once nobody reads stdout any more (`warden order watch | head
+/// -1` after `head` exited): the watch has no one left to tell, even while
+/// no event arrives to fail a write. Only a pipe is watched; for anything
+/// else this never resolves, and a failed write still ends the watch.
+async fn stdout_closed() {
+    #[cfg(unix)]
+    if let Some(pipe) = stdout_pipe() {
+        // A pipe reports error readiness to its writer once the read end
+        // is closed. Only readiness is awaited: nothing is written through
+        // this registration, so stdout keeps its blocking mode.
+        if pipe.ready(tokio::io::Interest::ERROR).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// A second handle on stdout, registered for readiness, when stdout is a
+/// pipe.
+#[cfg(unix)]
+fn stdout_pipe() -> Option<tokio::net::unix::pipe::Sender> {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    let out = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned().ok()?);
+    if !out.metadata().ok()?.file_type().is_fifo() {
+        return None;
+    }
+    tokio::net::unix::pipe::Sender::from_file_unchecked(out).ok()
+}
+
+/// Watches, reconnecting forever; returns only on a fatal error or when
+/// stdout is closed.
 async fn follow(c: &ClientArgs, since: u64) -> anyhow::Result<i32> {
     let mut last = since;
     let mut backoff = Backoff::new();
@@ -896,6 +930,7 @@ async fn follow(c: &ClientArgs, since: u64) -> anyhow::Result<i32> {
     loop {
         let why = match watch_once(c, &mut last, &mut backoff, attempt).await {
             Ended::Fatal(e) => return Err(e),
+            Ended::OutputClosed => return Ok(0),
             Ended::Retry(why) => why,
         };
         attempt += 1;
@@ -952,8 +987,12 @@ async fn watch_once(c: &ClientArgs, last: &mut u64, backoff: &mut Backoff, attem
                     event_line(&e)
                 };
                 let mut out = std::io::stdout().lock();
-                if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-                    return Ended::Fatal(anyhow::anyhow!("cannot write to stdout: {err}"));
+                match writeln!(out, "{line}").and_then(|()| out.flush()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        return Ended::OutputClosed
+                    }
+                    Err(e) => return Ended::Fatal(anyhow::anyhow!("cannot write to stdout: {e}")),
                 }
                 *last = e.revision;
                 backoff.reset();
