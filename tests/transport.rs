@@ -36,8 +36,12 @@ async fn list_orders(channel: Channel) -> Result<(), tonic::Status> {
 /// (with TLS 1.3 the client may finish its handshake before the server
 /// refuses its certificate, so the refusal can come with the first call).
 async fn can_call(env: &TestEnv, server: &TestServer, cert: &TestLeaf) -> bool {
+    can_call_at(env, server.addr, cert).await
+}
+
+async fn can_call_at(env: &TestEnv, addr: SocketAddr, cert: &TestLeaf) -> bool {
     match connect(
-        server.addr,
+        addr,
         &env.mtls.cert_pem(),
         Some((&cert.cert_pem, &cert.key_pem)),
     )
@@ -295,18 +299,7 @@ async fn spawn_serve(env: &TestEnv, shell_prefix: &str) -> (Child, SocketAddr, P
     eventually("warden serve answers", || {
         let exited = child.try_wait().unwrap();
         assert!(exited.is_none(), "warden serve exited:\n{}", read_log(&log));
-        async {
-            match connect(
-                addr,
-                &env.mtls.cert_pem(),
-                Some((&op.cert_pem, &op.key_pem)),
-            )
-            .await
-            {
-                Ok(ch) => list_orders(ch).await.is_ok(),
-                Err(_) => false,
-            }
-        }
+        can_call_at(env, addr, op)
     })
     .await;
     (child, addr, log)
@@ -525,17 +518,8 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     );
     drop(held);
     let op = &env.clients["operator"];
-    eventually("served again once descriptors are free", || async {
-        match connect(
-            addr,
-            &env.mtls.cert_pem(),
-            Some((&op.cert_pem, &op.key_pem)),
-        )
-        .await
-        {
-            Ok(ch) => list_orders(ch).await.is_ok(),
-            Err(_) => false,
-        }
+    eventually("served again once descriptors are free", || {
+        can_call_at(&env, addr, op)
     })
     .await;
     stop(child);
