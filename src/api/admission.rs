@@ -19,6 +19,7 @@ use crate::digest::ModelDigest;
 use crate::domain::customer::{check_identifier, Customer, FieldViolation};
 use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
 use crate::domain::deployment::{Deployment, DeploymentState, Workload};
+use crate::domain::limits::MAX_ENDPOINTS;
 use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
@@ -27,8 +28,6 @@ use crate::metrics::DecisionCall;
 use crate::proto;
 use crate::proto::admission_server::Admission;
 use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
-
-const MAX_ENDPOINTS: usize = 64;
 
 pub struct AdmissionService {
     app: Arc<App>,

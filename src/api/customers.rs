@@ -18,6 +18,7 @@ use crate::domain::customer::{
     check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
     FieldViolation, ScreeningStatus,
 };
+use crate::domain::limits::MAX_RECORD_BYTES;
 use crate::ledger::entry::{
     customer_entry, CustomerChange, CustomerRef, Entry, Event, ScreeningRef,
 };
@@ -95,6 +96,24 @@ fn check_note(field: &str, note: &str, required: bool, v: &mut Vec<FieldViolatio
     }
 }
 
+/// The whole identity record within `MAX_RECORD_BYTES` encoded, so that
+/// every record fits any answer that carries it.
+fn check_record_size(
+    legal_name: &str,
+    country: &str,
+    details: Option<&proto::CustomerDetails>,
+    v: &mut Vec<FieldViolation>,
+) {
+    use prost::Message as _;
+    let bytes = legal_name.len() + country.len() + details.map_or(0, |d| d.encoded_len());
+    if bytes > MAX_RECORD_BYTES {
+        v.push(FieldViolation::new(
+            "details",
+            format!("the record is {bytes} bytes encoded; at most {MAX_RECORD_BYTES}"),
+        ));
+    }
+}
+
 #[tonic::async_trait]
 impl Customers for CustomersService {
     async fn register_customer(
@@ -135,6 +154,7 @@ impl Customers for CustomersService {
             )),
             Some(_) => {}
         }
+        check_record_size(&legal_name, &country, details.as_ref(), &mut v);
         let details = match details_from_proto(details) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -205,6 +225,7 @@ impl Customers for CustomersService {
         ApiError::check(v)?;
         let current = self.newest(&customer_id)?;
         let mut v = Vec::new();
+        check_record_size(&legal_name, &country, details.as_ref(), &mut v);
         let details = match details_from_proto(details) {
             Ok(d) => Some(d),
             Err(e) => {

@@ -1,0 +1,220 @@
+//! Size limits against the real server: repeated fields are capped and the
+//! record as a whole too (refused with INVALID_ARGUMENT naming the field,
+//! nothing stored); an error lists at most fifty violations and counts the
+//! rest.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{TestEnv, TestServer};
+use prost::Message;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+use warden::domain::limits::{
+    MAX_BENEFICIAL_OWNERS, MAX_FIELD_VIOLATIONS, MAX_KEY_PERSONNEL, MAX_RECORD_BYTES,
+};
+use warden::proto;
+use warden::proto::ledger_client::LedgerClient;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// The fields named by the BadRequest details of `status`.
+fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"))
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+/// `result` is INVALID_ARGUMENT naming `field`.
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
+    let status = result.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let fields = violated_fields(&status);
+    assert!(
+        fields.iter().any(|f| f == field),
+        "{field} not named: {fields:?}"
+    );
+    status
+}
+
+async fn ledger_size(env: &TestEnv, server: &TestServer) -> u64 {
+    LedgerClient::new(env.channel(server, "auditor").await)
+        .get_checkpoint(proto::GetCheckpointRequest { first_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .size
+}
+
+fn person(name: String, pct: f64) -> proto::Person {
+    proto::Person {
+        name,
+        nationality: "DE".into(),
+        date_of_birth: "1970-01-01".into(),
+        ownership_percent: pct,
+        ..Default::default()
+    }
+}
+
+/// An organisation registration with `owners` beneficial owners, each
+/// owning an equal share of 90%.
+fn with_owners(id: &str, owners: usize) -> proto::RegisterCustomerRequest {
+    let mut r = common::organisation(id, proto::CustomerStatus::Pending);
+    let pct = 90.0 / owners as f64;
+    r.details.as_mut().unwrap().beneficial_owners = (0..owners)
+        .map(|i| person(format!("Owner {i}"), pct))
+        .collect();
+    r
+}
+
+/// A VERIFIED organisation whose record is close to `MAX_RECORD_BYTES`
+/// encoded, every repeated field within its own cap.
+fn near_maximum(id: &str) -> proto::RegisterCustomerRequest {
+    let mut r = common::organisation(id, proto::CustomerStatus::Verified);
+    let d = r.details.as_mut().unwrap();
+    d.aliases = (0..32)
+        .map(|i| format!("{id} alias {i} {}", "a".repeat(450)))
+        .collect();
+    d.beneficial_owners = (0..MAX_BENEFICIAL_OWNERS)
+        .map(|i| person(format!("{id} owner {i} {}", "o".repeat(400)), 0.5))
+        .collect();
+    let bytes = r.legal_name.len() + r.country.len() + d.encoded_len();
+    assert!(
+        (MAX_RECORD_BYTES - 8 * 1024..=MAX_RECORD_BYTES).contains(&bytes),
+        "{bytes}"
+    );
+    r
+}
+
+async fn customer_exists(env: &TestEnv, server: &TestServer, id: &str) -> bool {
+    match env
+        .customers(server)
+        .await
+        .get_customer(proto::GetCustomerRequest {
+            customer_id: id.into(),
+            as_of: None,
+        })
+        .await
+    {
+        Ok(_) => true,
+        Err(s) if s.code() == Code::NotFound => false,
+        Err(s) => panic!("{s:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Repeated fields and the record
+
+#[tokio::test]
+async fn thirty_thousand_owners_are_refused_naming_the_field_and_the_cap_is_accepted() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let before = ledger_size(&env, &server).await;
+    let mut kyc = env.customers(&server).await;
+
+    let status = assert_invalid(
+        kyc.register_customer(with_owners("cust-many", 30_000))
+            .await,
+        "details.beneficial_owners",
+    );
+    assert!(violated_fields(&status).len() <= MAX_FIELD_VIOLATIONS + 1);
+    assert!(!customer_exists(&env, &server, "cust-many").await);
+    let mut r = with_owners("cust-many", 1);
+    r.details.as_mut().unwrap().key_personnel = (0..MAX_KEY_PERSONNEL + 1)
+        .map(|i| person(format!("Director {i}"), 0.0))
+        .collect();
+    assert_invalid(kyc.register_customer(r).await, "details.key_personnel");
+    assert_eq!(ledger_size(&env, &server).await, before, "nothing recorded");
+
+    // At the cap: accepted, and an update past it is refused.
+    let mut r = with_owners("cust-cap", MAX_BENEFICIAL_OWNERS);
+    r.details.as_mut().unwrap().key_personnel = (0..MAX_KEY_PERSONNEL)
+        .map(|i| person(format!("Director {i}"), 0.0))
+        .collect();
+    let first = kyc.register_customer(r).await.unwrap().into_inner();
+    assert_eq!(
+        first.details.unwrap().beneficial_owners.len(),
+        MAX_BENEFICIAL_OWNERS
+    );
+    let grown = with_owners("cust-cap", 30_000);
+    let size = ledger_size(&env, &server).await;
+    assert_invalid(
+        kyc.update_customer(proto::UpdateCustomerRequest {
+            customer_id: "cust-cap".into(),
+            expected_version: 1,
+            legal_name: grown.legal_name,
+            country: grown.country,
+            details: grown.details,
+        })
+        .await,
+        "details.beneficial_owners",
+    );
+    assert_eq!(ledger_size(&env, &server).await, size);
+    let now = kyc
+        .get_customer(proto::GetCustomerRequest {
+            customer_id: "cust-cap".into(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now.version, 1);
+}
+
+#[tokio::test]
+async fn a_record_over_the_size_limit_is_refused_naming_details() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let before = ledger_size(&env, &server).await;
+    let mut r = near_maximum("cust-big");
+    // Still within every count, but longer names take the whole past 64 KiB.
+    for o in &mut r.details.as_mut().unwrap().beneficial_owners {
+        o.name.push_str(&"x".repeat(80));
+    }
+    assert_invalid(
+        env.customers(&server).await.register_customer(r).await,
+        "details",
+    );
+    assert!(!customer_exists(&env, &server, "cust-big").await);
+    assert_eq!(ledger_size(&env, &server).await, before);
+}
+
+#[tokio::test]
+async fn five_thousand_bad_owners_get_fifty_violations_and_a_count_in_a_small_error() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let before = ledger_size(&env, &server).await;
+    let mut r = with_owners("cust-bad", 5_000);
+    for o in &mut r.details.as_mut().unwrap().beneficial_owners {
+        o.nationality = "XX".into();
+        o.date_of_birth = "someday".into();
+    }
+    let status = assert_invalid(
+        env.customers(&server).await.register_customer(r).await,
+        "details.beneficial_owners",
+    );
+    let listed = status.get_details_bad_request().unwrap().field_violations;
+    assert!(listed.len() <= MAX_FIELD_VIOLATIONS + 1, "{listed:?}");
+    assert!(listed.len() > 10, "{listed:?}");
+    // The record's size and the owners' count, then two bad fields of each
+    // owner; the first ones are listed, and a count of the rest.
+    assert_eq!(listed[0].field, "details");
+    assert_eq!(listed[1].field, "details.beneficial_owners");
+    let count = listed.last().unwrap();
+    assert_eq!(count.field, "");
+    let more = 2 + 2 * 5_000 - (listed.len() - 1);
+    assert!(
+        count.description.starts_with(&format!("{more} more")),
+        "{}",
+        count.description
+    );
+    let bytes = status.message().len() + status.details().len();
+    assert!(bytes < 16 * 1024, "the error takes {bytes} bytes");
+    assert!(!customer_exists(&env, &server, "cust-bad").await);
+    assert_eq!(ledger_size(&env, &server).await, before);
+}
