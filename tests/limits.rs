@@ -1,7 +1,8 @@
 //! Size limits against the real server: repeated fields are capped and the
 //! record as a whole too (refused with INVALID_ARGUMENT naming the field,
 //! nothing stored); an error lists at most fifty violations and counts the
-//! rest.
+//! rest; request times outside 1970..9999 and workloads without
+//! accelerators are refused naming the field.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -14,7 +15,9 @@ use warden::domain::limits::{
     MAX_BENEFICIAL_OWNERS, MAX_FIELD_VIOLATIONS, MAX_KEY_PERSONNEL, MAX_RECORD_BYTES,
 };
 use warden::proto;
+use warden::proto::attribution_client::AttributionClient;
 use warden::proto::ledger_client::LedgerClient;
+use warden::proto::orders_client::OrdersClient;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -105,6 +108,53 @@ async fn customer_exists(env: &TestEnv, server: &TestServer, id: &str) -> bool {
         Err(s) if s.code() == Code::NotFound => false,
         Err(s) => panic!("{s:?}"),
     }
+}
+
+fn time(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// 10000-01-01T00:00:00Z and 1969-12-31T23:59:59Z.
+const YEAR_10000: i64 = 253_402_300_800;
+
+const BEFORE_1970: i64 = -1;
+
+fn legal() -> Option<proto::LegalProcess> {
+    Some(proto::LegalProcess {
+        case_reference: "CASE-2026-9".into(),
+        requesting_authority: "Example Cyber Unit".into(),
+        jurisdiction: "DE".into(),
+        instrument: proto::Instrument::CourtOrder as i32,
+        document_sha256: "c0".repeat(32),
+    })
+}
+
+fn by_customer(
+    customer_id: &str,
+    from: i64,
+    to: i64,
+    page_size: u32,
+    page_token: String,
+) -> proto::AttributeRequest {
+    proto::AttributeRequest {
+        legal_process: legal(),
+        selector: Some(proto::attribute_request::Selector::Customer(
+            proto::CustomerSelector {
+                customer_id: customer_id.into(),
+                from: Some(time(from)),
+                to: Some(time(to)),
+            },
+        )),
+        page_size,
+        page_token,
+    }
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 // ---------------------------------------------------------------------------
@@ -217,4 +267,140 @@ async fn five_thousand_bad_owners_get_fifty_violations_and_a_count_in_a_small_er
     assert!(bytes < 16 * 1024, "the error takes {bytes} bytes");
     assert!(!customer_exists(&env, &server, "cust-bad").await);
     assert_eq!(ledger_size(&env, &server).await, before);
+}
+
+// ---------------------------------------------------------------------------
+// Request times
+
+#[tokio::test]
+async fn times_outside_1970_to_9999_are_refused_naming_the_field() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    env.register(&server, "cust-t", proto::CustomerStatus::Verified)
+        .await;
+    let before = ledger_size(&env, &server).await;
+    let mut kyc = env.customers(&server).await;
+    let mut orders = OrdersClient::new(env.channel(&server, "operator").await);
+    let mut scheduler = OrdersClient::new(env.channel(&server, "scheduler").await);
+    let mut authority = AttributionClient::new(env.channel(&server, "authority").await);
+    for bad in [YEAR_10000, BEFORE_1970, i64::MAX, i64::MIN] {
+        assert_invalid(
+            kyc.get_customer(proto::GetCustomerRequest {
+                customer_id: "cust-t".into(),
+                as_of: Some(time(bad)),
+            })
+            .await,
+            "as_of",
+        );
+        assert_invalid(
+            orders
+                .issue_order(proto::IssueOrderRequest {
+                    target: Some(proto::OrderTarget {
+                        kind: proto::OrderTargetKind::Customer as i32,
+                        value: "cust-t".into(),
+                    }),
+                    action: proto::OrderAction::Suspend as i32,
+                    reason: "harmful outputs reported".into(),
+                    legal_basis: String::new(),
+                    expires_at: Some(time(bad)),
+                })
+                .await,
+            "expires_at",
+        );
+        assert_invalid(
+            scheduler
+                .ack_order(proto::AckOrderRequest {
+                    order_id: "ord-x".into(),
+                    deployment_id: "dep-x".into(),
+                    stopped_at: Some(time(bad)),
+                    outcome: "stopped".into(),
+                })
+                .await,
+            "stopped_at",
+        );
+        let mut r = common::organisation("cust-v", proto::CustomerStatus::Pending);
+        r.details.as_mut().unwrap().verification = Some(proto::Verification {
+            method: "registry-extract".into(),
+            evidence_sha256: "ab".repeat(32),
+            verified_by: "kyc officer".into(),
+            verified_at: Some(time(bad)),
+        });
+        assert_invalid(
+            kyc.register_customer(r).await,
+            "details.verification.verified_at",
+        );
+        let status = assert_invalid(
+            authority
+                .attribute(by_customer("cust-t", bad, bad, 0, String::new()))
+                .await,
+            "customer.from",
+        );
+        assert_eq!(
+            violated_fields(&status),
+            ["customer.from", "customer.to"],
+            "{status:?}"
+        );
+        assert_invalid(
+            authority
+                .attribute(proto::AttributeRequest {
+                    legal_process: legal(),
+                    selector: Some(proto::attribute_request::Selector::Endpoint(
+                        proto::EndpointSelector {
+                            endpoint: "10.0.0.1:8000".into(),
+                            at: Some(time(bad)),
+                        },
+                    )),
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await,
+            "endpoint.at",
+        );
+    }
+    // A timestamp whose nanos are out of range is no time either.
+    assert_invalid(
+        kyc.get_customer(proto::GetCustomerRequest {
+            customer_id: "cust-t".into(),
+            as_of: Some(prost_types::Timestamp {
+                seconds: now_seconds(),
+                nanos: -5,
+            }),
+        })
+        .await,
+        "as_of",
+    );
+    assert_eq!(ledger_size(&env, &server).await, before, "nothing recorded");
+    assert!(!customer_exists(&env, &server, "cust-v").await);
+    let listed = orders
+        .list_orders(proto::ListOrdersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.orders.is_empty(), "{listed:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Workloads
+
+#[tokio::test]
+async fn admit_with_zero_accelerators_names_workload_accelerator_count() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    env.register(&server, "cust-w", proto::CustomerStatus::Verified)
+        .await;
+    let chain = env.chain(&env.leaf());
+    let before = ledger_size(&env, &server).await;
+    let mut admission = env.admission(&server).await;
+    let mut r = env.admit_request("cust-w", &chain);
+    r.workload.as_mut().unwrap().accelerator_count = 0;
+    let status = assert_invalid(
+        admission.admit(r.clone()).await,
+        "workload.accelerator_count",
+    );
+    assert_eq!(violated_fields(&status), ["workload.accelerator_count"]);
+    assert_eq!(ledger_size(&env, &server).await, before, "nothing recorded");
+    // The same request id with one accelerator is a new, allowed request.
+    r.workload.as_mut().unwrap().accelerator_count = 1;
+    let ok = admission.admit(r).await.unwrap().into_inner();
+    assert_eq!(ok.decision, proto::Decision::Allow as i32, "{ok:?}");
 }

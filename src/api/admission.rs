@@ -442,6 +442,12 @@ fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {
             "at most 128 bytes without control characters",
         ));
     }
+    if w.accelerator_count == 0 {
+        v.push(FieldViolation::new(
+            "workload.accelerator_count",
+            "at least 1: the accelerators the workload runs on",
+        ));
+    }
     check_endpoints("workload.endpoints", &w.endpoints, v);
 }
 

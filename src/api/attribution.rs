@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{customer_to_proto, deployment_state, millis, timestamp, workload_to_proto};
+use super::convert::{
+    customer_to_proto, deployment_state, millis, request_millis, timestamp, workload_to_proto,
+};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::attribution::{
@@ -26,6 +28,8 @@ use crate::domain::attribution::{
 };
 use crate::domain::customer::FieldViolation;
 use crate::domain::deployment::Deployment;
+use crate::domain::limits::{MAX_TIME, MIN_TIME};
+use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::attribution_server::Attribution;
@@ -108,25 +112,38 @@ fn legal_process_from_proto(
     instrument.map(|_| lp)
 }
 
-fn selector_input(s: Option<proto::attribute_request::Selector>) -> SelectorInput {
+/// The selector as given. A time outside 1970..9999 is a violation; it
+/// then reads as the window's widest end, so that it is not also reported
+/// as missing or as out of order.
+fn selector_input(
+    s: Option<proto::attribute_request::Selector>,
+    v: &mut Vec<FieldViolation>,
+) -> SelectorInput {
     use proto::attribute_request::Selector as S;
-    let t = |ts: Option<prost_types::Timestamp>| ts.as_ref().map(millis);
+    let mut t = |field: &str, ts: Option<prost_types::Timestamp>, widest: UnixMillis| {
+        ts.map(|ts| {
+            request_millis(field, &ts).unwrap_or_else(|e| {
+                v.push(e);
+                widest
+            })
+        })
+    };
     match s {
         None => SelectorInput::None,
         Some(S::DeploymentId(d)) => SelectorInput::Deployment(d),
         Some(S::Model(m)) => SelectorInput::Model {
             model_digest: m.model_digest,
-            from: t(m.from),
-            to: t(m.to),
+            from: t("model.from", m.from, MIN_TIME),
+            to: t("model.to", m.to, MAX_TIME),
         },
         Some(S::Customer(c)) => SelectorInput::Customer {
             customer_id: c.customer_id,
-            from: t(c.from),
-            to: t(c.to),
+            from: t("customer.from", c.from, MIN_TIME),
+            to: t("customer.to", c.to, MAX_TIME),
         },
         Some(S::Endpoint(e)) => SelectorInput::Endpoint {
             endpoint: e.endpoint,
-            at: t(e.at),
+            at: t("endpoint.at", e.at, MIN_TIME),
         },
     }
 }
@@ -309,7 +326,8 @@ impl AttributionService {
     ) -> Result<Report, ApiError> {
         let mut v = Vec::new();
         let legal_process = legal_process_from_proto(message.legal_process, &mut v);
-        let selector = validate_selector(selector_input(message.selector), &mut v);
+        let selector = selector_input(message.selector, &mut v);
+        let selector = validate_selector(selector, &mut v);
         let page = match message.page_size as usize {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {

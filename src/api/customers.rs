@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     customer_kind_from_proto, customer_status_from_proto, customer_to_proto, details_from_proto,
-    millis,
+    optional_request_millis,
 };
 use super::status::ApiError;
 use super::{now_millis, principal, App};
@@ -158,7 +158,7 @@ impl Customers for CustomersService {
         let details = match details_from_proto(details) {
             Ok(d) => Some(d),
             Err(e) => {
-                v.push(e);
+                v.extend(e);
                 None
             }
         };
@@ -229,7 +229,7 @@ impl Customers for CustomersService {
         let details = match details_from_proto(details) {
             Ok(d) => Some(d),
             Err(e) => {
-                v.push(e);
+                v.extend(e);
                 None
             }
         };
@@ -294,18 +294,19 @@ impl Customers for CustomersService {
         let proto::GetCustomerRequest { customer_id, as_of } = request.into_inner();
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
+        let as_of = optional_request_millis("as_of", as_of.as_ref(), &mut v);
         ApiError::check(v)?;
         let c = match as_of {
             None => self.newest(&customer_id)?,
             Some(t) => self
                 .app
                 .store
-                .customer_as_of(&customer_id, millis(&t))
+                .customer_as_of(&customer_id, t)
                 .map_err(ApiError::from)?
                 .ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "customer {customer_id} has no version at or before {}",
-                        super::convert::rfc3339(millis(&t))
+                        super::convert::rfc3339(t)
                     ))
                 })?,
         };

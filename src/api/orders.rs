@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{millis, timestamp};
+use super::convert::{optional_request_millis, request_millis, timestamp};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::auth::Principal;
@@ -432,7 +432,7 @@ impl Orders for OrdersService {
         if !legal_basis.is_empty() {
             check_text("legal_basis", &legal_basis, 2048, &mut v);
         }
-        let expires_at = expires_at.as_ref().map(millis);
+        let expires_at = optional_request_millis("expires_at", expires_at.as_ref(), &mut v);
         if expires_at.is_some_and(|t| t <= now) {
             v.push(FieldViolation::new("expires_at", "must be in the future"));
         }
@@ -680,19 +680,23 @@ impl Orders for OrdersService {
         check_identifier("order_id", &order_id, &mut v);
         check_identifier("deployment_id", &deployment_id, &mut v);
         check_text("outcome", &outcome, 256, &mut v);
-        let stopped_at = match stopped_at.as_ref().map(millis) {
+        let stopped_at = match stopped_at.as_ref().map(|t| request_millis("stopped_at", t)) {
             None => {
                 v.push(FieldViolation::new("stopped_at", "required"));
                 0
             }
-            Some(t) if t > now + 60_000 => {
+            Some(Err(e)) => {
+                v.push(e);
+                0
+            }
+            Some(Ok(t)) if t > now + 60_000 => {
                 v.push(FieldViolation::new(
                     "stopped_at",
                     "must not be in the future",
                 ));
                 t
             }
-            Some(t) => t,
+            Some(Ok(t)) => t,
         };
         ApiError::check(v)?;
         own_deployment(&self.app, &who, &deployment_id)?;

@@ -4,6 +4,8 @@
 //! provoke an error too large for the client to read. The proto comments
 //! state the same numbers.
 
+use super::UnixMillis;
+
 /// `details.aliases` of a customer.
 pub const MAX_ALIASES: usize = 32;
 /// `details.addresses` of a customer.
@@ -33,3 +35,8 @@ pub const MAX_VIOLATION_BYTES: usize = 6 * 1024;
 pub const MAX_VIOLATION_DESCRIPTION_BYTES: usize = 256;
 /// Bytes of the error message (a summary of the first violations).
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// The earliest time a request may carry: 1970-01-01T00:00:00Z.
+pub const MIN_TIME: UnixMillis = 0;
+/// The latest time a request may carry: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME: UnixMillis = 253_402_300_799_999;
