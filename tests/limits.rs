@@ -1,23 +1,30 @@
 //! Size limits against the real server: repeated fields are capped and the
 //! record as a whole too (refused with INVALID_ARGUMENT naming the field,
 //! nothing stored); an error lists at most fifty violations and counts the
-//! rest; request times outside 1970..9999 and workloads without
-//! accelerators are refused naming the field.
+//! rest; every list call's pages stay under the message limit however large
+//! the stored items, and together list everything; page tokens and request
+//! times that are not valid are refused naming the field.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+
+use std::collections::BTreeSet;
 
 use common::{TestEnv, TestServer};
 use prost::Message;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use warden::domain::limits::{
-    MAX_BENEFICIAL_OWNERS, MAX_FIELD_VIOLATIONS, MAX_KEY_PERSONNEL, MAX_RECORD_BYTES,
+    MAX_BENEFICIAL_OWNERS, MAX_ENDPOINTS, MAX_FIELD_VIOLATIONS, MAX_KEY_PERSONNEL,
+    MAX_RECORD_BYTES, PAGE_BYTES,
 };
 use warden::proto;
+use warden::proto::admission_client::AdmissionClient;
 use warden::proto::attribution_client::AttributionClient;
+use warden::proto::customers_client::CustomersClient;
 use warden::proto::ledger_client::LedgerClient;
 use warden::proto::orders_client::OrdersClient;
+use warden::server::MAX_MESSAGE_BYTES;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -53,6 +60,10 @@ async fn ledger_size(env: &TestEnv, server: &TestServer) -> u64 {
         .into_inner()
         .size
 }
+
+/// Clients below read answers up to this size, so that an answer over the
+/// server's message limit fails the size assertions rather than the call.
+const READ_LIMIT: usize = 64 * MAX_MESSAGE_BYTES;
 
 fn person(name: String, pct: f64) -> proto::Person {
     proto::Person {
@@ -94,6 +105,14 @@ fn near_maximum(id: &str) -> proto::RegisterCustomerRequest {
     r
 }
 
+async fn register(env: &TestEnv, server: &TestServer, r: proto::RegisterCustomerRequest) {
+    env.customers(server)
+        .await
+        .register_customer(r)
+        .await
+        .unwrap();
+}
+
 async fn customer_exists(env: &TestEnv, server: &TestServer, id: &str) -> bool {
     match env
         .customers(server)
@@ -110,13 +129,47 @@ async fn customer_exists(env: &TestEnv, server: &TestServer, id: &str) -> bool {
     }
 }
 
+/// Every customer id, page by page at `page_size`, as `role` lists them;
+/// every page within the message limit and the page byte budget (plus the
+/// room one item may take beyond it).
+async fn list_all_customers(
+    env: &TestEnv,
+    server: &TestServer,
+    role: &str,
+    page_size: u32,
+) -> (Vec<String>, usize) {
+    let mut client =
+        CustomersClient::new(env.channel(server, role).await).max_decoding_message_size(READ_LIMIT);
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_customers(proto::ListCustomersRequest {
+                page_size,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("page {pages} as {role}: {e:?}"))
+            .into_inner();
+        let bytes = page.encoded_len();
+        assert!(bytes <= PAGE_BYTES + 1024, "page {pages}: {bytes} bytes");
+        pages += 1;
+        ids.extend(page.customers.iter().map(|c| c.customer_id.clone()));
+        token = page.next_page_token;
+        if token.is_empty() {
+            return (ids, pages);
+        }
+    }
+}
+
 fn time(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
 /// 10000-01-01T00:00:00Z and 1969-12-31T23:59:59Z.
 const YEAR_10000: i64 = 253_402_300_800;
-
 const BEFORE_1970: i64 = -1;
 
 fn legal() -> Option<proto::LegalProcess> {
@@ -267,6 +320,268 @@ async fn five_thousand_bad_owners_get_fifty_violations_and_a_count_in_a_small_er
     assert!(bytes < 16 * 1024, "the error takes {bytes} bytes");
     assert!(!customer_exists(&env, &server, "cust-bad").await);
     assert_eq!(ledger_size(&env, &server).await, before);
+}
+
+// ---------------------------------------------------------------------------
+// Pages bounded in bytes
+
+#[tokio::test]
+async fn customers_near_the_record_limit_list_in_pages_under_the_message_limit() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    // Together well over the 4 MiB a single answer may carry.
+    let n = 80;
+    let mut want = Vec::new();
+    for i in 0..n {
+        let id = format!("cust-{i:03}");
+        register(&env, &server, near_maximum(&id)).await;
+        want.push(id);
+    }
+    for role in ["kyc", "operator", "auditor"] {
+        let (ids, pages) = list_all_customers(&env, &server, role, 1000).await;
+        assert_eq!(ids, want, "every customer once, in order, as {role}");
+        assert!(pages >= 5, "{pages} pages");
+    }
+    // The count still bounds a page, and an exact fit ends the list.
+    let (ids, pages) = list_all_customers(&env, &server, "kyc", 10).await;
+    assert_eq!(ids, want);
+    assert_eq!(pages, 8);
+}
+
+/// One customer with a record near the limit, VERIFIED, and `n`
+/// deployments of it, each serving the most endpoints allowed, each as
+/// long as allowed.
+async fn large_deployments(env: &TestEnv, server: &TestServer, n: usize) -> Vec<String> {
+    register(env, server, near_maximum("cust-large")).await;
+    let mut admission = env.admission(server).await;
+    let chain = env.chain(&env.leaf());
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut req = env.admit_request("cust-large", &chain);
+        req.workload.as_mut().unwrap().endpoints = (0..MAX_ENDPOINTS)
+            .map(|j| format!("{}-{i}-{j}.example.com:443", "e".repeat(220)))
+            .collect();
+        let r = admission.admit(req).await.unwrap().into_inner();
+        assert_eq!(r.decision, proto::Decision::Allow as i32, "{r:?}");
+        ids.push(r.deployment_id);
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn large_deployments_list_entries_and_attribution_in_pages_under_the_message_limit() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let from = now_seconds() - 1;
+    // 16 KiB a deployment, and twice the identity record in an attribution.
+    let n = 100;
+    let want = large_deployments(&env, &server, n).await;
+
+    // ListDeployments.
+    let mut client = AdmissionClient::new(env.channel(&server, "operator").await)
+        .max_decoding_message_size(READ_LIMIT);
+    let mut got = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_deployments(proto::ListDeploymentsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.encoded_len() <= PAGE_BYTES + 1024);
+        pages += 1;
+        got.extend(page.deployments.iter().map(|d| d.deployment_id.clone()));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got, want);
+    assert!(pages >= 2, "{pages} pages");
+
+    // GetEntries: fewer than asked when they would not fit; the caller
+    // continues after the last one served.
+    let size = ledger_size(&env, &server).await;
+    let mut ledger = LedgerClient::new(env.channel(&server, "auditor").await)
+        .max_decoding_message_size(READ_LIMIT);
+    let mut next = 0;
+    let mut answers = 0;
+    while next < size {
+        let r = ledger
+            .get_entries(proto::GetEntriesRequest {
+                start: next,
+                count: 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.encoded_len() <= PAGE_BYTES + 1024);
+        assert!(!r.entries.is_empty());
+        for e in r.entries {
+            assert_eq!(e.index, next);
+            next += 1;
+        }
+        answers += 1;
+    }
+    assert!(answers >= 2, "{answers} answers for {size} entries");
+
+    // Attribute: fifty deployments per page asked, each with the identity
+    // record twice; pages stop at the budget and together disclose all.
+    let mut authority = AttributionClient::new(env.channel(&server, "authority").await)
+        .max_decoding_message_size(READ_LIMIT);
+    let mut disclosed = BTreeSet::new();
+    let mut token = String::new();
+    let to = now_seconds() + 1;
+    pages = 0;
+    loop {
+        let r = authority
+            .attribute(by_customer("cust-large", from, to, 50, token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            r.encoded_len() <= 2 * PAGE_BYTES,
+            "{} bytes",
+            r.encoded_len()
+        );
+        let report = warden::api::attribution::report_from_proto(r.clone()).unwrap();
+        warden::attribution::verify(&report, &env.ledger).unwrap();
+        for d in &r.deployments {
+            assert!(disclosed.insert(d.deployment_id.clone()), "twice: {d:?}");
+        }
+        pages += 1;
+        token = r.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(disclosed.into_iter().collect::<Vec<_>>(), want);
+    assert!(pages > n / 50 + 1, "{pages} pages");
+}
+
+// ---------------------------------------------------------------------------
+// Page tokens
+
+#[tokio::test]
+async fn malformed_page_tokens_are_refused_by_every_list_call_naming_page_token() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    for id in ["cust-a", "cust-b"] {
+        env.register(&server, id, proto::CustomerStatus::Verified)
+            .await;
+    }
+    let mut kyc = env.customers(&server).await;
+    let first = kyc
+        .list_customers(proto::ListCustomersRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let token = first.next_page_token;
+    assert!(!token.is_empty());
+    // The real token continues the list.
+    let second = kyc
+        .list_customers(proto::ListCustomersRequest {
+            page_size: 1,
+            page_token: token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.customers[0].customer_id, "cust-b");
+
+    let mut altered = token.clone().into_bytes();
+    altered[2] = if altered[2] == b'0' { b'1' } else { b'0' };
+    let altered = String::from_utf8(altered).unwrap();
+    let malformed = [
+        "cust-a".to_string(),
+        "zzzz".into(),
+        "abc".into(),
+        "00".into(),
+        "12".into(),
+        token[..token.len() - 2].to_string(),
+        altered,
+    ];
+    let before = ledger_size(&env, &server).await;
+    let operator = env.channel(&server, "operator").await;
+    let auditor = env.channel(&server, "auditor").await;
+    let mut customers = CustomersClient::new(operator.clone());
+    let mut deployments = AdmissionClient::new(operator.clone());
+    let mut orders = OrdersClient::new(operator);
+    let mut requests = AttributionClient::new(auditor);
+    let mut authority = AttributionClient::new(env.channel(&server, "authority").await);
+    for bad in malformed.iter().chain([&String::new()]) {
+        // The customers' own token is foreign to every other list.
+        let foreign = if bad.is_empty() { &token } else { bad };
+        let refused = |call: &str, r: Result<(), Status>| {
+            let status = r.unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{call} {bad:?}");
+            assert_eq!(violated_fields(&status), ["page_token"], "{call} {bad:?}");
+        };
+        if !bad.is_empty() {
+            refused(
+                "ListCustomers",
+                customers
+                    .list_customers(proto::ListCustomersRequest {
+                        page_token: bad.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop),
+            );
+        }
+        refused(
+            "ListDeployments",
+            deployments
+                .list_deployments(proto::ListDeploymentsRequest {
+                    page_token: foreign.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        );
+        refused(
+            "ListOrders",
+            orders
+                .list_orders(proto::ListOrdersRequest {
+                    page_token: foreign.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        );
+        refused(
+            "ListAttributionRequests",
+            requests
+                .list_attribution_requests(proto::ListAttributionRequestsRequest {
+                    page_size: 0,
+                    page_token: foreign.clone(),
+                })
+                .await
+                .map(drop),
+        );
+        refused(
+            "Attribute",
+            authority
+                .attribute(by_customer("cust-a", 0, now_seconds(), 10, foreign.clone()))
+                .await
+                .map(drop),
+        );
+    }
+    assert_eq!(
+        ledger_size(&env, &server).await,
+        before,
+        "no attribution request was recorded"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use super::convert::{
     customer_kind_from_proto, customer_status_from_proto, customer_to_proto, details_from_proto,
     optional_request_millis,
 };
+use super::page::{self, List};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::domain::customer::Screening;
@@ -324,10 +325,8 @@ impl Customers for CustomersService {
             country,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = super::page_limit(page_size, &mut v);
-        if !page_token.is_empty() {
-            check_identifier("page_token", &page_token, &mut v);
-        }
+        let limit = page::limit(page_size, &mut v);
+        let after = page::parse_id_token(List::Customers, &page_token, &mut v);
         let status = match proto::CustomerStatus::try_from(status) {
             Ok(proto::CustomerStatus::Unspecified) => None,
             Ok(s) => customer_status_from_proto(s),
@@ -344,28 +343,22 @@ impl Customers for CustomersService {
             status,
             country: (!country.is_empty()).then_some(country),
         };
-        let after = (!page_token.is_empty()).then_some(page_token.as_str());
-        let page = self
-            .app
-            .store
-            .list_customers(&filter, after, limit)
-            .map_err(ApiError::from)?;
-        let next_page_token = if page.len() == limit {
-            page.last()
-                .map(|c| c.customer_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let mut customers = Vec::with_capacity(page.len());
-        for c in &page {
-            let screening = self
-                .app
-                .store
-                .screening(&c.customer_id)
-                .map_err(ApiError::from)?;
-            customers.push(customer_to_proto(c, screening.as_ref()));
-        }
+        let store = &self.app.store;
+        let (customers, next) = page::fill(
+            limit,
+            after,
+            |after, n| Ok(store.list_customers(&filter, after.map(String::as_str), n)?),
+            |c| c.customer_id.clone(),
+            |c| {
+                Ok(customer_to_proto(
+                    c,
+                    store.screening(&c.customer_id)?.as_ref(),
+                ))
+            },
+        )?;
+        let next_page_token = next
+            .map(|id| page::id_token(List::Customers, &id))
+            .unwrap_or_default();
         Ok(Response::new(proto::ListCustomersResponse {
             customers,
             next_page_token,

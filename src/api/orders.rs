@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{optional_request_millis, request_millis, timestamp};
+use super::page::{self, List};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::auth::Principal;
@@ -595,7 +596,8 @@ impl Orders for OrdersService {
             page_token,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = super::page_limit(page_size, &mut v);
+        let limit = page::limit(page_size, &mut v);
+        let after = page::parse_id_token(List::Orders, &page_token, &mut v);
         let state = match proto::OrderState::try_from(state) {
             Ok(proto::OrderState::Unspecified) => None,
             Ok(proto::OrderState::Pending) => Some(OrderState::Pending),
@@ -611,35 +613,25 @@ impl Orders for OrdersService {
             Some(t) if t.kind != 0 || !t.value.is_empty() => target_from_proto(Some(t), &mut v),
             _ => None,
         };
-        if !page_token.is_empty() {
-            check_identifier("page_token", &page_token, &mut v);
-        }
         ApiError::check(v)?;
         let now = now_millis();
         let keep = |o: &Order| {
             state.is_none_or(|s| s == o.state_at(now))
                 && target.as_ref().is_none_or(|t| *t == o.target)
         };
-        let after = (!page_token.is_empty()).then_some(page_token.as_str());
-        let orders = self
-            .app
-            .store
-            .list_orders(&keep, after, limit)
-            .map_err(ApiError::from)?;
-        let next_page_token = if orders.len() == limit {
-            orders
-                .last()
-                .map(|o| o.order_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let store = &self.app.store;
+        let (orders, next) = page::fill(
+            limit,
+            after,
+            |after, n| Ok(store.list_orders(&keep, after.map(String::as_str), n)?),
+            |o| o.order_id.clone(),
+            |o| Ok(order_to_proto(o, now, audience)),
+        )?;
         Ok(Response::new(proto::ListOrdersResponse {
-            orders: orders
-                .iter()
-                .map(|o| order_to_proto(o, now, audience))
-                .collect(),
-            next_page_token,
+            orders,
+            next_page_token: next
+                .map(|id| page::id_token(List::Orders, &id))
+                .unwrap_or_default(),
         }))
     }
 

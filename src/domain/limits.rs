@@ -2,7 +2,8 @@
 //! in one place. Without them one caller can store a record that no list
 //! call can ever return again (an answer over the 4 MiB message limit), or
 //! provoke an error too large for the client to read. The proto comments
-//! state the same numbers.
+//! state the same numbers; a test keeps the answer budget below the message
+//! limit.
 
 use super::UnixMillis;
 
@@ -35,6 +36,12 @@ pub const MAX_VIOLATION_BYTES: usize = 6 * 1024;
 pub const MAX_VIOLATION_DESCRIPTION_BYTES: usize = 256;
 /// Bytes of the error message (a summary of the first violations).
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// Encoded bytes of the items one list answer carries. A page stops before
+/// the item that would cross it (it always carries at least one item) and
+/// hands out a page token for the rest: well under the 4 MiB message limit,
+/// with room for one item at its largest.
+pub const PAGE_BYTES: usize = 1024 * 1024;
 
 /// The earliest time a request may carry: 1970-01-01T00:00:00Z.
 pub const MIN_TIME: UnixMillis = 0;
