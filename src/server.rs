@@ -42,6 +42,10 @@ use crate::trust::TrustState;
 /// Largest request or response message accepted (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+// A list page stops at its byte budget, with room left for the rest of the
+// answer and for one item larger than the budget on its own.
+const _: () = assert!(crate::domain::limits::PAGE_BYTES <= MAX_MESSAGE_BYTES / 4);
+
 /// How long `serve` waits, after the last call ended, for the store to
 /// persist its last checkpoint and release the data directory.
 const STORE_CLOSE_LIMIT: Duration = Duration::from_secs(10);

@@ -342,8 +342,8 @@ def parse_options(argv: list[str] | None = None) -> tuple[Options, bool]:
 
     dev: Path = a.dev_dir
     target = a.addr.removeprefix("https://")
-    if a.accelerators < 0:
-        p.error("--accelerators must not be negative")
+    if a.accelerators < 1:
+        p.error("--accelerators must be at least 1")
     if a.since < 0:
         p.error("--since must not be negative")
     if a.workload is not None:

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{
     deployment_state_from_proto, deployment_to_proto, reasons, timestamp, workload_from_proto,
 };
+use super::page::{self, List};
 use super::status::ApiError;
 use super::{now_millis, principal, sha256_hex, App};
 use crate::auth::{Principal, Role};
@@ -18,6 +19,7 @@ use crate::digest::ModelDigest;
 use crate::domain::customer::{check_identifier, Customer, FieldViolation};
 use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
 use crate::domain::deployment::{Deployment, DeploymentState, Workload};
+use crate::domain::limits::MAX_ENDPOINTS;
 use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
@@ -27,8 +29,6 @@ use crate::metrics::DecisionCall;
 use crate::proto;
 use crate::proto::admission_server::Admission;
 use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
-
-const MAX_ENDPOINTS: usize = 64;
 
 pub struct AdmissionService {
     app: Arc<App>,
@@ -433,6 +433,12 @@ fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {
             "at most 128 bytes without control characters",
         ));
     }
+    if w.accelerator_count == 0 {
+        v.push(FieldViolation::new(
+            "workload.accelerator_count",
+            "at least 1: the accelerators the workload runs on",
+        ));
+    }
     check_endpoints("workload.endpoints", &w.endpoints, v);
 }
 
@@ -623,10 +629,8 @@ impl Admission for AdmissionService {
                 None
             }
         };
-        let limit = super::page_limit(page_size, &mut v);
-        if !page_token.is_empty() {
-            check_identifier("page_token", &page_token, &mut v);
-        }
+        let limit = page::limit(page_size, &mut v);
+        let after = page::parse_id_token(List::Deployments, &page_token, &mut v);
         ApiError::check(v)?;
         let now = now_millis();
         let filter = DeploymentFilter {
@@ -636,23 +640,19 @@ impl Admission for AdmissionService {
             admitted_by: (who.role == Role::Scheduler).then(|| who.spiffe_id.clone()),
             now,
         };
-        let after = (!page_token.is_empty()).then_some(page_token.as_str());
-        let mut page = self
-            .app
-            .store
-            .list_deployments(&filter, after, limit + 1)
-            .map_err(ApiError::from)?;
-        let next_page_token = if page.len() > limit {
-            page.truncate(limit);
-            page.last()
-                .map(|d| d.deployment_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let store = &self.app.store;
+        let (deployments, next) = page::fill(
+            limit,
+            after,
+            |after, n| Ok(store.list_deployments(&filter, after.map(String::as_str), n)?),
+            |d| d.deployment_id.clone(),
+            |d| Ok(deployment_to_proto(d, now)),
+        )?;
         Ok(Response::new(proto::ListDeploymentsResponse {
-            deployments: page.iter().map(|d| deployment_to_proto(d, now)).collect(),
-            next_page_token,
+            deployments,
+            next_page_token: next
+                .map(|id| page::id_token(List::Deployments, &id))
+                .unwrap_or_default(),
         }))
     }
 }

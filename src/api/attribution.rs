@@ -8,12 +8,16 @@
 //! certificate chain; what it discloses is recorded in a second entry; then
 //! every entry is proved against one signed checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
-use super::convert::{customer_to_proto, deployment_state, millis, timestamp, workload_to_proto};
+use super::convert::{
+    customer_to_proto, deployment_state, millis, request_millis, timestamp, workload_to_proto,
+};
+use super::page::{self, List};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::attribution::{
@@ -26,6 +30,8 @@ use crate::domain::attribution::{
 };
 use crate::domain::customer::FieldViolation;
 use crate::domain::deployment::Deployment;
+use crate::domain::limits::{MAX_TIME, MIN_TIME};
+use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::attribution_server::Attribution;
@@ -108,25 +114,38 @@ fn legal_process_from_proto(
     instrument.map(|_| lp)
 }
 
-fn selector_input(s: Option<proto::attribute_request::Selector>) -> SelectorInput {
+/// The selector as given. A time outside 1970..9999 is a violation; it
+/// then reads as the window's widest end, so that it is not also reported
+/// as missing or as out of order.
+fn selector_input(
+    s: Option<proto::attribute_request::Selector>,
+    v: &mut Vec<FieldViolation>,
+) -> SelectorInput {
     use proto::attribute_request::Selector as S;
-    let t = |ts: Option<prost_types::Timestamp>| ts.as_ref().map(millis);
+    let mut t = |field: &str, ts: Option<prost_types::Timestamp>, widest: UnixMillis| {
+        ts.map(|ts| {
+            request_millis(field, &ts).unwrap_or_else(|e| {
+                v.push(e);
+                widest
+            })
+        })
+    };
     match s {
         None => SelectorInput::None,
         Some(S::DeploymentId(d)) => SelectorInput::Deployment(d),
         Some(S::Model(m)) => SelectorInput::Model {
             model_digest: m.model_digest,
-            from: t(m.from),
-            to: t(m.to),
+            from: t("model.from", m.from, MIN_TIME),
+            to: t("model.to", m.to, MAX_TIME),
         },
         Some(S::Customer(c)) => SelectorInput::Customer {
             customer_id: c.customer_id,
-            from: t(c.from),
-            to: t(c.to),
+            from: t("customer.from", c.from, MIN_TIME),
+            to: t("customer.to", c.to, MAX_TIME),
         },
         Some(S::Endpoint(e)) => SelectorInput::Endpoint {
             endpoint: e.endpoint,
-            at: t(e.at),
+            at: t("endpoint.at", e.at, MIN_TIME),
         },
     }
 }
@@ -157,6 +176,14 @@ fn cursor_of(selector: &Selector, token: &str, v: &mut Vec<FieldViolation>) -> O
             None
         }
     }
+}
+
+/// Bytes an entry's inclusion proof takes in an answer, at most, while
+/// the tree is below twice `size` (it grows by a few entries while an
+/// answer is assembled).
+fn proof_allowance(size: u64) -> usize {
+    let hashes = 64 - size.saturating_mul(2).max(1).leading_zeros() as usize;
+    hashes * page::element_bytes(32)
 }
 
 /// When a deployment stopped holding its licence, as far as its record
@@ -201,26 +228,27 @@ impl Assembly {
 }
 
 impl AttributionService {
-    /// The deployment ids a selector matches on this page, and the next
-    /// page's token.
+    /// The deployments a selector matches on this page, each with the
+    /// token of a page that would start after it, and the next page's
+    /// token.
     fn select(
         &self,
         selector: &Selector,
         mut cursor: Option<Vec<u8>>,
         page: usize,
-    ) -> Result<(Vec<Deployment>, String), ApiError> {
+    ) -> Result<(Vec<(Deployment, String)>, String), ApiError> {
         let store = &self.app.store;
+        let alone = |d: Option<Deployment>| d.into_iter().map(|d| (d, String::new())).collect();
         match selector {
-            Selector::Deployment { deployment_id } => Ok((
-                store.deployment(deployment_id)?.into_iter().collect(),
-                String::new(),
-            )),
+            Selector::Deployment { deployment_id } => {
+                Ok((alone(store.deployment(deployment_id)?), String::new()))
+            }
             Selector::Endpoint { endpoint, at } => {
                 let found = match store.endpoint_claim(endpoint, *at)? {
                     Some(claim) => store.deployment(&claim.deployment_id)?,
                     None => None,
                 };
-                Ok((found.into_iter().collect(), String::new()))
+                Ok((alone(found), String::new()))
             }
             Selector::Model {
                 model_digest: subject,
@@ -244,17 +272,17 @@ impl AttributionService {
                     let exhausted = chunk.len() < SCAN_CHUNK;
                     for admitted in chunk {
                         scanned += 1;
-                        cursor = Some(admitted.cursor);
                         // Most of a window's scan is deployments that
                         // ended before it: their end is in the index.
                         let ended_before = admitted.ended_at.is_some_and(|end| end < *from);
                         if !ended_before {
                             if let Some(d) = store.deployment(&admitted.deployment_id)? {
                                 if d.end() >= *from {
-                                    found.push(d);
+                                    found.push((d, hex::encode(&admitted.cursor)));
                                 }
                             }
                         }
+                        cursor = Some(admitted.cursor);
                         if found.len() >= page || scanned >= SCAN_BUDGET {
                             return Ok((found, cursor.map(hex::encode).unwrap_or_default()));
                         }
@@ -309,7 +337,8 @@ impl AttributionService {
     ) -> Result<Report, ApiError> {
         let mut v = Vec::new();
         let legal_process = legal_process_from_proto(message.legal_process, &mut v);
-        let selector = validate_selector(selector_input(message.selector), &mut v);
+        let selector = selector_input(message.selector, &mut v);
+        let selector = validate_selector(selector, &mut v);
         let page = match message.page_size as usize {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
@@ -367,7 +396,7 @@ impl AttributionService {
         }
 
         let t_request = t0.elapsed();
-        let (deployments, next_page_token) = self.select(&selector, cursor, page)?;
+        let (deployments, mut next_page_token) = self.select(&selector, cursor, page)?;
         let t_select = t0.elapsed();
         let mut asm = Assembly {
             entries: BTreeMap::new(),
@@ -378,10 +407,15 @@ impl AttributionService {
         let mut attributed = Vec::with_capacity(deployments.len());
         let facts: Vec<u64> = deployments
             .iter()
-            .flat_map(|d| d.facts.iter().chain(d.last_renewal.iter()).copied())
+            .flat_map(|(d, _)| d.facts.iter().chain(d.last_renewal.iter()).copied())
             .collect();
         asm.fetch(&self.app, &facts)?;
-        for d in &deployments {
+        // The answer stops before the deployment that would take it past
+        // the page budget; the next page starts after the last one in it.
+        let mut budget = page::Budget::new(page);
+        let proof_bytes = proof_allowance(self.app.store.checkpoint().checkpoint.size);
+        let mut proved = BTreeSet::new();
+        for (k, (d, _)) in deployments.iter().enumerate() {
             let Some(&admission_index) = d.facts.first() else {
                 tracing::warn!(deployment_id = %d.deployment_id, "deployment has no recorded lifecycle; not disclosed");
                 continue;
@@ -415,6 +449,30 @@ impl AttributionService {
                     tracing::error!(deployment_id = %d.deployment_id, error = %e, "stored evidence does not support the deployment's record");
                     ApiError::Internal
                 })?;
+            let rests_on: BTreeSet<u64> = d
+                .facts
+                .iter()
+                .chain(&d.last_renewal)
+                .chain(
+                    bound
+                        .identity_at_admission
+                        .as_ref()
+                        .map(|i| &i.ledger_index),
+                )
+                .chain(bound.identity_current.as_ref().map(|i| &i.ledger_index))
+                .copied()
+                .collect();
+            let entry_bytes: usize = rests_on
+                .difference(&proved)
+                .map(|i| page::element_bytes(asm.entries.get(i).map_or(0, Vec::len) + proof_bytes))
+                .sum();
+            let bytes = page::element_bytes(attributed_to_proto(&view).encoded_len());
+            if !budget.take(bytes + entry_bytes) {
+                // Never the first: the budget always takes one.
+                next_page_token = deployments[k.saturating_sub(1)].1.clone();
+                break;
+            }
+            proved.extend(rests_on);
             attributed.push(view);
         }
 
@@ -455,8 +513,13 @@ impl AttributionService {
             );
             return Err(ApiError::Internal);
         }
-        let mut entries = Vec::with_capacity(asm.entries.len());
+        proved.extend([request_index, disclosure_index]);
+        let mut entries = Vec::with_capacity(proved.len());
         for (index, bytes) in asm.entries {
+            if !proved.contains(&index) {
+                // Read for a deployment left to the next page.
+                continue;
+            }
             let proof = self.app.store.inclusion_proof(index, size)?;
             entries.push(ProvenEntry {
                 index,
@@ -533,50 +596,51 @@ fn identity_to_proto(i: &IdentityRecord) -> proto::IdentityRecord {
     }
 }
 
+/// The wire form of one attributed deployment.
+fn attributed_to_proto(d: &AttributedDeployment) -> proto::AttributedDeployment {
+    proto::AttributedDeployment {
+        deployment_id: d.deployment_id.clone(),
+        customer_id: d.customer_id.clone(),
+        model_digest: d.model_digest.clone(),
+        admitted_by: d.admitted_by.clone(),
+        workload: Some(workload_to_proto(&d.workload)),
+        state: deployment_state(d.state) as i32,
+        lifecycle: d
+            .lifecycle
+            .iter()
+            .map(|e| proto::LifecycleEvent {
+                kind: lifecycle_kind_to_proto(e.kind) as i32,
+                at: Some(timestamp(e.at)),
+                ledger_index: e.ledger_index,
+                endpoints: e.endpoints.clone(),
+                lease_expires_at: e.lease_expires_at.map(timestamp),
+                order_id: e.order_id.clone().unwrap_or_default(),
+                principal: e.principal.clone(),
+            })
+            .collect(),
+        certificate: Some(proto::CertificateFacts {
+            fingerprint: d.certificate.fingerprint.clone(),
+            serial: d.certificate.serial.clone(),
+            evaluator: d.certificate.evaluator.clone(),
+            developer: d.certificate.developer.clone(),
+            model_name: d.certificate.model_name.clone(),
+            model_version: d.certificate.model_version.clone(),
+            chain_pem: d.certificate.chain_pem.clone(),
+            oid_base_arc: d.certificate.oid_base_arc.clone(),
+        }),
+        identity_at_admission: d.identity_at_admission.as_ref().map(identity_to_proto),
+        identity_current: d.identity_current.as_ref().map(identity_to_proto),
+        held_endpoint: d.held_endpoint,
+    }
+}
+
 /// The wire form of a report.
 pub fn report_to_proto(r: &Report) -> proto::AttributeResponse {
     proto::AttributeResponse {
         request_id: r.request_id.clone(),
         request_ledger_index: r.request_ledger_index,
         flagged_for_review: r.flagged_for_review,
-        deployments: r
-            .deployments
-            .iter()
-            .map(|d| proto::AttributedDeployment {
-                deployment_id: d.deployment_id.clone(),
-                customer_id: d.customer_id.clone(),
-                model_digest: d.model_digest.clone(),
-                admitted_by: d.admitted_by.clone(),
-                workload: Some(workload_to_proto(&d.workload)),
-                state: deployment_state(d.state) as i32,
-                lifecycle: d
-                    .lifecycle
-                    .iter()
-                    .map(|e| proto::LifecycleEvent {
-                        kind: lifecycle_kind_to_proto(e.kind) as i32,
-                        at: Some(timestamp(e.at)),
-                        ledger_index: e.ledger_index,
-                        endpoints: e.endpoints.clone(),
-                        lease_expires_at: e.lease_expires_at.map(timestamp),
-                        order_id: e.order_id.clone().unwrap_or_default(),
-                        principal: e.principal.clone(),
-                    })
-                    .collect(),
-                certificate: Some(proto::CertificateFacts {
-                    fingerprint: d.certificate.fingerprint.clone(),
-                    serial: d.certificate.serial.clone(),
-                    evaluator: d.certificate.evaluator.clone(),
-                    developer: d.certificate.developer.clone(),
-                    model_name: d.certificate.model_name.clone(),
-                    model_version: d.certificate.model_version.clone(),
-                    chain_pem: d.certificate.chain_pem.clone(),
-                    oid_base_arc: d.certificate.oid_base_arc.clone(),
-                }),
-                identity_at_admission: d.identity_at_admission.as_ref().map(identity_to_proto),
-                identity_current: d.identity_current.as_ref().map(identity_to_proto),
-                held_endpoint: d.held_endpoint,
-            })
-            .collect(),
+        deployments: r.deployments.iter().map(attributed_to_proto).collect(),
         next_page_token: r.next_page_token.clone(),
         answered_at: Some(timestamp(r.answered_at)),
         disclosure_ledger_index: r.disclosure_ledger_index,
@@ -730,37 +794,22 @@ impl Attribution for AttributionService {
             page_token,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = super::page_limit(page_size, &mut v);
-        let before = if page_token.is_empty() {
-            None
-        } else {
-            match page_token.parse::<u64>() {
-                Ok(b) => Some(b),
-                Err(_) => {
-                    v.push(FieldViolation::new(
-                        "page_token",
-                        "not a page token of this list",
-                    ));
-                    None
-                }
-            }
-        };
+        let limit = page::limit(page_size, &mut v);
+        let before = page::parse_index_token(List::AttributionRequests, &page_token, &mut v);
         ApiError::check(v)?;
-        let requests = self
-            .app
-            .store
-            .attribution_requests(before, limit)
-            .map_err(ApiError::from)?;
-        let next_page_token = if requests.len() == limit {
-            requests
-                .last()
-                .map(|r| r.ledger_index.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let store = &self.app.store;
+        let (requests, next) = page::fill(
+            limit,
+            before,
+            |before, n| Ok(store.attribution_requests(before.copied(), n)?),
+            |r| r.ledger_index,
+            |r| Ok(request_to_proto(r)),
+        )?;
+        let next_page_token = next
+            .map(|i| page::index_token(List::AttributionRequests, i))
+            .unwrap_or_default();
         Ok(Response::new(proto::ListAttributionRequestsResponse {
-            requests: requests.iter().map(request_to_proto).collect(),
+            requests,
             next_page_token,
         }))
     }

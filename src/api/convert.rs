@@ -5,8 +5,8 @@
 use prost_types::Timestamp;
 
 use crate::domain::customer::{
-    Address, Customer, CustomerDetails, CustomerKind, CustomerStatus, Person, RiskRating,
-    Screening, ScreeningStatus, Verification,
+    Address, Customer, CustomerDetails, CustomerKind, CustomerStatus, FieldViolation, Person,
+    RiskRating, Screening, ScreeningStatus, Verification,
 };
 use crate::domain::deployment::{Deployment, DeploymentState, Workload};
 use crate::domain::reason::{Reason, ReasonCode};
@@ -20,12 +20,47 @@ pub fn timestamp(ms: UnixMillis) -> Timestamp {
     }
 }
 
-/// Saturates instead of overflowing: a timestamp out of range becomes the
-/// far past or future, which every check then refuses.
+/// A time in an answer warden wrote (what the CLI prints and verifies).
+/// Saturates instead of overflowing. Times in requests go through
+/// `request_millis`, which refuses what this would bend.
 pub fn millis(ts: &Timestamp) -> UnixMillis {
     ts.seconds
         .saturating_mul(1000)
         .saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
+/// A time a request carries in `field`: a valid Timestamp (nanos 0 to
+/// 999,999,999) from 1970-01-01 to 9999-12-31 inclusive, else a violation
+/// naming the field. Every request timestamp passes through here.
+pub fn request_millis(field: &str, ts: &Timestamp) -> Result<UnixMillis, FieldViolation> {
+    use crate::domain::limits::{MAX_TIME, MIN_TIME};
+    let in_range = (0..1_000_000_000).contains(&ts.nanos)
+        && (MIN_TIME.div_euclid(1000)..=MAX_TIME.div_euclid(1000)).contains(&ts.seconds);
+    if in_range {
+        Ok(millis(ts))
+    } else {
+        Err(FieldViolation::new(
+            field,
+            "a time from 1970-01-01 to 9999-12-31 (UTC) is required, with nanos below one second",
+        ))
+    }
+}
+
+/// `request_millis` of an optional field; a bad time is pushed to `v` and
+/// read as absent.
+pub fn optional_request_millis(
+    field: &str,
+    ts: Option<&Timestamp>,
+    v: &mut Vec<FieldViolation>,
+) -> Option<UnixMillis> {
+    match ts.map(|t| request_millis(field, t)) {
+        None => None,
+        Some(Ok(ms)) => Some(ms),
+        Some(Err(e)) => {
+            v.push(e);
+            None
+        }
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds, as licences and the CLI print times.
@@ -272,11 +307,12 @@ pub fn details_to_proto(d: &CustomerDetails) -> proto::CustomerDetails {
     }
 }
 
-/// The details as given; `Err` names the enum field that is out of range.
-/// Everything else is checked by `validate_identity`.
+/// The details as given; `Err` names the fields that do not convert (an
+/// enum out of range, a time outside 1970..9999). Everything else is
+/// checked by `validate_identity`.
 pub fn details_from_proto(
     d: Option<proto::CustomerDetails>,
-) -> Result<CustomerDetails, crate::domain::customer::FieldViolation> {
+) -> Result<CustomerDetails, Vec<FieldViolation>> {
     let proto::CustomerDetails {
         aliases,
         date_of_birth,
@@ -294,18 +330,33 @@ pub fn details_from_proto(
         verification,
         risk_rating,
     } = d.unwrap_or_default();
+    let mut v = Vec::new();
     let risk_rating = match proto::RiskRating::try_from(risk_rating) {
         Ok(proto::RiskRating::Unspecified) => RiskRating::Unspecified,
         Ok(proto::RiskRating::Low) => RiskRating::Low,
         Ok(proto::RiskRating::Medium) => RiskRating::Medium,
         Ok(proto::RiskRating::High) => RiskRating::High,
         Err(_) => {
-            return Err(crate::domain::customer::FieldViolation::new(
+            v.push(FieldViolation::new(
                 "details.risk_rating",
                 "LOW, MEDIUM or HIGH",
-            ))
+            ));
+            RiskRating::Unspecified
         }
     };
+    let verification = verification.map(|ver| Verification {
+        method: ver.method,
+        evidence_sha256: ver.evidence_sha256,
+        verified_by: ver.verified_by,
+        verified_at: optional_request_millis(
+            "details.verification.verified_at",
+            ver.verified_at.as_ref(),
+            &mut v,
+        ),
+    });
+    if !v.is_empty() {
+        return Err(v);
+    }
     Ok(CustomerDetails {
         aliases,
         date_of_birth,
@@ -332,12 +383,7 @@ pub fn details_from_proto(
             .collect(),
         key_personnel: key_personnel.into_iter().map(person_from_proto).collect(),
         declared_purpose,
-        verification: verification.map(|v| Verification {
-            method: v.method,
-            evidence_sha256: v.evidence_sha256,
-            verified_by: v.verified_by,
-            verified_at: v.verified_at.as_ref().map(millis),
-        }),
+        verification,
         risk_rating,
     })
 }
@@ -385,6 +431,34 @@ mod tests {
     fn timestamps_round_trip_including_before_the_epoch() {
         for ms in [0, 1, 999, 1_700_000_000_123, -1, -1001] {
             assert_eq!(millis(&timestamp(ms)), ms);
+        }
+    }
+
+    #[test]
+    fn request_times_are_refused_outside_1970_to_9999() {
+        use crate::domain::limits::{MAX_TIME, MIN_TIME};
+        for ms in [MIN_TIME, 1, 1_700_000_000_123, MAX_TIME] {
+            assert_eq!(request_millis("t", &timestamp(ms)), Ok(ms));
+        }
+        let bad = [
+            timestamp(-1),
+            timestamp(MAX_TIME + 1),
+            Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 10,
+                nanos: -1,
+            },
+            Timestamp {
+                seconds: 10,
+                nanos: 1_000_000_000,
+            },
+        ];
+        for ts in bad {
+            let e = request_millis("as_of", &ts).unwrap_err();
+            assert_eq!(e.field, "as_of", "{ts:?}");
         }
     }
 }

@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     customer_kind_from_proto, customer_status_from_proto, customer_to_proto, details_from_proto,
-    millis,
+    optional_request_millis,
 };
+use super::page::{self, List};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::domain::customer::Screening;
@@ -18,6 +19,7 @@ use crate::domain::customer::{
     check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
     FieldViolation, ScreeningStatus,
 };
+use crate::domain::limits::MAX_RECORD_BYTES;
 use crate::ledger::entry::{
     customer_entry, CustomerChange, CustomerRef, Entry, Event, ScreeningRef,
 };
@@ -95,6 +97,24 @@ fn check_note(field: &str, note: &str, required: bool, v: &mut Vec<FieldViolatio
     }
 }
 
+/// The whole identity record within `MAX_RECORD_BYTES` encoded, so that
+/// every record fits any answer that carries it.
+fn check_record_size(
+    legal_name: &str,
+    country: &str,
+    details: Option<&proto::CustomerDetails>,
+    v: &mut Vec<FieldViolation>,
+) {
+    use prost::Message as _;
+    let bytes = legal_name.len() + country.len() + details.map_or(0, |d| d.encoded_len());
+    if bytes > MAX_RECORD_BYTES {
+        v.push(FieldViolation::new(
+            "details",
+            format!("the record is {bytes} bytes encoded; at most {MAX_RECORD_BYTES}"),
+        ));
+    }
+}
+
 #[tonic::async_trait]
 impl Customers for CustomersService {
     async fn register_customer(
@@ -135,10 +155,11 @@ impl Customers for CustomersService {
             )),
             Some(_) => {}
         }
+        check_record_size(&legal_name, &country, details.as_ref(), &mut v);
         let details = match details_from_proto(details) {
             Ok(d) => Some(d),
             Err(e) => {
-                v.push(e);
+                v.extend(e);
                 None
             }
         };
@@ -205,10 +226,11 @@ impl Customers for CustomersService {
         ApiError::check(v)?;
         let current = self.newest(&customer_id)?;
         let mut v = Vec::new();
+        check_record_size(&legal_name, &country, details.as_ref(), &mut v);
         let details = match details_from_proto(details) {
             Ok(d) => Some(d),
             Err(e) => {
-                v.push(e);
+                v.extend(e);
                 None
             }
         };
@@ -273,18 +295,19 @@ impl Customers for CustomersService {
         let proto::GetCustomerRequest { customer_id, as_of } = request.into_inner();
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
+        let as_of = optional_request_millis("as_of", as_of.as_ref(), &mut v);
         ApiError::check(v)?;
         let c = match as_of {
             None => self.newest(&customer_id)?,
             Some(t) => self
                 .app
                 .store
-                .customer_as_of(&customer_id, millis(&t))
+                .customer_as_of(&customer_id, t)
                 .map_err(ApiError::from)?
                 .ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "customer {customer_id} has no version at or before {}",
-                        super::convert::rfc3339(millis(&t))
+                        super::convert::rfc3339(t)
                     ))
                 })?,
         };
@@ -302,10 +325,8 @@ impl Customers for CustomersService {
             country,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = super::page_limit(page_size, &mut v);
-        if !page_token.is_empty() {
-            check_identifier("page_token", &page_token, &mut v);
-        }
+        let limit = page::limit(page_size, &mut v);
+        let after = page::parse_id_token(List::Customers, &page_token, &mut v);
         let status = match proto::CustomerStatus::try_from(status) {
             Ok(proto::CustomerStatus::Unspecified) => None,
             Ok(s) => customer_status_from_proto(s),
@@ -322,28 +343,22 @@ impl Customers for CustomersService {
             status,
             country: (!country.is_empty()).then_some(country),
         };
-        let after = (!page_token.is_empty()).then_some(page_token.as_str());
-        let page = self
-            .app
-            .store
-            .list_customers(&filter, after, limit)
-            .map_err(ApiError::from)?;
-        let next_page_token = if page.len() == limit {
-            page.last()
-                .map(|c| c.customer_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let mut customers = Vec::with_capacity(page.len());
-        for c in &page {
-            let screening = self
-                .app
-                .store
-                .screening(&c.customer_id)
-                .map_err(ApiError::from)?;
-            customers.push(customer_to_proto(c, screening.as_ref()));
-        }
+        let store = &self.app.store;
+        let (customers, next) = page::fill(
+            limit,
+            after,
+            |after, n| Ok(store.list_customers(&filter, after.map(String::as_str), n)?),
+            |c| c.customer_id.clone(),
+            |c| {
+                Ok(customer_to_proto(
+                    c,
+                    store.screening(&c.customer_id)?.as_ref(),
+                ))
+            },
+        )?;
+        let next_page_token = next
+            .map(|id| page::id_token(List::Customers, &id))
+            .unwrap_or_default();
         Ok(Response::new(proto::ListCustomersResponse {
             customers,
             next_page_token,

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
+use super::page::{element_bytes, Budget};
 use super::status::ApiError;
 use super::App;
 use crate::ledger::tree::leaf_hash;
@@ -101,6 +103,9 @@ impl Ledger for LedgerService {
             .into());
         }
         let count = u64::from(count).min(signed - start);
+        // The one paging rule's byte bound: the caller continues from the
+        // index after the last entry served.
+        let mut budget = Budget::new(MAX_ENTRIES as usize);
         let entries = self
             .app
             .store
@@ -109,6 +114,7 @@ impl Ledger for LedgerService {
             .into_iter()
             .zip(start..)
             .map(|(data, index)| proto::LedgerEntry { index, data })
+            .take_while(|e| budget.take(element_bytes(e.encoded_len())))
             .collect();
         Ok(Response::new(proto::GetEntriesResponse { entries }))
     }

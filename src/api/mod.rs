@@ -10,6 +10,7 @@ pub mod customers;
 pub mod ledger;
 pub mod operations;
 pub mod orders;
+pub mod page;
 pub mod status;
 pub mod trust;
 
@@ -56,21 +57,6 @@ pub struct App {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest as _, Sha256};
     hex::encode(Sha256::digest(bytes))
-}
-
-/// A list call's page size: 1 to 1000, 100 when zero.
-pub fn page_limit(page_size: u32, v: &mut Vec<crate::domain::customer::FieldViolation>) -> usize {
-    match page_size {
-        0 => 100,
-        1..=1000 => page_size as usize,
-        _ => {
-            v.push(crate::domain::customer::FieldViolation::new(
-                "page_size",
-                "at most 1000",
-            ));
-            0
-        }
-    }
 }
 
 pub fn now_millis() -> UnixMillis {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{millis, timestamp};
+use super::convert::{optional_request_millis, request_millis, timestamp};
+use super::page::{self, List};
 use super::status::ApiError;
 use super::{now_millis, principal, App};
 use crate::auth::Principal;
@@ -432,7 +433,7 @@ impl Orders for OrdersService {
         if !legal_basis.is_empty() {
             check_text("legal_basis", &legal_basis, 2048, &mut v);
         }
-        let expires_at = expires_at.as_ref().map(millis);
+        let expires_at = optional_request_millis("expires_at", expires_at.as_ref(), &mut v);
         if expires_at.is_some_and(|t| t <= now) {
             v.push(FieldViolation::new("expires_at", "must be in the future"));
         }
@@ -595,7 +596,8 @@ impl Orders for OrdersService {
             page_token,
         } = request.into_inner();
         let mut v = Vec::new();
-        let limit = super::page_limit(page_size, &mut v);
+        let limit = page::limit(page_size, &mut v);
+        let after = page::parse_id_token(List::Orders, &page_token, &mut v);
         let state = match proto::OrderState::try_from(state) {
             Ok(proto::OrderState::Unspecified) => None,
             Ok(proto::OrderState::Pending) => Some(OrderState::Pending),
@@ -611,35 +613,25 @@ impl Orders for OrdersService {
             Some(t) if t.kind != 0 || !t.value.is_empty() => target_from_proto(Some(t), &mut v),
             _ => None,
         };
-        if !page_token.is_empty() {
-            check_identifier("page_token", &page_token, &mut v);
-        }
         ApiError::check(v)?;
         let now = now_millis();
         let keep = |o: &Order| {
             state.is_none_or(|s| s == o.state_at(now))
                 && target.as_ref().is_none_or(|t| *t == o.target)
         };
-        let after = (!page_token.is_empty()).then_some(page_token.as_str());
-        let orders = self
-            .app
-            .store
-            .list_orders(&keep, after, limit)
-            .map_err(ApiError::from)?;
-        let next_page_token = if orders.len() == limit {
-            orders
-                .last()
-                .map(|o| o.order_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let store = &self.app.store;
+        let (orders, next) = page::fill(
+            limit,
+            after,
+            |after, n| Ok(store.list_orders(&keep, after.map(String::as_str), n)?),
+            |o| o.order_id.clone(),
+            |o| Ok(order_to_proto(o, now, audience)),
+        )?;
         Ok(Response::new(proto::ListOrdersResponse {
-            orders: orders
-                .iter()
-                .map(|o| order_to_proto(o, now, audience))
-                .collect(),
-            next_page_token,
+            orders,
+            next_page_token: next
+                .map(|id| page::id_token(List::Orders, &id))
+                .unwrap_or_default(),
         }))
     }
 
@@ -690,19 +682,23 @@ impl Orders for OrdersService {
         check_identifier("order_id", &order_id, &mut v);
         check_identifier("deployment_id", &deployment_id, &mut v);
         check_text("outcome", &outcome, 256, &mut v);
-        let stopped_at = match stopped_at.as_ref().map(millis) {
+        let stopped_at = match stopped_at.as_ref().map(|t| request_millis("stopped_at", t)) {
             None => {
                 v.push(FieldViolation::new("stopped_at", "required"));
                 0
             }
-            Some(t) if t > now + 60_000 => {
+            Some(Err(e)) => {
+                v.push(e);
+                0
+            }
+            Some(Ok(t)) if t > now + 60_000 => {
                 v.push(FieldViolation::new(
                     "stopped_at",
                     "must not be in the future",
                 ));
                 t
             }
-            Some(t) => t,
+            Some(Ok(t)) => t,
         };
         ApiError::check(v)?;
         own_deployment(&self.app, &who, &deployment_id)?;

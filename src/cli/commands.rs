@@ -138,7 +138,11 @@ pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
         Some(bad) if !bad.field_violations.is_empty() => {
             let mut msg = String::from("the server refused the request (INVALID_ARGUMENT):");
             for v in bad.field_violations {
-                msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+                match v.field.as_str() {
+                    // How many more the server left out.
+                    "" => msg.push_str(&format!("\n  {}", v.description)),
+                    field => msg.push_str(&format!("\n  {field}: {}", v.description)),
+                }
             }
             anyhow::anyhow!(msg)
         }

@@ -56,8 +56,11 @@ const ADD_FORMAT: &str = r#"FILE is JSON (`-` reads stdin); unknown fields are r
 
 The server requires, for every customer, at least one address (lines, city,
 country), an email and declared_purpose; for an individual date_of_birth; for
-an organisation registration_number, legal_form and jurisdiction. It reports
-every invalid field by name. See examples/customers/ for complete files."#;
+an organisation registration_number, legal_form and jurisdiction. A record has
+at most 32 aliases, 20 addresses of 1-8 lines, 100 beneficial_owners and 100
+key_personnel, and is at most 64 KiB in all. The server reports invalid fields
+by name (the first 50, and how many more). See examples/customers/ for
+complete files."#;
 
 /// The update file format, shown by `warden customer update --help`.
 const UPDATE_FORMAT: &str = r#"FILE is JSON (`-` reads stdin) holding the whole new identity record:

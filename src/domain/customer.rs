@@ -280,7 +280,10 @@ pub fn check_iso_country(field: &str, value: &str, out: &mut Vec<FieldViolation>
     if value.len() != 2 || !ISO_3166_ALPHA2.split(' ').any(|c| c == value) {
         out.push(FieldViolation::new(
             field,
-            format!("{value:?} is not an ISO 3166-1 alpha-2 code such as \"DE\""),
+            format!(
+                "{} is not an ISO 3166-1 alpha-2 code such as \"DE\"",
+                quoted(value)
+            ),
         ));
     }
 }
@@ -291,7 +294,7 @@ pub fn check_date(field: &str, value: &str, today: UnixMillis, out: &mut Vec<Fie
     match time::Date::parse(value, &format) {
         Err(_) => out.push(FieldViolation::new(
             field,
-            format!("{value:?} is not a date YYYY-MM-DD"),
+            format!("{} is not a date YYYY-MM-DD", quoted(value)),
         )),
         Ok(d) => {
             let now = time::OffsetDateTime::from_unix_timestamp(today / 1000)
@@ -411,6 +414,53 @@ fn check_person(
     }
 }
 
+/// The number of entries in each repeated field of a record, checked
+/// first so that these violations lead the list an answer carries.
+fn check_counts(d: &CustomerDetails, out: &mut Vec<FieldViolation>) {
+    use super::limits::{
+        MAX_ADDRESSES, MAX_ADDRESS_LINES, MAX_ALIASES, MAX_BENEFICIAL_OWNERS, MAX_KEY_PERSONNEL,
+    };
+    for (field, len, max) in [
+        ("details.aliases", d.aliases.len(), MAX_ALIASES),
+        ("details.addresses", d.addresses.len(), MAX_ADDRESSES),
+        (
+            "details.beneficial_owners",
+            d.beneficial_owners.len(),
+            MAX_BENEFICIAL_OWNERS,
+        ),
+        (
+            "details.key_personnel",
+            d.key_personnel.len(),
+            MAX_KEY_PERSONNEL,
+        ),
+    ] {
+        if len > max {
+            out.push(FieldViolation::new(
+                field,
+                format!("at most {max}, not {len}"),
+            ));
+        }
+    }
+    for (i, a) in d.addresses.iter().enumerate() {
+        if a.lines.len() > MAX_ADDRESS_LINES {
+            out.push(FieldViolation::new(
+                format!("details.addresses[{i}].lines"),
+                format!("at most {MAX_ADDRESS_LINES}, not {}", a.lines.len()),
+            ));
+        }
+    }
+}
+
+/// A caller's value quoted in a description, or only its size when it is
+/// too long to repeat back.
+fn quoted(value: &str) -> String {
+    if value.len() <= 32 {
+        format!("{value:?}")
+    } else {
+        format!("a {}-byte value", value.len())
+    }
+}
+
 /// Checks an identity record: the fields every customer needs, those its
 /// kind needs, and the syntax of everything given. Every problem is
 /// reported, each naming its field as the API names it.
@@ -422,13 +472,11 @@ pub fn validate_identity(
     today: UnixMillis,
 ) -> Vec<FieldViolation> {
     let mut v = Vec::new();
+    check_counts(d, &mut v);
     check_text("legal_name", legal_name, 512, &mut v);
     check_iso_country("country", country, &mut v);
     for (i, a) in d.aliases.iter().enumerate() {
         check_text(&format!("details.aliases[{i}]"), a, 512, &mut v);
-    }
-    if d.aliases.len() > 32 {
-        v.push(FieldViolation::new("details.aliases", "at most 32 aliases"));
     }
     match kind {
         CustomerKind::Individual => {
@@ -679,6 +727,75 @@ mod tests {
             check(&d)[0].field,
             "details.beneficial_owners[0].ownership_percent"
         );
+    }
+
+    #[test]
+    fn repeated_fields_are_accepted_at_their_cap_and_refused_above_it() {
+        use crate::domain::limits::{
+            MAX_ADDRESSES, MAX_ADDRESS_LINES, MAX_ALIASES, MAX_BENEFICIAL_OWNERS, MAX_KEY_PERSONNEL,
+        };
+        let person = |pct: f64| Person {
+            name: "Owner".into(),
+            nationality: "DE".into(),
+            date_of_birth: "1970-01-01".into(),
+            ownership_percent: pct,
+            ..Person::default()
+        };
+        let address = |lines: usize| Address {
+            lines: vec!["Street 1".into(); lines],
+            city: "Berlin".into(),
+            country: "DE".into(),
+            ..Address::default()
+        };
+        let at_cap = |extra: usize| CustomerDetails {
+            registration_number: "1".into(),
+            legal_form: "GmbH".into(),
+            jurisdiction: "DE".into(),
+            aliases: vec!["X".into(); MAX_ALIASES + extra],
+            addresses: vec![address(MAX_ADDRESS_LINES + extra); MAX_ADDRESSES + extra],
+            email: "a@example.com".into(),
+            declared_purpose: "inference".into(),
+            beneficial_owners: vec![person(0.5); MAX_BENEFICIAL_OWNERS + extra],
+            key_personnel: vec![person(0.0); MAX_KEY_PERSONNEL + extra],
+            ..CustomerDetails::default()
+        };
+        let check = |d: &CustomerDetails| {
+            validate_identity(
+                CustomerKind::Organisation,
+                "X GmbH",
+                "DE",
+                d,
+                1_790_000_000_000,
+            )
+        };
+        assert_eq!(check(&at_cap(0)), Vec::new());
+        let v = check(&at_cap(1));
+        let mut leading: Vec<&str> = v.iter().take(4).map(|x| x.field.as_str()).collect();
+        leading.sort_unstable();
+        assert_eq!(
+            leading,
+            [
+                "details.addresses",
+                "details.aliases",
+                "details.beneficial_owners",
+                "details.key_personnel"
+            ],
+            "the counts lead: {v:?}"
+        );
+        let lines = v.iter().filter(|x| x.field.ends_with("].lines")).count();
+        assert_eq!(lines, MAX_ADDRESSES + 1);
+    }
+
+    #[test]
+    fn a_long_bad_value_is_not_repeated_back() {
+        let mut v = Vec::new();
+        check_iso_country("c", &"Z".repeat(10_000), &mut v);
+        check_date("d", &"9".repeat(10_000), 1_790_000_000_000, &mut v);
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|x| x.description.len() < 100), "{v:?}");
+        v.clear();
+        check_iso_country("c", "XX", &mut v);
+        assert!(v[0].description.contains("\"XX\""), "{v:?}");
     }
 
     #[test]
