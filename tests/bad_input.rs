@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use warden::proto;
 use warden::proto::admission_client::AdmissionClient;
+use warden::proto::ledger_client::LedgerClient;
 
 const CUSTOMER: &str = "cust-ok";
 
@@ -59,6 +60,16 @@ impl Fixture {
             .unwrap()
             .into_inner()
             .deployments
+    }
+
+    /// The size of the ledger, as an auditor sees it.
+    async fn ledger_size(&self) -> u64 {
+        LedgerClient::new(self.env.channel(&self.server, "auditor").await)
+            .get_checkpoint(proto::GetCheckpointRequest { first_size: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .size
     }
 
     /// `bad` is refused with INVALID_ARGUMENT whose field violations name
@@ -285,6 +296,42 @@ async fn admit_with_65_endpoints_names_workload_endpoints_but_64_are_accepted() 
 }
 
 #[tokio::test]
+async fn admit_with_a_zero_width_space_in_the_region_names_workload_region_and_writes_nothing() {
+    let f = Fixture::new().await;
+    let before = f.ledger_size().await;
+    let mut r = f.good();
+    r.workload.as_mut().unwrap().region = "eu-west\u{200b}-1".into();
+    let status = f.admit(r.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["workload.region"]);
+    assert_eq!(f.ledger_size().await, before, "a ledger entry was written");
+    f.assert_admit_rejected(r, &["workload.region"]).await;
+}
+
+#[tokio::test]
+async fn admit_with_invisible_or_look_alike_characters_in_the_workload_names_each_field() {
+    let f = Fixture::new().await;
+    let mut r = f.good();
+    let w = r.workload.as_mut().unwrap();
+    w.region = "\u{435}u-west".into(); // Cyrillic е
+    w.cluster = "c\u{2060}1".into();
+    w.node = "n\u{ad}1".into();
+    w.accelerator_type = "h\u{200d}100".into();
+    w.endpoints = vec!["10.0.0.1:8000".into(), "10.0.0.2\u{feff}:8000".into()];
+    f.assert_admit_rejected(
+        r,
+        &[
+            "workload.region",
+            "workload.cluster",
+            "workload.node",
+            "workload.accelerator_type",
+            "workload.endpoints[1]",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn admit_with_several_bad_fields_reports_them_all_together() {
     let f = Fixture::new().await;
     let mut r = f.good();
@@ -473,6 +520,45 @@ async fn register_customer_with_several_bad_fields_reports_them_all() {
         &f,
         r,
         &["customer_id", "kind", "legal_name", "country", "status"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn register_customer_with_invisible_characters_in_identifying_text_names_each_field() {
+    let f = Fixture::new().await;
+    let mut r = customer_request("cust-invisible");
+    r.legal_name = "Acme\u{200b} GmbH".into();
+    let d = r.details.as_mut().unwrap();
+    d.registration_number = "HRB\u{2060}12345".into();
+    d.legal_form = "Gmb\u{ad}H".into();
+    d.addresses[0].lines = vec!["Beispiel\u{200d}strasse 1".into()];
+    d.addresses[0].city = "\u{feff}Berlin".into();
+    d.addresses[0].region = "Berlin\u{202e}".into();
+    d.email = "kyc\u{200b}@example.com".into();
+    d.declared_purpose = "hosted\u{2066} inference".into();
+    d.key_personnel = vec![proto::Person {
+        name: "Ann\u{3164} Example".into(),
+        nationality: "DE".into(),
+        date_of_birth: "1980-01-01".into(),
+        role: "Director\u{200c}".into(),
+        ..Default::default()
+    }];
+    assert_register_rejected(
+        &f,
+        r,
+        &[
+            "legal_name",
+            "details.registration_number",
+            "details.legal_form",
+            "details.addresses[0].lines[0]",
+            "details.addresses[0].city",
+            "details.addresses[0].region",
+            "details.email",
+            "details.declared_purpose",
+            "details.key_personnel[0].name",
+            "details.key_personnel[0].role",
+        ],
     )
     .await;
 }

@@ -625,6 +625,158 @@ async fn screening_hits_exact_reordered_accented_and_misspelled_names_only() {
     server.stop().await;
 }
 
+/// A list whose names could be dodged with invisible characters, look-alike
+/// letters or another script.
+const LOOKALIKE_CSV: &str = "name,aliases,type,program,id\n\
+Dravon Ulmekk,,individual,SYN-L,syn-l1\n\
+Велимир Ставрак,,individual,SYN-L,syn-l2\n";
+
+#[tokio::test]
+async fn look_alike_and_other_script_spellings_are_potential_matches_that_deny_admission() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    load_list(&env, &server, LOOKALIKE_CSV, "2026-12-01").await;
+    let leaf = env.leaf();
+    let cases = [
+        ("cyrillic-a-o", "Dr\u{430}v\u{43e}n Ulmekk", "syn-l1"),
+        ("cyrillic", "Дравон Улмекк", "syn-l1"),
+        ("greek", "Δράβον Ουλμέκκ", "syn-l1"),
+        ("latin-of-cyrillic", "Velimir Stavrak", "syn-l2"),
+    ];
+    for (id, name, entry) in cases {
+        let c = register(
+            &env,
+            &server,
+            named(id, name, proto::CustomerStatus::Verified),
+        )
+        .await;
+        assert_eq!(
+            screening_status(&c),
+            proto::ScreeningStatus::PotentialMatch,
+            "{name}: {:?}",
+            c.screening
+        );
+        let hit = &c.screening.as_ref().unwrap().hits[0];
+        assert_eq!(
+            (hit.entry_id.as_str(), hit.matched_field.as_str()),
+            (entry, "legal_name")
+        );
+        let r = env
+            .admission(&server)
+            .await
+            .admit(env.admit_request(id, &env.chain(&leaf)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.decision, proto::Decision::Deny as i32, "{name}");
+        let codes: Vec<i32> = r.reasons.iter().map(|x| x.code).collect();
+        assert_eq!(codes, vec![Rc::ScreeningUnresolved as i32], "{name}: {r:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invisible_characters_in_screened_names_are_refused_and_nothing_is_stored() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    load_list(&env, &server, LOOKALIKE_CSV, "2026-12-01").await;
+    let person = |name: &str| proto::Person {
+        name: name.into(),
+        nationality: "DE".into(),
+        date_of_birth: "1971-03-03".into(),
+        ownership_percent: 40.0,
+        ..Default::default()
+    };
+    for (i, c) in ['\u{200b}', '\u{200d}', '\u{ad}', '\u{2060}']
+        .into_iter()
+        .enumerate()
+    {
+        let dodged = format!("Dra{c}von Ulmekk");
+        let id = format!("dodge-{i}");
+        let mut r = named(&id, &dodged, proto::CustomerStatus::Verified);
+        let d = r.details.as_mut().unwrap();
+        d.aliases = vec![dodged.clone()];
+        d.beneficial_owners = vec![person(&dodged)];
+        d.key_personnel = vec![person(&dodged)];
+        let err = env
+            .customers(&server)
+            .await
+            .register_customer(r)
+            .await
+            .unwrap_err();
+        let mut fields = violated_fields(&err);
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "details.aliases[0]",
+                "details.beneficial_owners[0].name",
+                "details.key_personnel[0].name",
+                "legal_name",
+            ],
+            "U+{:04X}",
+            u32::from(c)
+        );
+        let missing = env
+            .customers(&server)
+            .await
+            .get_customer(proto::GetCustomerRequest {
+                customer_id: id,
+                as_of: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+    }
+    // An update cannot slip one in either.
+    register(
+        &env,
+        &server,
+        named(
+            "plain",
+            "Harmless Name Ltd",
+            proto::CustomerStatus::Verified,
+        ),
+    )
+    .await;
+    let err = env
+        .customers(&server)
+        .await
+        .update_customer(proto::UpdateCustomerRequest {
+            customer_id: "plain".into(),
+            expected_version: 0,
+            legal_name: "Dra\u{200b}von Ulmekk".into(),
+            country: "DE".into(),
+            details: Some(org_details()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["legal_name"]);
+    let c = get(&env, &server, "plain").await;
+    assert_eq!((c.legal_name.as_str(), c.version), ("Harmless Name Ltd", 1));
+    // Nor a screening resolution's note.
+    register(
+        &env,
+        &server,
+        named("listed", "Dravon Ulmekk", proto::CustomerStatus::Verified),
+    )
+    .await;
+    let err = env
+        .customers(&server)
+        .await
+        .resolve_screening(proto::ResolveScreeningRequest {
+            customer_id: "listed".into(),
+            resolution: proto::ScreeningResolution::FalsePositive as i32,
+            note: "different\u{200b} person".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["note"]);
+    let c = get(&env, &server, "listed").await;
+    assert_eq!(screening_status(&c), proto::ScreeningStatus::PotentialMatch);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn ofac_sdn_lists_load_with_their_aliases() {
     let env = TestEnv::new();

@@ -259,6 +259,35 @@ async fn bad_orders_name_their_fields_and_change_nothing() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn orders_with_invisible_characters_in_their_free_text_are_refused() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let mut op = orders_as(&env, &server, "operator", "alice").await;
+    let mut r = issue(customer_target("cust-1"), proto::OrderAction::Suspend);
+    r.reason = "harmful\u{200b} outputs reported".into();
+    r.legal_basis = "Art.\u{202e} 5".into();
+    let e = op.issue_order(r).await.unwrap_err();
+    use tonic_types::StatusExt as _;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let mut fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["legal_basis", "reason"]);
+    let listed = op
+        .list_orders(proto::ListOrdersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.orders.is_empty());
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Activation, denial, lifting
 

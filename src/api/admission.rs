@@ -412,6 +412,15 @@ impl AdmissionService {
     }
 }
 
+/// Machine identifiers (cluster, region, node) are ASCII letters, digits and
+/// `- _ . : /` (enough for cloud region names, node host names and cluster
+/// ARNs or resource paths). Workload text ends in the ledger, so nothing in
+/// it may look like something it is not: no spaces, no controls, no
+/// invisible characters, no letters of other scripts.
+fn is_machine_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/')
+}
+
 fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {
     for (field, value) in [
         ("workload.cluster", &w.cluster),
@@ -420,17 +429,18 @@ fn check_workload(w: &Workload, v: &mut Vec<FieldViolation>) {
     ] {
         if value.is_empty() {
             v.push(FieldViolation::new(field, "required"));
-        } else if value.len() > 253 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        } else if value.len() > 253 || !value.bytes().all(is_machine_name_byte) {
             v.push(FieldViolation::new(
                 field,
-                "at most 253 bytes without spaces or control characters",
+                "at most 253 bytes of ASCII letters, digits, '-', '_', '.', ':' and '/'",
             ));
         }
     }
-    if w.accelerator_type.len() > 128 || w.accelerator_type.chars().any(char::is_control) {
+    let printable = |b: u8| b == b' ' || b.is_ascii_graphic();
+    if w.accelerator_type.len() > 128 || !w.accelerator_type.bytes().all(printable) {
         v.push(FieldViolation::new(
             "workload.accelerator_type",
-            "at most 128 bytes without control characters",
+            "at most 128 bytes of printable ASCII",
         ));
     }
     if w.accelerator_count == 0 {
@@ -450,10 +460,11 @@ fn check_endpoints(field: &str, endpoints: &[String], v: &mut Vec<FieldViolation
         ));
     }
     for (i, e) in endpoints.iter().enumerate() {
-        if e.is_empty() || e.len() > 255 || e.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if e.is_empty() || e.len() > 255 || !e.bytes().all(|b| b.is_ascii_graphic()) {
             v.push(FieldViolation::new(
                 format!("{field}[{i}]"),
-                "an endpoint is a host, IP or IP:port of at most 255 bytes",
+                "an endpoint is a host, IP or IP:port of at most 255 bytes of printable ASCII, \
+                 without spaces (an international host name in its xn-- form)",
             ));
         }
     }

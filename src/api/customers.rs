@@ -89,10 +89,10 @@ impl CustomersService {
 fn check_note(field: &str, note: &str, required: bool, v: &mut Vec<FieldViolation>) {
     if required && note.trim().is_empty() {
         v.push(FieldViolation::new(field, "required"));
-    } else if note.len() > 1024 || note.chars().any(char::is_control) {
+    } else if note.len() > 1024 || note.chars().any(crate::domain::customer::is_hidden_char) {
         v.push(FieldViolation::new(
             field,
-            "at most 1024 bytes without control characters",
+            "at most 1024 bytes without control or invisible characters (such as U+200B)",
         ));
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::customer::{check_identifier, check_iso_country, check_sha256, FieldViolation};
+use super::customer::{is_hidden_char, HIDDEN_CHARS};
 use super::UnixMillis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +105,8 @@ fn check_printable(field: &str, value: &str, max: usize, v: &mut Vec<FieldViolat
         v.push(FieldViolation::new(field, "required"));
     } else if value.len() > max {
         v.push(FieldViolation::new(field, format!("at most {max} bytes")));
-    } else if value.chars().any(char::is_control) {
-        v.push(FieldViolation::new(
-            field,
-            "control characters are not allowed",
-        ));
+    } else if value.chars().any(is_hidden_char) {
+        v.push(FieldViolation::new(field, HIDDEN_CHARS));
     }
 }
 

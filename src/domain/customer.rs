@@ -257,18 +257,38 @@ pub fn check_country(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
     }
 }
 
-/// A required free-text field: present, at most `max` bytes, no control
-/// characters.
+/// Characters no text field may hold: control characters (Cc) and the
+/// invisible ones, format characters (Cf: zero-width space and joiners, soft
+/// hyphen, word joiner, bidirectional controls, byte-order mark) and the
+/// other default-ignorable code points (Hangul fillers, variation
+/// selectors). Invisible characters make two texts that look identical
+/// differ (a sanctions-screening dodge, a look-alike ledger entry), so they
+/// are refused rather than stored.
+pub fn is_hidden_char(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // The TS #39 skeleton drops exactly the default-ignorable code points.
+    c.is_control()
+        || (!c.is_ascii()
+            && (c.general_category() == GeneralCategory::Format
+                || unicode_security::skeleton(c.encode_utf8(&mut [0u8; 4]))
+                    .next()
+                    .is_none()))
+}
+
+/// What a field holding an [`is_hidden_char`] is told.
+pub const HIDDEN_CHARS: &str =
+    "control characters and invisible characters (such as U+200B zero-width space, \
+     U+00AD soft hyphen, U+202E right-to-left override) are not allowed";
+
+/// A required free-text field: present, at most `max` bytes, no control or
+/// invisible characters ([`is_hidden_char`]).
 pub fn check_text(field: &str, value: &str, max: usize, out: &mut Vec<FieldViolation>) {
     if value.trim().is_empty() {
         out.push(FieldViolation::new(field, "required"));
     } else if value.len() > max {
         out.push(FieldViolation::new(field, format!("at most {max} bytes")));
-    } else if value.chars().any(char::is_control) {
-        out.push(FieldViolation::new(
-            field,
-            "control characters are not allowed",
-        ));
+    } else if value.chars().any(is_hidden_char) {
+        out.push(FieldViolation::new(field, HIDDEN_CHARS));
     }
 }
 
@@ -316,7 +336,7 @@ pub fn check_email(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
         && value.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && local.len() <= 64
-                && !local.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@')
+                && !local.contains(|c: char| c.is_whitespace() || is_hidden_char(c) || c == '@')
                 && domain.contains('.')
                 && domain.split('.').all(|label| {
                     !label.is_empty()
@@ -363,7 +383,8 @@ pub fn check_sha256(field: &str, value: &str, out: &mut Vec<FieldViolation>) {
     }
 }
 
-/// Optional free text: at most `max` bytes, no control characters.
+/// Optional free text: at most `max` bytes, no control or invisible
+/// characters.
 fn check_optional_text(field: &str, value: &str, max: usize, out: &mut Vec<FieldViolation>) {
     if !value.is_empty() {
         check_text(field, value, max, out);
@@ -796,6 +817,50 @@ mod tests {
         v.clear();
         check_iso_country("c", "XX", &mut v);
         assert!(v[0].description.contains("\"XX\""), "{v:?}");
+    }
+
+    #[test]
+    fn text_refuses_control_and_invisible_characters_but_not_other_scripts() {
+        for c in [
+            '\u{0}',
+            '\n',
+            '\u{7f}',
+            '\u{85}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{ad}',
+            '\u{2060}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{feff}',
+            '\u{600}',
+            '\u{61c}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{e0041}',
+        ] {
+            let mut v = Vec::new();
+            check_text("legal_name", &format!("Dra{c}von"), 64, &mut v);
+            assert_eq!(v.len(), 1, "U+{:04X}", u32::from(c));
+            assert_eq!(v[0].field, "legal_name");
+            v.clear();
+            check_email("email", &format!("a{c}b@example.com"), &mut v);
+            assert_eq!(v.len(), 1, "U+{:04X}", u32::from(c));
+        }
+        let mut v = Vec::new();
+        for ok in [
+            "Дравон Улмекк",
+            "Δράβον Ουλμέκκ",
+            "José Müller-Straße",
+            "王伟",
+            "محمد",
+            "O'Neil & Sons",
+            "Ｄｒａｖｏｎ",
+        ] {
+            check_text("legal_name", ok, 64, &mut v);
+        }
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::normalize::{is_noise, strip_noise, tokenize};
+use super::normalize::{is_noise, strip_noise, token_variants};
 use super::score::{
     pair_counts, score_tokens, token_sim, EXTRA_TOKEN_PENALTY, SINGLE_TOKEN_QUERY_FACTOR,
 };
@@ -82,15 +82,15 @@ fn deletion_keys(chars: &[char], out: &mut Vec<u64>) {
     out.dedup();
 }
 
-/// Tokens indexed for a list name: individuals keep legal-form-like tokens
-/// (they are surnames there), other kinds drop them.
-fn list_tokens(kind: &str, display: &str) -> Vec<String> {
-    let full = tokenize(display);
-    if kind.eq_ignore_ascii_case("individual") || kind.eq_ignore_ascii_case("person") {
-        full
-    } else {
-        strip_noise(full)
-    }
+/// Token lists indexed for a list name, one per fold variant (see
+/// [`token_variants`]): individuals keep legal-form-like tokens (they are
+/// surnames there), other kinds drop them.
+fn list_tokens(kind: &str, display: &str) -> Vec<Vec<String>> {
+    let person = kind.eq_ignore_ascii_case("individual") || kind.eq_ignore_ascii_case("person");
+    token_variants(display)
+        .into_iter()
+        .map(|full| if person { full } else { strip_noise(full) })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -110,9 +110,12 @@ struct NameRec {
 /// A sanctions list indexed for screening. Build once, share freely
 /// (`Send + Sync`; [`Screener::screen`] takes `&self`).
 ///
-/// Index: every distinct normalised token of every entry name and alias is
-/// stored once (the vocabulary) with a posting list of the names that contain
-/// it. Each vocabulary token is also filed under the hashes of its
+/// Index: every entry name and alias is indexed under each of its fold
+/// variants (by sound and, when it differs, by sight: see
+/// [`normalize_name`](super::normalize_name)), and a query is looked up under
+/// each of its own, so a look-alike or other-script spelling on either side
+/// meets the other. Every distinct normalised token is stored once (the
+/// vocabulary) with a posting list of the names that contain it. Each vocabulary token is also filed under the hashes of its
 /// *deletion neighbourhood*: the token itself and every string obtained by
 /// deleting one character (tokens of 4–8 chars) or up to two characters
 /// (tokens of 9+ chars); tokens of 1–3 chars are filed as themselves only.
@@ -171,8 +174,10 @@ impl Screener {
                 name: e.name.clone(),
             });
             let mut seen: Vec<Vec<String>> = Vec::new();
-            for display in std::iter::once(&e.name).chain(e.aliases.iter()) {
-                let toks = list_tokens(&e.kind, display);
+            let names_of_entry = std::iter::once(&e.name).chain(e.aliases.iter());
+            for (display, toks) in names_of_entry
+                .flat_map(|d| list_tokens(&e.kind, d).into_iter().map(move |t| (d, t)))
+            {
                 if toks.is_empty() || seen.contains(&toks) {
                     continue;
                 }
@@ -308,28 +313,35 @@ impl Screener {
         &self.name_tokens[s..s + n.tok_len as usize]
     }
 
-    /// Token lists to score for a query: without noise tokens, plus the full
-    /// token list when it differs and one of its noise tokens occurs (exactly
-    /// or approximately) in an indexed name. Empty when the name has no
-    /// tokens.
+    /// Token lists to score for a query, for each fold variant (see
+    /// [`token_variants`]): without noise tokens, plus the full token list
+    /// when it differs and one of its noise tokens occurs (exactly or
+    /// approximately) in an indexed name. Empty when the name has no tokens.
     fn query_variants(&self, query: &str) -> Vec<Vec<Vec<char>>> {
-        let full = tokenize(query);
-        let stripped = strip_noise(full.clone());
         let to_chars =
             |v: &[String]| -> Vec<Vec<char>> { v.iter().map(|t| t.chars().collect()).collect() };
-        let mut out = Vec::with_capacity(2);
-        if !stripped.is_empty() {
-            out.push(to_chars(&stripped));
-        }
-        if stripped.len() != full.len() {
-            let mut keys = Vec::new();
-            let noise_linked = full.iter().filter(|t| is_noise(t)).any(|t| {
-                let chars: Vec<char> = t.chars().collect();
-                deletion_keys(&chars, &mut keys);
-                keys.iter().any(|k| self.key_map.contains_key(k))
-            });
-            if noise_linked || out.is_empty() {
-                out.push(to_chars(&full));
+        let mut out: Vec<Vec<Vec<char>>> = Vec::with_capacity(2);
+        for full in token_variants(query) {
+            let stripped = strip_noise(full.clone());
+            let mut variants = Vec::with_capacity(2);
+            if !stripped.is_empty() {
+                variants.push(to_chars(&stripped));
+            }
+            if stripped.len() != full.len() {
+                let mut keys = Vec::new();
+                let noise_linked = full.iter().filter(|t| is_noise(t)).any(|t| {
+                    let chars: Vec<char> = t.chars().collect();
+                    deletion_keys(&chars, &mut keys);
+                    keys.iter().any(|k| self.key_map.contains_key(k))
+                });
+                if noise_linked || variants.is_empty() {
+                    variants.push(to_chars(&full));
+                }
+            }
+            for v in variants {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
             }
         }
         out

@@ -8,10 +8,16 @@
 //! match.
 //!
 //! Pipeline:
-//! 1. [`normalize_name`]: Unicode NFKD, strip combining marks, fold a few
-//!    letters NFKD leaves alone (`ß`, `ø`, `ł`, ...), lowercase, punctuation to
-//!    spaces (apostrophes are dropped), split into tokens, drop legal-form noise
-//!    (`ltd`, `llc`, `gmbh`, `the`, `of`, ...) when other tokens remain, dedupe.
+//! 1. [`normalize_name`]: Unicode NFKD, strip combining marks and invisible
+//!    characters (format characters, category Cf, and other default-ignorable
+//!    code points: `Dra\u{200B}von` is `dravon`), lowercase, non-ASCII letters
+//!    to Latin, punctuation to spaces (apostrophes are dropped), split into
+//!    tokens, drop legal-form noise (`ltd`, `llc`, `gmbh`, `the`, `of`, ...)
+//!    when other tokens remain, dedupe. Non-ASCII letters become Latin in two
+//!    variants, and list and customer names are compared under both: by sound
+//!    (transliteration: `Дравон Улмекк`, `Δράβον` → `dravon ulmekk`,
+//!    `drabon`) and by sight (Unicode TS #39 confusable skeleton: Cyrillic
+//!    `Сорех` → `copex`, where transliteration would give `sorekh`).
 //!    List names of individuals keep noise-like tokens (`SA`, `Co` are also
 //!    surnames); a query with noise tokens is scored with and without them.
 //! 2. [`Screener::new`] indexes every distinct list token with a

@@ -633,3 +633,112 @@ fn index_does_not_score_every_name() {
         .count();
     assert!(s.candidate_count("Zzyqx Trading Shipping") >= both);
 }
+
+// ------------------------------------------------------- look-alike dodges
+
+/// A list with a Latin, a Cyrillic and a look-alike-friendly name, and one
+/// published with invisible characters inside its words.
+fn lookalike_screener() -> Screener {
+    let csv = "name,aliases,type,program,id\n\
+               Dravon Ulmekk,,individual,SYN-L,L-1\n\
+               Велимир Ставрак,,individual,SYN-L,L-2\n\
+               Copex Sayapek,,individual,SYN-L,L-3\n\
+               Orsk\u{ad}ander Vell\u{200b}ic,,individual,SYN-L,L-4\n";
+    Screener::new(&generic(csv.as_bytes()).unwrap()).unwrap()
+}
+
+/// The entry ids `name` hits, with their scores.
+fn hits_with_scores(s: &Screener, name: &str) -> Vec<(String, f64)> {
+    s.screen(&[name], T)
+        .into_iter()
+        .map(|h| (h.entry_id, h.score))
+        .collect()
+}
+
+#[test]
+fn invisible_characters_inside_a_word_are_stripped_not_split() {
+    let s = lookalike_screener();
+    for c in [
+        '\u{200b}', '\u{200d}', '\u{ad}', '\u{2060}', '\u{feff}', '\u{3164}',
+    ] {
+        for q in [format!("Dra{c}von Ulmekk"), format!("Dravon Ulm{c}e{c}kk")] {
+            assert_eq!(
+                hits_with_scores(&s, &q),
+                [("L-1".to_string(), 1.0)],
+                "{q:?}"
+            );
+        }
+    }
+    assert_eq!(
+        normalize_name("Dra\u{200b}von Ul\u{ad}mekk"),
+        ["dravon", "ulmekk"]
+    );
+}
+
+#[test]
+fn list_names_published_with_invisible_characters_still_hit() {
+    let s = lookalike_screener();
+    assert_eq!(
+        hits_with_scores(&s, "Orskander Vellic"),
+        [("L-4".to_string(), 1.0)]
+    );
+}
+
+#[test]
+fn cyrillic_look_alike_letters_hit() {
+    let s = lookalike_screener();
+    // Cyrillic а and о in place of Latin a and o.
+    for q in ["Dr\u{430}v\u{43e}n Ulmekk", "DR\u{410}V\u{41e}N ULMEKK"] {
+        assert_eq!(hits_with_scores(&s, q), [("L-1".to_string(), 1.0)], "{q}");
+    }
+    // Every letter a Cyrillic look-alike, including ones whose sound differs
+    // (р is "r", с is "s", х is "kh"): only the confusable skeleton meets.
+    let q = "\u{421}\u{43e}\u{440}\u{435}\u{445} \u{405}\u{430}\u{443}\u{430}\u{440}\u{435}\u{43a}";
+    assert_eq!(q, "Сорех Ѕауарек");
+    assert_eq!(hits_with_scores(&s, q), [("L-3".to_string(), 1.0)]);
+}
+
+#[test]
+fn cyrillic_and_greek_spellings_of_a_latin_name_hit() {
+    let s = lookalike_screener();
+    assert_eq!(
+        hits_with_scores(&s, "Дравон Улмекк"),
+        [("L-1".to_string(), 1.0)]
+    );
+    let greek = hits_with_scores(&s, "Δράβον Ουλμέκκ");
+    assert_eq!(greek.len(), 1, "{greek:?}");
+    assert_eq!(greek[0].0, "L-1");
+    assert_eq!(normalize_name("Дравон Улмекк"), ["dravon", "ulmekk"]);
+}
+
+#[test]
+fn latin_spelling_of_a_cyrillic_list_name_hits() {
+    let s = lookalike_screener();
+    assert_eq!(
+        hits_with_scores(&s, "Velimir Stavrak"),
+        [("L-2".to_string(), 1.0)]
+    );
+    assert_eq!(
+        hits_with_scores(&s, "СТАВРАК, Велимир"),
+        [("L-2".to_string(), 1.0)]
+    );
+}
+
+#[test]
+fn other_script_names_that_are_not_listed_stay_clear() {
+    let s = lookalike_screener();
+    for q in [
+        "Анна Смирнова",
+        "Γιώργος Παπαδόπουλος",
+        "Дмитрий Улмасов",
+        "Drago Ulvik",
+        "王 伟",
+    ] {
+        assert!(hits_with_scores(&s, q).is_empty(), "{q}");
+    }
+    let f = fixture_screener();
+    for q in ["Анна Смирнова", "Γιώργος Παπαδόπουλος", "Ιβάν Πετρόφ"]
+    {
+        assert!(f.screen(&[q], T).is_empty(), "{q}");
+    }
+}
