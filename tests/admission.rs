@@ -469,6 +469,23 @@ async fn malformed_claim_extension_is_denied_cert_extension_malformed_naming_the
 }
 
 #[tokio::test]
+async fn a_developer_name_with_an_invisible_character_is_denied_cert_extension_malformed() {
+    let env = TestEnv::new();
+    let server = started_with_verified(&env, "cust-1").await;
+    let leaf = env.leaf_with(|s| s.text(Field::Developer, "Example\u{200b} Labs"));
+    let r = admit(
+        &env,
+        &server,
+        env.admit_request("cust-1", &env.chain(&leaf)),
+    )
+    .await;
+    assert_denied(&r, &[Rc::CertExtensionMalformed]);
+    let m = message_of(&r, Rc::CertExtensionMalformed);
+    assert!(m.contains("developer") && m.contains("invisible"), "{m}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_missing_and_malformed_extension_is_reported() {
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;

@@ -532,8 +532,11 @@ fn parse_text(s: &str) -> Result<String, String> {
     if s.len() > MAX_TEXT_LEN {
         return Err(format!("longer than {MAX_TEXT_LEN} bytes"));
     }
-    if s.chars().any(char::is_control) {
-        return Err("contains control characters".into());
+    // The model and developer names end in deployment records, attribution
+    // answers and the ledger: nothing invisible may make one look like
+    // another.
+    if s.chars().any(crate::domain::customer::is_hidden_char) {
+        return Err(crate::domain::customer::HIDDEN_CHARS.into());
     }
     if s.trim() != s {
         return Err("has leading or trailing whitespace".into());
@@ -674,6 +677,20 @@ impl ClaimsBuilder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_text_refuses_control_and_invisible_characters() {
+        for bad in [
+            "Acme\u{200b} AI",
+            "Acme\u{ad}AI",
+            "Acme\u{202e}IA",
+            "Acme\nAI",
+        ] {
+            let e = parse_text(bad).unwrap_err();
+            assert!(e.contains("not allowed"), "{bad:?}: {e}");
+        }
+        assert_eq!(parse_text("Лаборатория Acme").unwrap(), "Лаборатория Acme");
+    }
 
     #[test]
     fn oid_parsing() {
