@@ -1089,22 +1089,36 @@ async fn closed_customers_are_purged_to_tombstones_whose_entries_still_verify() 
     // The ledger still holds the registration entry, which still proves
     // against a signed checkpoint.
     let mut ledger = proto::ledger_client::LedgerClient::new(env.channel(&server, "auditor").await);
-    let cp = ledger
-        .get_checkpoint(proto::GetCheckpointRequest { first_size: 0 })
-        .await
-        .unwrap()
-        .into_inner();
-    let checkpoint =
-        warden::ledger::checkpoint::Checkpoint::open(&cp.checkpoint, &env.ledger).unwrap();
-    let entries = ledger
-        .get_entries(proto::GetEntriesRequest {
-            start: 0,
-            count: u32::try_from(checkpoint.size).unwrap(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    // The purge's state is visible once committed; its entry is signed into
+    // a checkpoint just after. Wait for the checkpoint that covers it.
+    let mut signed = None;
+    for _ in 0..50 {
+        let cp = ledger
+            .get_checkpoint(proto::GetCheckpointRequest { first_size: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        let checkpoint =
+            warden::ledger::checkpoint::Checkpoint::open(&cp.checkpoint, &env.ledger).unwrap();
+        let entries = ledger
+            .get_entries(proto::GetEntriesRequest {
+                start: 0,
+                count: u32::try_from(checkpoint.size).unwrap(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        if entries
+            .iter()
+            .any(|e| String::from_utf8_lossy(&e.data).contains("\"kind\":\"customer_purged\""))
+        {
+            signed = Some((checkpoint, entries));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (checkpoint, entries) = signed.expect("no checkpoint covered the purge within 5 s");
     let registration = entries
         .iter()
         .find(|e| {
@@ -1112,9 +1126,6 @@ async fn closed_customers_are_purged_to_tombstones_whose_entries_still_verify() 
             s.contains("customer_registered") && s.contains("purge-1")
         })
         .unwrap();
-    assert!(entries
-        .iter()
-        .any(|e| String::from_utf8_lossy(&e.data).contains("\"kind\":\"customer_purged\"")));
     let proof = ledger
         .get_inclusion_proof(proto::GetInclusionProofRequest {
             index: registration.index,
