@@ -62,6 +62,17 @@ pub enum ServerError {
     Trust(String),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(
+        "{what} {path} is open to {who} (mode {mode:04o}); a key file must be readable by \
+         warden's user only: run `chmod 600 {path}` (a key file owned by root may also be \
+         readable by its group: mode 0640 or 0440)"
+    )]
+    KeyFileMode {
+        what: &'static str,
+        path: String,
+        who: &'static str,
+        mode: u32,
+    },
     #[error("TLS configuration: {0}")]
     Tls(String),
     #[error("server failed: {0}")]
@@ -96,9 +107,60 @@ fn load_signer(what: &'static str, path: &std::path::Path) -> Result<Signer, Ser
     })
 }
 
+/// Refuses a key file others could read (see [`ServerError::KeyFileMode`]):
+/// one owned by root may be readable by its group (how Kubernetes secrets
+/// and root-managed `/etc` files reach a service user), any other must be
+/// private to its owner. As PostgreSQL checks its server key.
+#[cfg(unix)]
+fn check_key_file(what: &'static str, path: &std::path::Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).map_err(|source| ServerError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o7777;
+    let allowed = if meta.uid() == 0 { 0o740 } else { 0o700 };
+    let extra = mode & 0o777 & !allowed;
+    if extra == 0 {
+        return Ok(());
+    }
+    Err(ServerError::KeyFileMode {
+        what,
+        path: path.display().to_string(),
+        who: if extra & 0o070 != 0 && extra & 0o007 != 0 {
+            "its group and others"
+        } else if extra & 0o070 != 0 {
+            "its group"
+        } else {
+            "others"
+        },
+        mode,
+    })
+}
+
+#[cfg(not(unix))]
+fn check_key_file(_: &'static str, _: &std::path::Path) -> Result<(), ServerError> {
+    Ok(())
+}
+
+/// Every secret key the configuration names.
+fn check_key_files(config: &Config) -> Result<(), ServerError> {
+    for (what, path) in [
+        ("licence key", &config.licence.key),
+        ("ledger key", &config.ledger.key),
+        ("PII key file", &config.kyc.pii_key_file),
+        ("TLS server key", &config.tls.key),
+    ] {
+        check_key_file(what, path)?;
+    }
+    Ok(())
+}
+
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share.
 pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+    check_key_files(config)?;
     let licence_signer = load_signer("licence key", &config.licence.key)?;
     let ledger_signer = load_signer("ledger key", &config.ledger.key)?;
     let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;

@@ -4,6 +4,8 @@
 //!
 //! Reads go straight to sled. Writes go through the [`Sequencer`], which
 //! commits each state change with its ledger entry.
+//!
+//! The data directory is created readable by its owner only.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -79,6 +81,7 @@ impl SledStore {
         let keys = Arc::new(keys);
         check_keys(&trees, &keys)?;
         count_states(&trees)?;
+        keep_private(dir);
         let latest = Arc::new(RwLock::new(checkpoint));
         let flush_seconds = Arc::new(crate::metrics::Histogram::new(
             crate::metrics::FLUSH_BUCKETS,
@@ -121,11 +124,64 @@ impl SledStore {
     }
 }
 
+/// Creates the data directory (not its parents) readable by its owner
+/// only: it holds the ledger and sealed personal data.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        // Exactly 0700, whatever the umask.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
+}
+
+/// Narrows a data directory others can enter (one an older warden created,
+/// or someone widened) to 0700, or warns where that is not allowed.
+fn keep_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(m) = std::fs::metadata(dir) else {
+            return;
+        };
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tracing::warn!(
+                dir = %dir.display(),
+                was = format!("{mode:04o}"),
+                "the data directory was open to group or others; it is 0700 now"
+            ),
+            Err(e) => tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:04o}"),
+                error = %e,
+                "the data directory is open to group or others; run `chmod 700` on it"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
 /// Opens (creating if needed) the sled database in `dir`, as warden always
 /// opens it; refused with [`StoreError::Locked`] while another process
 /// holds it.
 pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+    create_private_dir(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
     sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
