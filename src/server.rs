@@ -63,6 +63,17 @@ pub enum ServerError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error(
+        "the store in {dir} is damaged ({key}: {detail}). warden will not serve from it. \
+         Restore the data directory from your latest backup (`warden restore FILE --config \
+         CONFIG`, into an empty directory or with --force); `warden store check --config CONFIG` \
+         lists every damaged record. Writes made after that backup are lost"
+    )]
+    Damaged {
+        dir: String,
+        key: String,
+        detail: String,
+    },
+    #[error(
         "{what} {path} is open to {who} (mode {mode:04o}); a key file must be readable by \
          warden's user only: run `chmod 600 {path}` (a key file owned by root may also be \
          readable by its group: mode 0640 or 0440)"
@@ -157,6 +168,29 @@ fn check_key_files(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Opens the store behind the corruption guard; damage found while opening
+/// it (sled failing on its files, a ledger that does not check out) is
+/// reported as a damaged data directory.
+fn open_store(
+    config: &Config,
+    ledger_signer: Signer,
+    keys: crate::pii::Keyring,
+    corruption: &Arc<crate::store::CorruptionWatch>,
+) -> Result<Arc<dyn Store>, ServerError> {
+    match SledStore::open(&config.data_dir, ledger_signer, keys) {
+        Ok(store) => Ok(Arc::new(crate::store::Guarded::new(
+            store,
+            corruption.clone(),
+        ))),
+        Err(crate::store::StoreError::Corrupt { key, detail }) => Err(ServerError::Damaged {
+            dir: config.data_dir.display().to_string(),
+            key,
+            detail,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share.
 pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
@@ -166,7 +200,8 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;
     let keys = crate::pii::Keyring::load(&config.kyc.pii_key_file)
         .map_err(|e| ServerError::Store(e.into()))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer, keys)?);
+    let corruption = Arc::new(crate::store::CorruptionWatch::default());
+    let store = open_store(config, ledger_signer, keys, &corruption)?;
     let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
         .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;
     let (order_revision, _) = store.order_revisions()?;
@@ -192,6 +227,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         shutdown: CancellationToken::new(),
         recent_events: crate::api::orders::RecentEvents::default(),
         metrics: Arc::default(),
+        corruption,
     }))
 }
 
@@ -222,6 +258,11 @@ pub async fn serve(
     health
         .set_serving::<OperationsServer<OperationsService>>()
         .await;
+    tokio::spawn(not_serving_once_damaged(
+        health.clone(),
+        app.corruption.clone(),
+        shutdown.clone(),
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -409,6 +450,39 @@ fn accept_tls(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Reports NOT_SERVING, for the server and every service, from the first
+/// damage found in the store until the process ends: a damaged store is
+/// not fixed by waiting, and its data directory must be restored.
+async fn not_serving_once_damaged(
+    health: tonic_health::server::HealthReporter,
+    corruption: Arc<crate::store::CorruptionWatch>,
+    shutdown: CancellationToken,
+) {
+    use tonic_health::ServingStatus;
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = corruption.found() => {}
+    }
+    tracing::error!(
+        "stored data is damaged: reporting NOT_SERVING; restore the data directory from a backup \
+         (`warden store check` lists the damaged records)"
+    );
+    for service in [
+        "",
+        <AdmissionServer<AdmissionService> as tonic::server::NamedService>::NAME,
+        <CustomersServer<CustomersService> as tonic::server::NamedService>::NAME,
+        <TrustServer<TrustService> as tonic::server::NamedService>::NAME,
+        <LedgerServer<LedgerService> as tonic::server::NamedService>::NAME,
+        <OrdersServer<OrdersService> as tonic::server::NamedService>::NAME,
+        <AttributionServer<AttributionService> as tonic::server::NamedService>::NAME,
+        <OperationsServer<OperationsService> as tonic::server::NamedService>::NAME,
+    ] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
 }
 
 /// Purges the personal data of customers closed for longer than the
