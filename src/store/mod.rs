@@ -12,6 +12,7 @@
 //! as something a retry could fix.
 
 pub mod backup;
+pub mod check;
 mod codec;
 mod guard;
 pub mod head;
