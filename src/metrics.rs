@@ -445,6 +445,18 @@ impl Metrics {
             app.screening.hits.get()
         );
 
+        header(
+            o,
+            "warden_store_corruption_total",
+            "counter",
+            "Reads and writes that found stored data damaged (a record failing its checksum or decoding, damage sled reports, a panic inside sled); any is a reason to restore the data directory from a backup.",
+        );
+        let _ = writeln!(
+            o,
+            "warden_store_corruption_total {}",
+            app.corruption.count()
+        );
+
         match app.store.stats() {
             Ok(stats) => {
                 header(

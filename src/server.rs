@@ -64,6 +64,28 @@ pub enum ServerError {
     Trust(String),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(
+        "the store in {dir} is damaged ({key}: {detail}). warden will not serve from it. \
+         Restore the data directory from your latest backup (`warden restore FILE --config \
+         CONFIG`, into an empty directory or with --force); `warden store check --config CONFIG` \
+         lists every damaged record. Writes made after that backup are lost"
+    )]
+    Damaged {
+        dir: String,
+        key: String,
+        detail: String,
+    },
+    #[error(
+        "{what} {path} is open to {who} (mode {mode:04o}); a key file must be readable by \
+         warden's user only: run `chmod 600 {path}` (a key file owned by root may also be \
+         readable by its group: mode 0640 or 0440)"
+    )]
+    KeyFileMode {
+        what: &'static str,
+        path: String,
+        who: &'static str,
+        mode: u32,
+    },
     #[error("TLS configuration: {0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error("server failed: {0}")]
@@ -98,17 +120,92 @@ fn load_signer(what: &'static str, path: &std::path::Path) -> Result<Signer, Ser
     })
 }
 
+/// Refuses a key file others could read (see [`ServerError::KeyFileMode`]):
+/// one owned by root may be readable by its group (how Kubernetes secrets
+/// and root-managed `/etc` files reach a service user), any other must be
+/// private to its owner. As PostgreSQL checks its server key.
+#[cfg(unix)]
+fn check_key_file(what: &'static str, path: &std::path::Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).map_err(|source| ServerError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o7777;
+    let allowed = if meta.uid() == 0 { 0o740 } else { 0o700 };
+    let extra = mode & 0o777 & !allowed;
+    if extra == 0 {
+        return Ok(());
+    }
+    Err(ServerError::KeyFileMode {
+        what,
+        path: path.display().to_string(),
+        who: if extra & 0o070 != 0 && extra & 0o007 != 0 {
+            "its group and others"
+        } else if extra & 0o070 != 0 {
+            "its group"
+        } else {
+            "others"
+        },
+        mode,
+    })
+}
+
+#[cfg(not(unix))]
+fn check_key_file(_: &'static str, _: &std::path::Path) -> Result<(), ServerError> {
+    Ok(())
+}
+
+/// Every secret key the configuration names.
+fn check_key_files(config: &Config) -> Result<(), ServerError> {
+    for (what, path) in [
+        ("licence key", &config.licence.key),
+        ("ledger key", &config.ledger.key),
+        ("PII key file", &config.kyc.pii_key_file),
+        ("TLS server key", &config.tls.key),
+    ] {
+        check_key_file(what, path)?;
+    }
+    Ok(())
+}
+
+/// Opens the store behind the corruption guard; damage found while opening
+/// it (sled failing on its files, a ledger that does not check out) is
+/// reported as a damaged data directory.
+fn open_store(
+    config: &Config,
+    ledger_signer: Signer,
+    keys: crate::pii::Keyring,
+    corruption: &Arc<crate::store::CorruptionWatch>,
+) -> Result<Arc<dyn Store>, ServerError> {
+    match SledStore::open(&config.data_dir, ledger_signer, keys) {
+        Ok(store) => Ok(Arc::new(crate::store::Guarded::new(
+            store,
+            corruption.clone(),
+        ))),
+        Err(crate::store::StoreError::Corrupt { key, detail }) => Err(ServerError::Damaged {
+            dir: config.data_dir.display().to_string(),
+            key,
+            detail,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share.
 pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     install_crypto_provider();
+    check_key_files(config)?;
     let licence_signer = load_signer("licence key", &config.licence.key)?;
     let ledger_signer = load_signer("ledger key", &config.ledger.key)?;
     let trust = TrustState::load(&config.trust).map_err(ServerError::Trust)?;
     let tls = Arc::new(crate::tls::TlsState::load(&config.tls)?);
     let keys = crate::pii::Keyring::load(&config.kyc.pii_key_file)
         .map_err(|e| ServerError::Store(e.into()))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, ledger_signer, keys)?);
+    let corruption = Arc::new(crate::store::CorruptionWatch::default());
+    let store = open_store(config, ledger_signer, keys, &corruption)?;
     let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
         .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;
     let (order_revision, _) = store.order_revisions()?;
@@ -136,6 +233,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         recent_events: crate::api::orders::RecentEvents::default(),
         watchers: crate::api::orders::Watchers::new(config.limits.max_watches_per_principal),
         metrics: Arc::default(),
+        corruption,
     }))
 }
 
@@ -165,6 +263,11 @@ pub async fn serve(
     health
         .set_serving::<OperationsServer<OperationsService>>()
         .await;
+    tokio::spawn(not_serving_once_damaged(
+        health.clone(),
+        app.corruption.clone(),
+        shutdown.clone(),
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -322,6 +425,39 @@ async fn reload_tls_task(app: Arc<App>, interval: Duration, shutdown: Cancellati
             }
             Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
         }
+    }
+}
+
+/// Reports NOT_SERVING, for the server and every service, from the first
+/// damage found in the store until the process ends: a damaged store is
+/// not fixed by waiting, and its data directory must be restored.
+async fn not_serving_once_damaged(
+    health: tonic_health::server::HealthReporter,
+    corruption: Arc<crate::store::CorruptionWatch>,
+    shutdown: CancellationToken,
+) {
+    use tonic_health::ServingStatus;
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = corruption.found() => {}
+    }
+    tracing::error!(
+        "stored data is damaged: reporting NOT_SERVING; restore the data directory from a backup \
+         (`warden store check` lists the damaged records)"
+    );
+    for service in [
+        "",
+        <AdmissionServer<AdmissionService> as tonic::server::NamedService>::NAME,
+        <CustomersServer<CustomersService> as tonic::server::NamedService>::NAME,
+        <TrustServer<TrustService> as tonic::server::NamedService>::NAME,
+        <LedgerServer<LedgerService> as tonic::server::NamedService>::NAME,
+        <OrdersServer<OrdersService> as tonic::server::NamedService>::NAME,
+        <AttributionServer<AttributionService> as tonic::server::NamedService>::NAME,
+        <OperationsServer<OperationsService> as tonic::server::NamedService>::NAME,
+    ] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
     }
 }
 

@@ -51,6 +51,9 @@ pub struct App {
     pub recent_events: orders::RecentEvents,
     /// Counters and histograms served at the metrics endpoint.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Damage found in the store: the server stops reporting SERVING at the
+    /// first, and the metrics endpoint counts them.
+    pub corruption: Arc<crate::store::CorruptionWatch>,
 }
 
 /// Lower-case hex SHA-256.

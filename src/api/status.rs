@@ -23,6 +23,8 @@ pub enum ApiError {
     ResourceExhausted(String),
     /// Storage cannot commit right now; nothing was recorded.
     Unavailable,
+    /// Stored data is damaged (the record named): no retry will help.
+    DataLoss(String),
     Internal,
 }
 
@@ -56,8 +58,12 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable
             }
             StoreError::Corrupt { key, detail } => {
-                tracing::error!(%key, %detail, "stored value failed its checksum; failing closed");
-                ApiError::Internal
+                tracing::error!(
+                    %key,
+                    %detail,
+                    "stored data is damaged; failing closed (restore the data directory from a backup)"
+                );
+                ApiError::DataLoss(key)
             }
             StoreError::Pii(e) => {
                 tracing::error!(error = %e, "stored personal data does not open; failing closed");
@@ -90,6 +96,10 @@ impl From<ApiError> for Status {
             ApiError::Unavailable => Status::unavailable(
                 "storage cannot commit right now; nothing was recorded, retry later",
             ),
+            ApiError::DataLoss(key) => Status::data_loss(format!(
+                "stored record {key} is damaged; this warden no longer reports SERVING: its \
+                 data directory must be restored from a backup (see the server log)"
+            )),
             ApiError::Internal => Status::internal("internal error; see the server log"),
         }
     }
@@ -231,5 +241,39 @@ mod tests {
         let listed = status.get_details_bad_request().unwrap().field_violations;
         assert_eq!(listed.len(), MAX_FIELD_VIOLATIONS);
         assert!(listed.iter().all(|v| !v.field.is_empty()));
+    }
+
+    fn status_of(e: StoreError) -> Status {
+        Status::from(ApiError::from(e))
+    }
+
+    #[test]
+    fn damage_is_data_loss_naming_the_record_never_retry() {
+        let s = status_of(StoreError::Corrupt {
+            key: "deployments/dep-1".into(),
+            detail: "checksum mismatch".into(),
+        });
+        assert_eq!(s.code(), Code::DataLoss);
+        assert!(s.message().contains("deployments/dep-1"), "{}", s.message());
+        assert!(!s.message().contains("retry"), "{}", s.message());
+        // The detail stays in the log.
+        assert!(!s.message().contains("checksum"), "{}", s.message());
+    }
+
+    #[test]
+    fn damage_sled_reports_is_data_loss_and_io_stays_unavailable() {
+        let s = status_of(StoreError::from(sled::Error::Corruption {
+            at: None,
+            bt: (),
+        }));
+        assert_eq!(s.code(), Code::DataLoss);
+        let s = status_of(StoreError::from(sled::Error::ReportableBug(
+            "no page".into(),
+        )));
+        assert_eq!(s.code(), Code::DataLoss);
+        let s = status_of(StoreError::from(sled::Error::Io(std::io::Error::other(
+            "disk busy",
+        ))));
+        assert_eq!(s.code(), Code::Unavailable);
     }
 }

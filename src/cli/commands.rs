@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Health(args) => super::health::run(c, args).await,
         Command::Backup(args) => super::backup::backup(c, args).await,
         Command::Restore(args) => super::backup::restore(c, args).await,
+        Command::Store(cmd) => super::store::run(c, cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await.map(|_| 0),
         Command::VerifyLicence(args) => super::licence::run(c, args),
     }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod ledger;
 pub mod licence;
 pub mod order;
+pub mod store;
 
 use std::path::PathBuf;
 
@@ -147,6 +148,10 @@ pub enum Command {
     /// the file completely first (and with --config, the restored ledger
     /// against its signed checkpoint).
     Restore(backup::RestoreArgs),
+    /// Check a data directory no warden runs on: every record, every
+    /// checksum, the ledger against its signed checkpoint (local; no server).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Ask a running warden whether it is serving (gRPC health over mTLS);
     /// exit 0 if SERVING, 1 otherwise. For container and Kubernetes probes.
     Health(health::HealthArgs),

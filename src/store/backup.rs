@@ -157,7 +157,7 @@ pub(crate) fn write_snapshot(
     created_at: i64,
 ) -> Result<BackupSummary, StoreError> {
     let io = |e: std::io::Error| StoreError::Io(format!("writing the backup: {e}"));
-    let sled_io = |e: sled::Error| StoreError::Io(e.to_string());
+    let sled_io = StoreError::from;
     let meta = &trees[t::META];
     let ledger_size = match meta.get(META_SIZE).map_err(sled_io)? {
         Some(v) => <[u8; 8]>::try_from(v.as_ref())
@@ -197,7 +197,7 @@ pub(crate) fn write_snapshot(
             .map_err(io)?;
         w.write_all(name.as_bytes()).map_err(io)?;
         for item in tree.iter() {
-            let (k, v) = item.map_err(sled_io)?;
+            let (k, v) = item.map_err(|e| StoreError::from(e).in_tree(name))?;
             w.write_all(&[TAG_RECORD]).map_err(io)?;
             w.write_all(&len_u32(k.len(), "key")?.to_be_bytes())
                 .map_err(io)?;
@@ -435,7 +435,7 @@ pub fn verify_file(path: &Path) -> Result<BackupSummary, BackupError> {
 }
 
 /// Whether `dir` holds a sled database (a warden data directory).
-fn is_store(dir: &Path) -> bool {
+pub(crate) fn is_store(dir: &Path) -> bool {
     dir.join("conf").is_file() && dir.join("db").is_file()
 }
 
@@ -445,16 +445,19 @@ pub fn backup_offline(dir: &Path, out: &mut dyn Write) -> Result<BackupSummary, 
     if !is_store(dir) {
         return Err(BackupError::NotAStore(dir.to_path_buf()));
     }
-    let db = super::sled_store::open_db(dir)?;
-    let trees = super::sled_store::open_trees(&db)?;
-    Ok(write_snapshot(&trees, out, crate::api::now_millis())?)
+    Ok(super::guard::engine(|| {
+        let db = super::sled_store::open_db(dir)?;
+        let trees = super::sled_store::open_trees(&db)?;
+        write_snapshot(&trees, out, crate::api::now_millis())
+    })?)
 }
 
 /// Restores the backup at `from` into the data directory `dir`, which must
 /// not exist or be empty; with `force`, a warden store already there is
-/// replaced. The file is checked completely first, and the directory is
-/// locked (as a running warden locks it) for the whole restore, so a
-/// directory a warden is serving from is refused.
+/// replaced, even one too damaged for sled to open. The file is checked
+/// completely first, and the directory is locked (as a running warden locks
+/// it) for the whole restore, so a directory a warden is serving from is
+/// refused.
 pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, BackupError> {
     let checked = verify_file(from)?;
     let dir_io = |source| BackupError::Io {
@@ -472,7 +475,16 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
         }
     }
     let result = (|| {
-        let db = super::sled_store::open_db(dir)?;
+        let db = match super::guard::engine(|| super::sled_store::open_db(dir)) {
+            Err(e) if !empty && e.is_corruption() => {
+                remove_damaged_store(dir, &e)?;
+                super::sled_store::open_db(dir)?
+            }
+            opened => opened?,
+        };
+        // Under the lock: the head of the store being replaced would make
+        // the restored, older one look as if it had lost writes.
+        super::head::remove(dir).map_err(dir_io)?;
         if !empty {
             // Held under the directory's lock: no warden can be using it.
             for name in db.tree_names() {
@@ -500,6 +512,36 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
         }
     }
     result.map(|()| checked)
+}
+
+/// Removes the files of a store sled cannot open (`why`), holding the lock a
+/// warden holds on it while it runs, so a directory in use is refused.
+fn remove_damaged_store(dir: &Path, why: &StoreError) -> Result<(), BackupError> {
+    use fs2::FileExt as _;
+    let io = |path: PathBuf| move |source| BackupError::Io { path, source };
+    let db_file = dir.join("db");
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&db_file)
+        .map_err(io(db_file.clone()))?;
+    lock.try_lock_exclusive()
+        .map_err(|_| StoreError::Locked(dir.display().to_string()))?;
+    tracing::warn!(dir = %dir.display(), damage = %why, "replacing a store sled cannot open");
+    for e in std::fs::read_dir(dir).map_err(io(dir.to_path_buf()))? {
+        let e = e.map_err(io(dir.to_path_buf()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name == "blobs" {
+            std::fs::remove_dir_all(&path).map_err(io(path))?;
+        } else if ["db", "conf", super::head::FILE].contains(&name.as_str())
+            || name.starts_with("snap.")
+        {
+            std::fs::remove_file(&path).map_err(io(path))?;
+        }
+    }
+    drop(lock);
+    Ok(())
 }
 
 fn import(from: &Path, len: u64, db: &sled::Db) -> Result<(), BackupError> {

@@ -15,9 +15,15 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 pub fn decode<T: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<T, StoreError> {
     let json = decode_raw(key, raw)?;
     serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
+        key: key_name(key),
         detail: e.to_string(),
     })
+}
+
+/// A stored key as reports name it: printable ASCII as it is, other bytes
+/// escaped (`\x00`). Keys are ids, digests and indices, never personal data.
+pub fn key_name(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
 }
 
 /// Frames raw bytes (ledger entries, which are hashed exactly as stored).
@@ -31,7 +37,7 @@ pub fn encode_raw(bytes: &[u8]) -> Vec<u8> {
 /// The bytes inside a raw frame, after checking the checksum.
 pub fn decode_raw<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StoreError> {
     let corrupt = |detail: &str| StoreError::Corrupt {
-        key: hex::encode(key),
+        key: key_name(key),
         detail: detail.to_string(),
     };
     if raw.len() < 4 {
@@ -61,7 +67,7 @@ pub fn decode_entries<'a>(key: &[u8], raw: &'a [u8]) -> Result<Vec<&'a [u8]>, St
     let mut out = Vec::new();
     while !rest.is_empty() {
         let truncated = || StoreError::Corrupt {
-            key: hex::encode(key),
+            key: key_name(key),
             detail: "ledger entry batch is truncated".into(),
         };
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;

@@ -6,15 +6,22 @@
 //! skipping the flush.
 //!
 //! Stored values carry an application-level checksum: a value that fails it
-//! is reported as corruption and the call fails closed.
+//! is reported as corruption and the call fails closed. So is damage the
+//! storage engine finds itself, a panic inside it, and a store that lost
+//! writes it had acknowledged (see [`head`]): corruption is never reported
+//! as something a retry could fix.
 
 pub mod backup;
+pub mod check;
 mod codec;
+mod guard;
+pub mod head;
 mod index;
 mod sealed;
 mod sequencer;
 mod sled_store;
 
+pub use guard::{CorruptionWatch, Guarded};
 pub use sequencer::SignedCheckpoint;
 pub use sled_store::SledStore;
 
@@ -35,7 +42,7 @@ pub use sequencer::{OrderChange, LIST_REPLACED};
 pub enum StoreError {
     #[error("storage I/O failed: {0}")]
     Io(String),
-    #[error("stored value under {key} is corrupt: {detail}")]
+    #[error("{key} is damaged: {detail}")]
     Corrupt { key: String, detail: String },
     #[error("{0} already exists")]
     AlreadyExists(String),
@@ -46,6 +53,54 @@ pub enum StoreError {
     /// Stored personal data that does not open with the configured keys.
     #[error(transparent)]
     Pii(#[from] crate::pii::PiiError),
+}
+
+impl StoreError {
+    /// Whether stored data is damaged: no retry will fix it.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, StoreError::Corrupt { .. })
+    }
+
+    /// Names the tree a corrupt record was found in (`tree/key`, or just
+    /// the tree where sled did not say which record).
+    pub(crate) fn in_tree(self, tree: &str) -> Self {
+        match self {
+            StoreError::Corrupt { key, detail } if key == ENGINE_KEY => StoreError::Corrupt {
+                key: tree.to_string(),
+                detail,
+            },
+            StoreError::Corrupt { key, detail } if !key.starts_with(tree) => StoreError::Corrupt {
+                key: format!("{tree}/{key}"),
+                detail,
+            },
+            other => other,
+        }
+    }
+}
+
+/// sled reports damage it finds in its files (a page whose checksum does
+/// not match, an internal inconsistency) apart from I/O errors; the first
+/// are corruption, only the last may be transient.
+/// What a corruption error names when sled did not say which record.
+pub(crate) const ENGINE_KEY: &str = "storage file";
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                key: ENGINE_KEY.into(),
+                detail: match at {
+                    Some(at) => format!("sled found damaged data at {at:?}"),
+                    None => "sled found damaged data".into(),
+                },
+            },
+            sled::Error::ReportableBug(what) => StoreError::Corrupt {
+                key: ENGINE_KEY.into(),
+                detail: format!("sled found its stored state inconsistent: {what}"),
+            },
+            e => StoreError::Io(e.to_string()),
+        }
+    }
 }
 
 /// What kind of call a decision answered.

@@ -259,6 +259,19 @@ fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
 /// the last key at or below its index.
 pub(crate) struct StoredHashes<'a>(pub &'a sled::Tree);
 
+/// A stored hash the tree needs that cannot be read is damage to the
+/// ledger (callers ask only for hashes inside the signed tree); other tree
+/// errors are not.
+pub(crate) fn hash_error(e: tree::TreeError) -> StoreError {
+    match e {
+        tree::TreeError::MissingHash(i) => StoreError::Corrupt {
+            key: format!("{}/{i}", t::NAMES[t::HASHES]),
+            detail: "a stored hash of the ledger is missing or unreadable".into(),
+        },
+        e => StoreError::Io(e.to_string()),
+    }
+}
+
 impl StoredHashes<'_> {
     /// The batch value holding stored hash `i`: its first index, its bytes.
     fn batch_of(&self, i: u64) -> Result<(u64, sled::IVec), tree::TreeError> {
@@ -267,7 +280,13 @@ impl StoredHashes<'_> {
             .range(..=i.to_be_bytes())
             .next_back()
             .transpose()
-            .map_err(|e| tree::TreeError::Storage(e.to_string()))?
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Corrupt { detail, .. } => {
+                    tracing::error!(index = i, %detail, "stored ledger hash unreadable");
+                    tree::TreeError::MissingHash(i)
+                }
+                e => tree::TreeError::Storage(e.to_string()),
+            })?
             .ok_or(tree::TreeError::MissingHash(i))?;
         let start = <[u8; 8]>::try_from(k.as_ref())
             .map(u64::from_be_bytes)
@@ -425,7 +444,7 @@ impl<'a> Plan<'a> {
         self.trees[tree]
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| StoreError::Io(e.to_string()))
+            .map_err(|e| StoreError::from(e).in_tree(t::NAMES[tree]))
     }
 
     fn get_decoded<T: serde::de::DeserializeOwned>(
@@ -434,7 +453,7 @@ impl<'a> Plan<'a> {
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
         self.get(tree, key)?
-            .map(|raw| decode(key, &raw))
+            .map(|raw| decode(key, &raw).map_err(|e| e.in_tree(t::NAMES[tree])))
             .transpose()
     }
 
@@ -805,7 +824,7 @@ fn meta_u64(plan: &Plan<'_>, key: &[u8]) -> Result<u64, StoreError> {
 fn keys_in(plan: &Plan<'_>, tree: usize) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut ids: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
     for item in plan.trees[tree].iter().keys() {
-        ids.insert(item.map_err(|e| StoreError::Io(e.to_string()))?.to_vec());
+        ids.insert(item.map_err(StoreError::from)?.to_vec());
     }
     for layer in plan
         .previous
@@ -1028,6 +1047,9 @@ impl Sequencer {
     ///   checkpoint is on disk now). When nothing else is waiting, it
     ///   persists the checkpoint on its own right away, so a lone caller
     ///   waits for two flushes.
+    ///
+    /// With `head_dir`, each checkpoint is also written to the ledger head
+    /// there ([`super::head`]) before its waiters are answered.
     pub(crate) fn spawn(
         db: sled::Db,
         trees: Arc<[sled::Tree]>,
@@ -1035,6 +1057,7 @@ impl Sequencer {
         size: u64,
         latest: Arc<RwLock<SignedCheckpoint>>,
         flush_seconds: Arc<Histogram>,
+        head_dir: Option<std::path::PathBuf>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Append>(QUEUE);
         let stopped = tokio_util::sync::CancellationToken::new();
@@ -1074,6 +1097,7 @@ impl Sequencer {
                     &planned_rx,
                     &shared,
                     &committer_gate,
+                    head_dir.as_deref(),
                 );
                 // The planner has ended (its sender is gone); wait for it
                 // to drop its handles too.
@@ -1148,7 +1172,7 @@ fn plan_loop(
             previous = None;
         }
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            plan_batch(trees, previous.as_deref(), size, &batch)
+            super::guard::engine(|| plan_batch(trees, previous.as_deref(), size, &batch))
         }));
         let mut replies: Vec<Reply> = batch.drain(..).map(|a| a.reply).collect();
         shared.planning.store(false, Ordering::SeqCst);
@@ -1158,7 +1182,7 @@ fn plan_loop(
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "ledger batch failed; nothing in it was recorded");
-                fail(None, std::mem::take(&mut replies), &e.to_string());
+                fail(None, std::mem::take(&mut replies), &e);
                 empty(size)
             }
             Err(_) => {
@@ -1166,7 +1190,7 @@ fn plan_loop(
                 fail(
                     None,
                     std::mem::take(&mut replies),
-                    "sequencer batch panicked",
+                    &StoreError::Io("sequencer batch panicked".into()),
                 );
                 empty(size)
             }
@@ -1209,6 +1233,7 @@ fn commit_loop(
     planned_rx: &std::sync::mpsc::Receiver<Planned>,
     shared: &Shared,
     gate: &CommitGate,
+    head_dir: Option<&std::path::Path>,
 ) {
     use std::sync::mpsc::TryRecvError;
     let mut unpersisted: Option<Unpersisted> = None;
@@ -1233,7 +1258,11 @@ fn commit_loop(
         let mut next = match next {
             Some(p) if p.base_size != size => {
                 // Planned on a batch that failed; nothing of it is stored.
-                fail(None, p.replies, "an earlier batch failed; retry");
+                fail(
+                    None,
+                    p.replies,
+                    &StoreError::Io("an earlier batch failed; retry".into()),
+                );
                 continue;
             }
             other => other,
@@ -1241,23 +1270,31 @@ fn commit_loop(
         let previous_checkpoint = unpersisted.as_ref().map(|u| u.checkpoint.clone());
         let mut written = false;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit(
-                db,
-                trees,
-                signer,
-                next.as_ref(),
-                previous_checkpoint.as_ref(),
-                &mut written,
-                gate,
-                &shared.flush_seconds,
-            )
+            super::guard::engine(|| {
+                commit(
+                    db,
+                    trees,
+                    signer,
+                    next.as_ref(),
+                    previous_checkpoint.as_ref(),
+                    &mut written,
+                    gate,
+                    &shared.flush_seconds,
+                )
+            })
         }))
         .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
         match result {
             Ok(checkpoint) => {
-                // The previous checkpoint is on disk now: publish it and
-                // answer the waiters it covers.
+                // The previous checkpoint is on disk now: publish it (to
+                // readers and in the ledger head) and answer the waiters it
+                // covers.
                 if let Some(done) = unpersisted.take() {
+                    if let Some(dir) = head_dir {
+                        if let Err(e) = super::head::write(dir, &done.checkpoint.note) {
+                            tracing::warn!(error = %e, "cannot write the ledger head");
+                        }
+                    }
                     publish(latest, done.checkpoint);
                     for (reply, outcome) in done.waiters {
                         let _ = reply.send(outcome);
@@ -1298,7 +1335,7 @@ fn commit_loop(
                 fail(
                     unpersisted.take(),
                     next.map(|b| b.replies).unwrap_or_default(),
-                    &e.to_string(),
+                    &e,
                 );
             }
             Err(e) => {
@@ -1307,7 +1344,7 @@ fn commit_loop(
                 fail(
                     unpersisted.take(),
                     next.map(|b| b.replies).unwrap_or_default(),
-                    &e.to_string(),
+                    &e,
                 );
             }
         }
@@ -1324,10 +1361,18 @@ fn publish(latest: &RwLock<SignedCheckpoint>, checkpoint: SignedCheckpoint) {
 /// Answers everyone affected by a failed step with an error. Waiters of an
 /// unpersisted checkpoint get one too: their data is durable, but nothing
 /// signed and persisted covers it yet, and an idempotent retry is safe.
-fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &str) {
+/// Unless the store is damaged: then everyone is told so, never to retry.
+fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &StoreError) {
     let waiters = unpersisted.map(|u| u.waiters).unwrap_or_default();
     for reply in waiters.into_iter().map(|(r, _)| r).chain(replies) {
-        let _ = reply.send(Err(StoreError::Io(why.to_string())));
+        let e = match why {
+            StoreError::Corrupt { key, detail } => StoreError::Corrupt {
+                key: key.clone(),
+                detail: detail.clone(),
+            },
+            other => StoreError::Io(other.to_string()),
+        };
+        let _ = reply.send(Err(e));
     }
 }
 
@@ -1359,7 +1404,7 @@ fn plan_batch(
     size: u64,
     batch: &[Append],
 ) -> Result<PlannedBatch, StoreError> {
-    let io = |e: tree::TreeError| StoreError::Io(e.to_string());
+    let io = hash_error;
     let first_hash_index = tree::stored_hash_count(size);
     let stored = StoredHashes(&trees[t::HASHES]);
     // Hashes of the previous batch are read from memory: it may not be
@@ -1468,12 +1513,12 @@ fn commit(
         })
         .map_err(|e| match e {
             sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
+            sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
         })?;
     drop(held);
     *written = true;
     let flush_started = std::time::Instant::now();
-    db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+    db.flush().map_err(StoreError::from)?;
     flush_seconds.observe(flush_started.elapsed());
     let Some((size, root)) = batch.and_then(|b| b.root.map(|r| (b.size, r))) else {
         return Ok(None);

@@ -4,18 +4,25 @@
 //!
 //! Reads go straight to sled. Writes go through the [`Sequencer`], which
 //! commits each state change with its ledger entry.
+//!
+//! Opening runs inside [`engine`], so a panic in sled on a damaged file is
+//! reported as corruption of the data directory; the ledger is checked
+//! against its stored checkpoint and against the [`head`] kept beside the
+//! store. The data directory is created readable by its owner only.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::codec::{decode, decode_entries};
+use super::codec::{decode, decode_entries, key_name};
+use super::guard::engine;
+use super::head;
 use super::sealed::{StoredCustomer, StoredScreening};
 use super::sequencer::{
-    customer_key, customer_prefix, t, Encoded, Mutation, Sequencer, SignedCheckpoint, StoredHashes,
-    META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS, ORDER_REVISION,
-    ORDER_SET_REVISION, SANCTIONS_LIST,
+    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
+    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
+    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
 };
 use super::{index, AdmittedBy, CustomerFilter, EndpointClaim, OrderChange};
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, StateCounts, Store, StoreError};
@@ -26,7 +33,7 @@ use crate::domain::order::{Order, OrderEvent};
 use crate::domain::UnixMillis;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
-use crate::ledger::note::Signer;
+use crate::ledger::note::{Signer, Verifier};
 use crate::ledger::tree::{self, Hash};
 use crate::pii::Keyring;
 use crate::screening::SanctionsList;
@@ -40,7 +47,23 @@ pub struct SledStore {
 }
 
 fn io(e: sled::Error) -> StoreError {
-    StoreError::Io(e.to_string())
+    StoreError::from(e)
+}
+
+/// A read or scan of `tree` failed: corruption names the tree.
+fn scan_failed(tree: usize) -> impl Fn(sled::Error) -> StoreError {
+    move |e| StoreError::from(e).in_tree(t::NAMES[tree])
+}
+
+/// A read of `key` in `tree` failed: corruption names both.
+fn read_failed(tree: usize, key: &[u8]) -> impl FnOnce(sled::Error) -> StoreError + '_ {
+    move |e| match StoreError::from(e) {
+        StoreError::Corrupt { detail, .. } => StoreError::Corrupt {
+            key: format!("{}/{}", t::NAMES[tree], key_name(key)),
+            detail,
+        },
+        other => other,
+    }
 }
 
 fn be_u64(v: &[u8]) -> Option<u64> {
@@ -72,13 +95,20 @@ impl SledStore {
     /// stored personal data, and starts the sequencer. Must be called
     /// inside a tokio runtime.
     pub fn open(dir: &Path, ledger_signer: Signer, keys: Keyring) -> Result<Self, StoreError> {
-        let db = open_db(dir)?;
-        let trees = open_trees(&db)?;
         let signer = Arc::new(ledger_signer);
-        let (size, checkpoint) = verify_ledger(&db, &trees, &signer)?;
         let keys = Arc::new(keys);
-        check_keys(&trees, &keys)?;
-        count_states(&trees)?;
+        let (db, trees, size, checkpoint) = engine(|| {
+            let db = open_db(dir)?;
+            let trees = open_trees(&db)?;
+            let (size, checkpoint) = verify_ledger(&db, &trees, &signer, dir)?;
+            check_keys(&trees, &keys)?;
+            count_states(&trees)?;
+            Ok((db, trees, size, checkpoint))
+        })?;
+        keep_private(dir);
+        if let Err(e) = head::write(dir, &checkpoint.note) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the ledger head");
+        }
         let latest = Arc::new(RwLock::new(checkpoint));
         let flush_seconds = Arc::new(crate::metrics::Histogram::new(
             crate::metrics::FLUSH_BUCKETS,
@@ -90,6 +120,7 @@ impl SledStore {
             size,
             latest.clone(),
             flush_seconds.clone(),
+            Some(dir.to_path_buf()),
         )?;
         Ok(Self {
             trees,
@@ -114,18 +145,73 @@ impl SledStore {
         tree: usize,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        match self.tree(tree).get(key).map_err(io)? {
-            Some(raw) => decode(key, &raw).map(Some),
+        match self.tree(tree).get(key).map_err(read_failed(tree, key))? {
+            Some(raw) => decode(key, &raw)
+                .map(Some)
+                .map_err(|e| e.in_tree(t::NAMES[tree])),
             None => Ok(None),
         }
     }
+}
+
+/// Creates the data directory (not its parents) readable by its owner
+/// only: it holds the ledger and sealed personal data.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        // Exactly 0700, whatever the umask.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
+}
+
+/// Narrows a data directory others can enter (one an older warden created,
+/// or someone widened) to 0700, or warns where that is not allowed.
+fn keep_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(m) = std::fs::metadata(dir) else {
+            return;
+        };
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tracing::warn!(
+                dir = %dir.display(),
+                was = format!("{mode:04o}"),
+                "the data directory was open to group or others; it is 0700 now"
+            ),
+            Err(e) => tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:04o}"),
+                error = %e,
+                "the data directory is open to group or others; run `chmod 700` on it"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Opens (creating if needed) the sled database in `dir`, as warden always
 /// opens it; refused with [`StoreError::Locked`] while another process
 /// holds it.
 pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+    create_private_dir(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
     sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
@@ -193,34 +279,95 @@ fn check_keys(trees: &[sled::Tree], keys: &Keyring) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The stored ledger, checked by [`read_ledger`].
+pub(crate) struct StoredLedger {
+    /// Entries stored.
+    pub size: u64,
+    /// Every stored hash, recomputed from the entries (and equal to those
+    /// stored).
+    pub hashes: Vec<Hash>,
+    /// The last checkpoint persisted in the store, verified.
+    pub last: Option<SignedCheckpoint>,
+}
+
 /// Start-up check: recomputes every stored hash from the stored entries,
 /// compares them with what is stored, and checks the root at the last
-/// checkpoint's size against that checkpoint. A stored tree behind its
-/// checkpoint, an edited entry or hash, or a checkpoint that does not
-/// verify, refuses start. If the log grew after the last checkpoint (a
-/// crash between commit and signing), the durable tree is signed now.
+/// checkpoint's size against that checkpoint, and the store against the
+/// [`head`] beside it. A stored tree behind its checkpoint or head, an
+/// edited entry or hash, or a checkpoint that does not verify, refuses
+/// start. If the log grew after the last checkpoint (a crash between commit
+/// and signing), the durable tree is signed now.
 fn verify_ledger(
     db: &sled::Db,
     trees: &[sled::Tree],
     signer: &Signer,
+    dir: &Path,
 ) -> Result<(u64, SignedCheckpoint), StoreError> {
+    let StoredLedger { size, hashes, last } = read_ledger(trees, &signer.verifier())?;
+    match head::read(dir, &signer.verifier()) {
+        Ok(Some(h)) => head::check(dir, &h, size, &hashes)?,
+        Ok(None) if size > 0 => tracing::info!(
+            dir = %dir.display(),
+            "no ledger head beside the store (a restored store, or one from an older warden); \
+             it is written now"
+        ),
+        Ok(None) => {}
+        Err(why) => tracing::warn!(%why, "ledger head ignored; it is written again now"),
+    }
+    if let Some(last) = &last {
+        if last.checkpoint.size == size {
+            return Ok((size, last.clone()));
+        }
+    }
+    // Sign the durable tree (first start, or growth since the last checkpoint).
+    let checkpoint = Checkpoint {
+        origin: signer.name().to_string(),
+        size,
+        root: tree::tree_hash(size, &hashes).map_err(|e| tampered(e.to_string()))?,
+    };
+    let note = checkpoint
+        .sign(signer)
+        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+    let signed_at = crate::api::now_millis();
     let meta = &trees[t::META];
-    let size = match meta.get(META_SIZE).map_err(io)? {
+    meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
+    meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
+        .map_err(io)?;
+    db.flush().map_err(io)?;
+    Ok((
+        size,
+        SignedCheckpoint {
+            checkpoint,
+            note,
+            signed_at,
+        },
+    ))
+}
+
+/// Reads the stored ledger and checks it: every stored hash recomputed from
+/// the entries and compared, the tree at the last checkpoint's size against
+/// that checkpoint (which must verify with `verifier`). Writes nothing.
+pub(crate) fn read_ledger(
+    trees: &[sled::Tree],
+    verifier: &Verifier,
+) -> Result<StoredLedger, StoreError> {
+    let meta = &trees[t::META];
+    let size = match meta.get(META_SIZE).map_err(scan_failed(t::META))? {
         Some(v) => be_u64(&v).ok_or_else(|| tampered("stored ledger size is malformed".into()))?,
         None => 0,
     };
-    let last = match meta.get(META_CHECKPOINT).map_err(io)? {
+    let last = match meta.get(META_CHECKPOINT).map_err(scan_failed(t::META))? {
         Some(note) => {
             let note = String::from_utf8(note.to_vec())
                 .map_err(|_| tampered("stored checkpoint is not UTF-8".into()))?;
-            let cp = Checkpoint::open(&note, &signer.verifier()).map_err(|e| {
+            let cp = Checkpoint::open(&note, verifier).map_err(|e| {
                 tampered(format!(
                     "stored checkpoint does not verify with the ledger key: {e}"
                 ))
             })?;
             let signed_at = meta
                 .get(META_CHECKPOINT_AT)
-                .map_err(io)?
+                .map_err(scan_failed(t::META))?
                 .and_then(|v| be_u64(&v))
                 .and_then(|at| UnixMillis::try_from(at).ok())
                 .unwrap_or_else(crate::api::now_millis);
@@ -247,7 +394,7 @@ fn verify_ledger(
     let mut computed: Vec<Hash> = Vec::new();
     let mut next = 0u64;
     for item in trees[t::ENTRIES].iter() {
-        let (k, v) = item.map_err(io)?;
+        let (k, v) = item.map_err(scan_failed(t::ENTRIES))?;
         let start = be_u64(&k).ok_or_else(|| tampered("malformed ledger entry key".into()))?;
         if start != next {
             return Err(tampered(format!(
@@ -280,7 +427,7 @@ fn verify_ledger(
     // the previous one ended.
     let mut stored: Vec<Hash> = Vec::with_capacity(computed.len());
     for item in trees[t::HASHES].iter() {
-        let (k, v) = item.map_err(io)?;
+        let (k, v) = item.map_err(scan_failed(t::HASHES))?;
         let start = be_u64(&k).ok_or_else(|| tampered("malformed stored-hash key".into()))?;
         if start != stored.len() as u64 || v.len() % 32 != 0 {
             return Err(tampered(format!(
@@ -301,10 +448,9 @@ fn verify_ledger(
             "stored hash {i} does not match the entries; the ledger was altered"
         )));
     }
-    let memory = &computed;
     if let Some(last) = &last {
-        let root =
-            tree::tree_hash(last.checkpoint.size, memory).map_err(|e| tampered(e.to_string()))?;
+        let root = tree::tree_hash(last.checkpoint.size, &computed)
+            .map_err(|e| tampered(e.to_string()))?;
         if root != last.checkpoint.root {
             return Err(tampered(format!(
                 "the stored tree at size {} does not have the root of the signed checkpoint; \
@@ -312,32 +458,12 @@ fn verify_ledger(
                 last.checkpoint.size
             )));
         }
-        if last.checkpoint.size == size {
-            return Ok((size, last.clone()));
-        }
     }
-    // Sign the durable tree (first start, or growth since the last checkpoint).
-    let checkpoint = Checkpoint {
-        origin: signer.name().to_string(),
+    Ok(StoredLedger {
         size,
-        root: tree::tree_hash(size, memory).map_err(|e| tampered(e.to_string()))?,
-    };
-    let note = checkpoint
-        .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
-    let signed_at = crate::api::now_millis();
-    meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
-    meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
-        .map_err(io)?;
-    db.flush().map_err(io)?;
-    Ok((
-        size,
-        SignedCheckpoint {
-            checkpoint,
-            note,
-            signed_at,
-        },
-    ))
+        hashes: computed,
+        last,
+    })
 }
 
 #[async_trait]
@@ -349,7 +475,7 @@ impl Store for SledStore {
             .next_back()
         {
             Some(Ok((k, v))) => self.open_customer(&k, &v).map(Some),
-            Some(Err(e)) => Err(io(e)),
+            Some(Err(e)) => Err(scan_failed(t::CUSTOMERS)(e)),
             None => Ok(None),
         }
     }
@@ -364,7 +490,7 @@ impl Store for SledStore {
             .scan_prefix(customer_prefix(customer_id))
             .rev()
         {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
             let stored: StoredCustomer = decode(&k, &v)?;
             if stored.updated_at <= as_of {
                 return stored.open(&self.keys).map(Some);
@@ -400,7 +526,7 @@ impl Store for SledStore {
             .tree(t::CUSTOMERS)
             .range((start, std::ops::Bound::Unbounded))
         {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
             let stored: StoredCustomer = decode(&k, &v)?;
             if let Some(prev) = newest.take() {
                 if prev.customer_id != stored.customer_id && keep(&prev) {
@@ -501,7 +627,7 @@ impl Store for SledStore {
             .tree(t::CUSTOMERS)
             .scan_prefix(customer_prefix(customer_id))
             .map(|item| {
-                let (k, v) = item.map_err(io)?;
+                let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
                 decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -593,7 +719,7 @@ impl Store for SledStore {
             .tree(t::ORDERS)
             .range((start, std::ops::Bound::Unbounded))
         {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::ORDERS))?;
             let o: Order = decode(&k, &v)?;
             if keep(&o) {
                 out.push(o);
@@ -609,7 +735,7 @@ impl Store for SledStore {
         self.tree(t::ACTIVE_ORDERS)
             .iter()
             .map(|item| {
-                let (k, v) = item.map_err(io)?;
+                let (k, v) = item.map_err(scan_failed(t::ACTIVE_ORDERS))?;
                 decode(&k, &v)
             })
             .collect()
@@ -628,7 +754,7 @@ impl Store for SledStore {
             .range((after + 1).to_be_bytes()..=up_to.to_be_bytes())
             .take(limit)
             .map(|item| {
-                let (k, v) = item.map_err(io)?;
+                let (k, v) = item.map_err(scan_failed(t::ORDER_EVENTS))?;
                 decode(&k, &v)
             })
             .collect()
@@ -639,7 +765,7 @@ impl Store for SledStore {
             Ok(self
                 .tree(t::ORDER_META)
                 .get(key)
-                .map_err(io)?
+                .map_err(scan_failed(t::ORDER_META))?
                 .and_then(|v| be_u64(&v))
                 .unwrap_or(0))
         };
@@ -665,7 +791,7 @@ impl Store for SledStore {
             .tree(t::DEPLOYMENTS)
             .range((start, std::ops::Bound::Unbounded))
         {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::DEPLOYMENTS))?;
             let d: Deployment = decode(&k, &v)?;
             let keep = filter
                 .customer_id
@@ -704,7 +830,11 @@ impl Store for SledStore {
         version: u64,
     ) -> Result<Option<Customer>, StoreError> {
         let key = customer_key(customer_id, version);
-        match self.tree(t::CUSTOMERS).get(&key).map_err(io)? {
+        match self
+            .tree(t::CUSTOMERS)
+            .get(&key)
+            .map_err(scan_failed(t::CUSTOMERS))?
+        {
             Some(raw) => self.open_customer(&key, &raw).map(Some),
             None => Ok(None),
         }
@@ -716,7 +846,11 @@ impl Store for SledStore {
         version: u64,
     ) -> Result<Option<u64>, StoreError> {
         let key = index::version(customer_id, version);
-        match self.tree(t::ATTRIBUTION).get(&key).map_err(io)? {
+        match self
+            .tree(t::ATTRIBUTION)
+            .get(&key)
+            .map_err(scan_failed(t::ATTRIBUTION))?
+        {
             Some(v) => be_u64(&v).map(Some).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&key),
                 detail: "malformed ledger index".into(),
@@ -751,7 +885,7 @@ impl Store for SledStore {
             if out.len() >= limit {
                 break;
             }
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
             let id = index::admitted_id(&prefix, &k).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&k),
                 detail: "malformed admission index key".into(),
@@ -779,7 +913,7 @@ impl Store for SledStore {
         else {
             return Ok(None);
         };
-        let (k, v) = item.map_err(io)?;
+        let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
         let corrupt = || StoreError::Corrupt {
             key: hex::encode(&k),
             detail: "malformed endpoint index entry".into(),
@@ -841,7 +975,7 @@ impl Store for SledStore {
             .rev()
             .take(limit)
         {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
             out.push(decode(&k, &v)?);
         }
         Ok(out)
@@ -892,12 +1026,12 @@ impl Store for SledStore {
             .range(..=start.to_be_bytes())
             .next_back()
         {
-            Some(item) => item.map_err(io)?.0,
+            Some(item) => item.map_err(scan_failed(t::ENTRIES))?.0,
             None => return Ok(Vec::new()),
         };
         let mut out = Vec::new();
         for item in self.tree(t::ENTRIES).range(first..) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::ENTRIES))?;
             let first = be_u64(&k).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&k),
                 detail: "malformed ledger entry key".into(),
@@ -929,7 +1063,7 @@ impl Store for SledStore {
                 rest = &rest[1..];
                 continue;
             };
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(scan_failed(t::ENTRIES))?;
             let first = be_u64(&k).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&k),
                 detail: "malformed ledger entry key".into(),
@@ -952,11 +1086,10 @@ impl Store for SledStore {
 
     fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
         tree::prove_record(tree_size, index, &StoredHashes(self.tree(t::HASHES)))
-            .map_err(|e| StoreError::Io(e.to_string()))
+            .map_err(hash_error)
     }
 
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        tree::prove_tree(to, from, &StoredHashes(self.tree(t::HASHES)))
-            .map_err(|e| StoreError::Io(e.to_string()))
+        tree::prove_tree(to, from, &StoredHashes(self.tree(t::HASHES))).map_err(hash_error)
     }
 }

@@ -52,6 +52,13 @@ pub fn write(path: &Path, data: impl AsRef<[u8]>) {
     std::fs::write(path, data).unwrap();
 }
 
+/// Writes a key file readable by its owner only, as warden requires.
+pub fn write_secret(path: &Path, data: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    write(path, data);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 impl TestEnv {
     /// A fresh environment; `lease_seconds` is the admission lease.
     pub fn new() -> Self {
@@ -68,7 +75,7 @@ impl TestEnv {
             .server_cert(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
             .unwrap();
         write(&root.join("tls/server.pem"), &server.cert_pem);
-        write(&root.join("tls/server.key"), &server.key_pem);
+        write_secret(&root.join("tls/server.key"), &server.key_pem);
         write(&root.join("tls/client-ca.pem"), mtls.cert_pem());
         let mut clients = HashMap::new();
         for role in ROLES {
@@ -90,9 +97,9 @@ impl TestEnv {
             pki.evaluator.crl(&CrlSpec::empty(1)).unwrap(),
         );
         let signer = Signer::generate("warden.test/licence").unwrap();
-        write(&root.join("licence.key"), signer.to_text());
+        write_secret(&root.join("licence.key"), signer.to_text());
         let ledger = Signer::generate("warden.test/ledger").unwrap();
-        write(&root.join("ledger.key"), ledger.to_text());
+        write_secret(&root.join("ledger.key"), ledger.to_text());
         let config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen: None,

@@ -1,0 +1,482 @@
+//! Where damage to the store is noticed, whoever runs into it.
+//!
+//! Every call into the store goes through [`Guarded`]: a corruption error
+//! (a record failing its checksum or not decoding, damage sled reports, a
+//! panic inside sled, a ledger that does not match its checkpoint) is
+//! counted in the [`CorruptionWatch`]. The server waits on it to stop
+//! reporting SERVING, and the metrics endpoint reports the count. Nothing
+//! here decides what a caller is told; `api::status` maps the error.
+//!
+//! A panic inside sled (it panics on some damaged files instead of
+//! returning an error) becomes a corruption error at the call that hit it
+//! ([`engine`]), saying where sled failed, instead of unwinding through the
+//! caller with a backtrace. Panics anywhere else are left alone.
+
+use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
+
+use async_trait::async_trait;
+
+use super::backup::BackupSummary;
+use super::{
+    AdmitRecorded, Admitted, AdmittedBy, CustomerFilter, DecisionRecord, DeploymentFilter,
+    EndpointClaim, OrderChange, SignedCheckpoint, Store, StoreError, StoreStats,
+};
+use crate::domain::attribution::{AttributionRequest, Disclosure};
+use crate::domain::customer::{Customer, Screening};
+use crate::domain::deployment::Deployment;
+use crate::domain::order::{Order, OrderEvent};
+use crate::domain::UnixMillis;
+use crate::ledger::entry::Entry;
+use crate::ledger::tree::Hash;
+
+/// How often this process found the store damaged; wakes whoever waits for
+/// the first time.
+#[derive(Debug)]
+pub struct CorruptionWatch {
+    found: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for CorruptionWatch {
+    fn default() -> Self {
+        Self {
+            found: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl CorruptionWatch {
+    /// Counts `e` if it is corruption.
+    pub fn record(&self, e: &StoreError) {
+        if e.is_corruption() {
+            self.found.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Corruption errors seen since start.
+    pub fn count(&self) -> u64 {
+        *self.found.borrow()
+    }
+
+    /// Resolves once corruption has been seen (at once if it already was).
+    pub async fn found(&self) {
+        let mut seen = self.found.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = seen.wait_for(|&n| n > 0).await;
+    }
+}
+
+thread_local! {
+    /// True while this thread runs inside [`engine`].
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    /// What the panic hook saw of a panic inside sled on this thread.
+    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Whether a panic happened in sled's own code.
+fn in_engine(file: &str) -> bool {
+    file.split(['/', '\\']).any(|c| c.starts_with("sled-"))
+}
+
+/// The panic's message and where in sled it happened, short.
+fn describe(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    match info.location() {
+        Some(l) => {
+            let file = l.file();
+            let from = file
+                .split(['/', '\\'])
+                .position(|c| c.starts_with("sled-"))
+                .map_or(file.to_string(), |i| {
+                    file.split(['/', '\\'])
+                        .skip(i)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                });
+            format!("{message} (in {from}:{})", l.line())
+        }
+        None => message,
+    }
+}
+
+/// Installs, once per process, a panic hook that keeps quiet about panics
+/// inside sled while a thread is in [`engine`] (they are reported as
+/// corruption by it) and hands every other panic to the hook before it.
+fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let quiet =
+                GUARDED.with(Cell::get) && info.location().is_some_and(|l| in_engine(l.file()));
+            if quiet {
+                CAUGHT.with(|c| *c.borrow_mut() = Some(describe(info)));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, which calls into sled; a panic inside sled becomes
+/// [`StoreError::Corrupt`] naming where sled failed, printed nowhere. Any
+/// other panic goes on unwinding.
+pub(crate) fn engine<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    install_hook();
+    CAUGHT.with(|c| c.borrow_mut().take());
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    match result {
+        Ok(r) => r,
+        Err(payload) => match CAUGHT.with(|c| c.borrow_mut().take()) {
+            Some(what) => Err(StoreError::Corrupt {
+                key: super::ENGINE_KEY.into(),
+                detail: format!("sled failed reading its files: {what}"),
+            }),
+            None => std::panic::resume_unwind(payload),
+        },
+    }
+}
+
+/// A store whose every call is watched for corruption (see the module
+/// docs).
+pub struct Guarded<S> {
+    inner: S,
+    watch: std::sync::Arc<CorruptionWatch>,
+}
+
+impl<S: Store> Guarded<S> {
+    pub fn new(inner: S, watch: std::sync::Arc<CorruptionWatch>) -> Self {
+        Self { inner, watch }
+    }
+
+    fn seen<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r {
+            self.watch.record(e);
+        }
+        r
+    }
+
+    fn read<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.seen(engine(f))
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Guarded<S> {
+    fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
+        self.read(|| self.inner.customer(customer_id))
+    }
+
+    fn customer_as_of(
+        &self,
+        customer_id: &str,
+        as_of: UnixMillis,
+    ) -> Result<Option<Customer>, StoreError> {
+        self.read(|| self.inner.customer_as_of(customer_id, as_of))
+    }
+
+    fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, StoreError> {
+        self.read(|| self.inner.list_customers(filter, after, limit))
+    }
+
+    async fn put_customer(
+        &self,
+        customer: &Customer,
+        screening: Option<&Screening>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(self.inner.put_customer(customer, screening, entry).await)
+    }
+
+    fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
+        self.read(|| self.inner.screening(customer_id))
+    }
+
+    async fn put_screenings(
+        &self,
+        screenings: &[Screening],
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(self.inner.put_screenings(screenings, entry).await)
+    }
+
+    fn sanctions_list(&self) -> Result<Option<crate::screening::SanctionsList>, StoreError> {
+        self.read(|| self.inner.sanctions_list())
+    }
+
+    async fn put_sanctions_list(
+        &self,
+        list: &crate::screening::SanctionsList,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(self.inner.put_sanctions_list(list, entry).await)
+    }
+
+    async fn purge_customer(
+        &self,
+        customer_id: &str,
+        latest_version: u64,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(
+            self.inner
+                .purge_customer(customer_id, latest_version, entry)
+                .await,
+        )
+    }
+
+    async fn record_admission(
+        &self,
+        decision: &DecisionRecord,
+        deployment: Option<&Deployment>,
+        chain_pem: Option<&str>,
+        orders_seen: u64,
+        entry: Entry,
+    ) -> Result<AdmitRecorded, StoreError> {
+        self.seen(
+            self.inner
+                .record_admission(decision, deployment, chain_pem, orders_seen, entry)
+                .await,
+        )
+    }
+
+    async fn update_deployment(
+        &self,
+        before: &Deployment,
+        after: &Deployment,
+        decision: &DecisionRecord,
+        orders_seen: Option<u64>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(
+            self.inner
+                .update_deployment(before, after, decision, orders_seen, entry)
+                .await,
+        )
+    }
+
+    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
+        self.seen(self.inner.change_order(change, entry).await)
+    }
+
+    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.read(|| self.inner.order(order_id))
+    }
+
+    fn list_orders(
+        &self,
+        keep: &dyn Fn(&Order) -> bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.read(|| self.inner.list_orders(keep, after, limit))
+    }
+
+    fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.read(|| self.inner.active_orders())
+    }
+
+    fn order_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        self.read(|| self.inner.order_events(after, up_to, limit))
+    }
+
+    fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
+        self.read(|| self.inner.order_revisions())
+    }
+
+    fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
+        self.read(|| self.inner.deployment(deployment_id))
+    }
+
+    fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        self.read(|| self.inner.list_deployments(filter, after, limit))
+    }
+
+    fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
+        self.read(|| self.inner.chain(chain_sha256))
+    }
+
+    fn customer_version(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<Customer>, StoreError> {
+        self.read(|| self.inner.customer_version(customer_id, version))
+    }
+
+    fn customer_version_index(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.read(|| self.inner.customer_version_index(customer_id, version))
+    }
+
+    fn admitted_before(
+        &self,
+        by: AdmittedBy<'_>,
+        up_to: UnixMillis,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Admitted>, StoreError> {
+        self.read(|| self.inner.admitted_before(by, up_to, cursor, limit))
+    }
+
+    fn endpoint_claim(
+        &self,
+        endpoint: &str,
+        at: UnixMillis,
+    ) -> Result<Option<EndpointClaim>, StoreError> {
+        self.read(|| self.inner.endpoint_claim(endpoint, at))
+    }
+
+    async fn put_attribution_request(
+        &self,
+        request: &AttributionRequest,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(self.inner.put_attribution_request(request, entry).await)
+    }
+
+    async fn record_disclosure(
+        &self,
+        request_index: u64,
+        disclosure: &Disclosure,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        self.seen(
+            self.inner
+                .record_disclosure(request_index, disclosure, entry)
+                .await,
+        )
+    }
+
+    fn attribution_requests(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AttributionRequest>, StoreError> {
+        self.read(|| self.inner.attribution_requests(before, limit))
+    }
+
+    fn closed(&self) -> tokio_util::sync::CancellationToken {
+        self.inner.closed()
+    }
+
+    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, StoreError> {
+        self.read(|| self.inner.backup(out))
+    }
+
+    fn checkpoint(&self) -> SignedCheckpoint {
+        self.inner.checkpoint()
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|| self.inner.stats())
+    }
+
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read(|| self.inner.entries(start, count))
+    }
+
+    fn entries_at(
+        &self,
+        indexes: &[u64],
+    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
+        self.read(|| self.inner.entries_at(indexes))
+    }
+
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(|| self.inner.inclusion_proof(index, tree_size))
+    }
+
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(|| self.inner.consistency_proof(from, to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_panics_in_sled_are_engine_failures() {
+        assert!(in_engine(
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/sled-0.34.7/src/pagecache/segment.rs"
+        ));
+        assert!(in_engine("sled-0.34.7/src/tree.rs"));
+        assert!(!in_engine("src/store/sled_store.rs"));
+        assert!(!in_engine("/work/warden/src/store/guard.rs"));
+    }
+
+    #[test]
+    fn a_panic_inside_sled_is_corruption_saying_where() {
+        // A real panic in sled's code: a subslice past the end.
+        let r = engine::<()>(|| {
+            let v = sled::IVec::from(&b"ab"[..]);
+            let _ = v.subslice(5, 1);
+            Ok(())
+        });
+        match r {
+            Err(StoreError::Corrupt { key, detail }) => {
+                assert_eq!(key, super::super::ENGINE_KEY);
+                assert!(
+                    detail.starts_with("sled failed reading its files: "),
+                    "{detail}"
+                );
+                assert!(detail.contains("(in sled-0.34.7/src/ivec.rs:"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing is left over for the next call.
+        assert!(!GUARDED.with(Cell::get));
+        assert!(CAUGHT.with(|c| c.borrow().is_none()));
+        assert_eq!(engine(|| Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_panic_outside_sled_keeps_unwinding() {
+        let r = std::panic::catch_unwind(|| engine::<()>(|| panic!("a bug, not damage")));
+        assert!(r.is_err());
+        // The hook was handed back for other threads and calls.
+        assert!(!GUARDED.with(Cell::get));
+    }
+
+    #[test]
+    fn corruption_is_counted_and_wakes_the_waiter() {
+        let watch = CorruptionWatch::default();
+        watch.record(&StoreError::Io("disk busy".into()));
+        assert_eq!(watch.count(), 0);
+        watch.record(&StoreError::Corrupt {
+            key: "deployments/d-1".into(),
+            detail: "checksum mismatch".into(),
+        });
+        assert_eq!(watch.count(), 1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(watch.found());
+    }
+}
