@@ -19,7 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,26 @@ struct Clients {
     issuer: OrdersClient<Channel>,
     approver: OrdersClient<Channel>,
     acker: OrdersClient<Channel>,
+    /// Writes acknowledged since this server started.
+    progress: Arc<Progress>,
+}
+
+/// Acknowledged writes of each kind in the current cycle: the kill waits
+/// until there is at least one of each, so every cycle crashes with all
+/// three kinds of write under way.
+#[derive(Default)]
+struct Progress {
+    decisions: AtomicUsize,
+    order_writes: AtomicUsize,
+    customer_writes: AtomicUsize,
+}
+
+impl Progress {
+    fn all_seen(&self) -> bool {
+        [&self.decisions, &self.order_writes, &self.customer_writes]
+            .iter()
+            .all(|n| n.load(Ordering::SeqCst) > 0)
+    }
 }
 
 /// A `warden serve` child process; killed and reaped on drop.
@@ -216,6 +236,7 @@ async fn start_server(env: &TestEnv, tag: &str) -> (Server, Clients) {
                     issuer: OrdersClient::new(channel(env, addr, "operator").await),
                     approver: OrdersClient::new(channel(env, addr, "authority").await),
                     acker: OrdersClient::new(channel(env, addr, "scheduler").await),
+                    progress: Arc::default(),
                 };
                 return (server, clients);
             }
@@ -477,6 +498,7 @@ struct Load {
     verifier: warden::ledger::note::Verifier,
     allow: proto::AdmitRequest,
     killed: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 async fn admit_once(
@@ -583,6 +605,9 @@ impl Load {
                 if acked.is_none() {
                     out.in_flight = Some(request);
                 }
+            }
+            if acked.is_some() {
+                self.progress.decisions.fetch_add(1, Ordering::SeqCst);
             }
             out.acks.extend(acked);
             if stop {
@@ -702,6 +727,7 @@ async fn advance_order(
             ));
         }
         track.approved = Some(approved);
+        clients.progress.order_writes.fetch_add(1, Ordering::SeqCst);
     }
     if track.acked.is_none() {
         let acked = rpc(clients.acker.clone().ack_order(proto::AckOrderRequest {
@@ -720,6 +746,7 @@ async fn advance_order(
             ));
         }
         track.acked = Some(acked);
+        clients.progress.order_writes.fetch_add(1, Ordering::SeqCst);
     }
     Ok(())
 }
@@ -761,6 +788,7 @@ async fn order_loop(
                 "a new TERMINATE order should wait for a second approval: {issued:?}"
             ));
         }
+        clients.progress.order_writes.fetch_add(1, Ordering::SeqCst);
         out.orders.push(OrderTrack {
             deployment_id,
             issued,
@@ -934,6 +962,7 @@ async fn customer_worker(
     mut kyc: CustomersClient<Channel>,
     prefix: String,
     killed: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 ) -> CustomerWorkerResult {
     let mut out = CustomerWorkerResult::default();
     'customers: for n in 0usize.. {
@@ -949,7 +978,10 @@ async fn customer_worker(
         let mut result = rpc(kyc.register_customer(register)).await;
         for step in 1..=2 {
             let c = match result {
-                Ok(c) => c,
+                Ok(c) => {
+                    progress.customer_writes.fetch_add(1, Ordering::SeqCst);
+                    c
+                }
                 Err(e) => {
                     if !killed.load(Ordering::SeqCst) {
                         out.error_before_kill = Some(e);
@@ -986,6 +1018,7 @@ async fn customer_worker(
         }
         match result {
             Ok(c) => {
+                progress.customer_writes.fetch_add(1, Ordering::SeqCst);
                 let t = out.customers.last_mut().unwrap();
                 t.latest = c;
                 t.writes += 1;
@@ -1177,6 +1210,7 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load() {
             verifier: env.ledger.clone(),
             allow: allow.clone(),
             killed: killed.clone(),
+            progress: clients.progress.clone(),
         };
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| tokio::spawn(load.clone().run(w)))
@@ -1207,6 +1241,7 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load() {
                     clients.kyc.clone(),
                     format!("cc-{iteration}-{w}"),
                     killed.clone(),
+                    clients.progress.clone(),
                 ))
             })
             .collect();
@@ -1215,8 +1250,17 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load() {
             clients.auditor.clone(),
             killed.clone(),
         ));
+        // The kill comes at a varying moment, once writes of every kind
+        // have been acknowledged in this cycle.
         let delay = 50 + (iteration * 97) % 251;
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        within("a write of each kind", async {
+            while !clients.progress.all_seen() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let killed_after = cycle_start.elapsed() - checked;
         killed.store(true, Ordering::SeqCst);
         server.child.kill().unwrap();
         let status = within("child exit", async {
@@ -1301,11 +1345,12 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load() {
         pending = in_flight.into_iter().take(IN_FLIGHT_RETRIES).collect();
         eprintln!(
             "cycle {iteration}: up in {} ms, checked in {} ms ({retried} in-flight resolved), \
-             killed after {delay} ms, {cycle_acks} decisions, {cycle_order_writes} order writes, \
+             killed after {} ms, {cycle_acks} decisions, {cycle_order_writes} order writes, \
              {cycle_customer_writes} customer writes acknowledged, {cut_off} admissions cut off, \
              {} checkpoints read, largest signed size {}",
             up.as_millis(),
             (checked - up).as_millis(),
+            killed_after.as_millis(),
             checkpoints.len(),
             seen.max_size()
         );
@@ -1365,16 +1410,9 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load() {
         seen.0.len(),
         latest.size,
     );
-    let busy = |f: fn(&(usize, usize, usize)) -> usize| {
-        per_cycle.iter().filter(|c| f(c) > 0).count() as u64
-    };
     assert!(
-        busy(|c| c.0) >= cycles / 2,
-        "too few cycles had acknowledged decisions: {per_cycle:?}"
-    );
-    assert!(
-        busy(|c| c.1) >= cycles / 4 && busy(|c| c.2) >= cycles / 4,
-        "too few cycles had acknowledged order or customer writes: {per_cycle:?}"
+        per_cycle.iter().all(|&(d, o, c)| d > 0 && o > 0 && c > 0),
+        "a cycle was killed before writes of every kind were acknowledged: {per_cycle:?}"
     );
     assert!(
         orders.iter().any(|o| o.acked.is_some()),
