@@ -205,7 +205,7 @@ pub fn checkpoint(data: &[u8]) {
 }
 
 /// The OFAC SDN parser: `sdn.csv`, then after the first NUL byte (if any)
-/// `alt.csv`. A list that parses is indexed and screened.
+/// `alt.csv`. A list that parses is indexed.
 pub fn sanctions_ofac(data: &[u8]) {
     let (sdn, alt) = match data.iter().position(|&b| b == 0) {
         Some(at) => (&data[..at], Some(&data[at + 1..])),
@@ -220,33 +220,29 @@ pub fn sanctions_ofac(data: &[u8]) {
         bytes,
     });
     if let Ok(list) = parse_ofac_sdn("OFAC SDN", "fuzz", sdn, alt) {
-        screen_list(&list);
+        index_list(&list);
     }
 }
 
-/// The generic sanctions CSV parser. A list that parses is indexed and
-/// screened.
+/// The generic sanctions CSV parser. A list that parses is indexed.
 pub fn sanctions_generic(data: &[u8]) {
     let src = ListSource {
         file_name: "list.csv",
         bytes: data,
     };
     if let Ok(list) = parse_generic_csv("generic", "fuzz", src) {
-        screen_list(&list);
+        index_list(&list);
     }
 }
 
-fn screen_list(list: &SanctionsList) {
+fn index_list(list: &SanctionsList) {
     assert!(!list.entries.is_empty(), "a parsed list is never empty");
     let mut ids: Vec<&str> = list.entries.iter().map(|e| e.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), list.entries.len(), "ids are unique");
     if let Ok(screener) = Screener::new(list) {
-        let first = list.entries[0].name.as_str();
-        for hit in screener.screen(&[first, "Example Trading Co"], 0.9) {
-            assert!((0.9..=1.0).contains(&hit.score), "score {}", hit.score);
-        }
+        assert_eq!(screener.entry_count(), list.entries.len());
     }
 }
 
