@@ -44,6 +44,9 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod domain;
+/// Entry points of the fuzz targets in `fuzz/`, replayed by `cargo test`.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kyc;
 pub mod ledger;
 pub mod licence;

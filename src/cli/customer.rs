@@ -460,7 +460,7 @@ pub(super) fn read_input(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
 }
 
 /// Parses a customer file; the error names the file, the field and where.
-fn parse_file<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(
     name: &str,
     bytes: &[u8],
     hint: &str,

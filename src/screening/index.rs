@@ -14,12 +14,20 @@ use super::{Hit, SanctionsList, ScreeningError};
 const MIN_COMMON_CAP: usize = 32;
 const COMMON_DIVISOR: usize = 400;
 
+/// The longest token the key index finds by approximate match; a longer one
+/// is found only as it is. Two deletions make a neighbourhood that grows
+/// with the square of the length, each key hashed in full, so a list or
+/// query holding one token of thousands of characters (no name has one)
+/// would take minutes to index or screen.
+const MAX_FUZZY_TOKEN: usize = 40;
+
 /// How many deletions the key index applies to a token of `len` characters.
 fn max_deletes(len: usize) -> usize {
     match len {
         0..=3 => 0,
         4..=8 => 1,
-        _ => 2,
+        9..=MAX_FUZZY_TOKEN => 2,
+        _ => 0,
     }
 }
 
@@ -493,5 +501,28 @@ impl Screener {
     /// Total number of indexed names (entry names plus distinct aliases).
     pub fn name_count(&self) -> usize {
         self.names.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(token: &str) -> usize {
+        let chars: Vec<char> = token.chars().collect();
+        let mut keys = Vec::new();
+        deletion_keys(&chars, &mut keys);
+        keys.len()
+    }
+
+    #[test]
+    fn key_neighbourhood_of_a_long_token_is_bounded() {
+        // Names: the token itself, each single and each pair of deletions.
+        assert_eq!(keys_of("abcdefghij"), 1 + 10 + 45);
+        assert_eq!(keys_of(&"abcdefghij".repeat(4)), 1 + 40 + 40 * 39 / 2);
+        // Longer is not a name (a 2,000-character token once took half a
+        // minute to index): the token alone.
+        assert_eq!(keys_of(&"ab".repeat(1000)), 1);
+        assert_eq!(keys_of(&"x".repeat(41)), 1);
     }
 }

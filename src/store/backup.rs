@@ -228,16 +228,16 @@ enum Item<'a> {
     Record(Vec<u8>, Vec<u8>),
 }
 
-/// Reads a backup file.
-struct Parser<'p> {
+/// Reads a backup file (or its bytes held in memory).
+struct Parser<'p, R> {
     path: &'p Path,
-    input: BufReader<std::fs::File>,
+    input: R,
     offset: u64,
     /// Where the end record must be.
     data_end: u64,
 }
 
-impl Parser<'_> {
+impl<R: Read> Parser<'_, R> {
     fn malformed(&self, detail: impl Into<String>) -> BackupError {
         BackupError::Malformed {
             path: self.path.to_path_buf(),
@@ -298,11 +298,21 @@ fn open(path: &Path) -> Result<(std::fs::File, u64), BackupError> {
 /// Checks the markers and the checksum of the file at `path`, without
 /// parsing it; returns its length.
 fn check_integrity(path: &Path) -> Result<u64, BackupError> {
+    let (file, len) = open(path)?;
+    check_integrity_of(path, file, len)
+}
+
+/// [`check_integrity`] of `len` bytes read from `file`; `path` names them in
+/// errors.
+fn check_integrity_of<R: Read + Seek>(
+    path: &Path,
+    mut file: R,
+    len: u64,
+) -> Result<u64, BackupError> {
     let io = |source| BackupError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let (mut file, len) = open(path)?;
     let mut magic = [0u8; 8];
     let got = (&mut file).take(8).read(&mut magic).map_err(io)?;
     if got < 8 || &magic != MAGIC {
@@ -333,8 +343,10 @@ fn check_integrity(path: &Path) -> Result<u64, BackupError> {
     }
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut sha = Sha256::new();
-    let mut body = BufReader::with_capacity(1 << 20, file).take(len - TRAILER_LEN);
-    let mut buf = vec![0u8; 1 << 20];
+    let body_len = len - TRAILER_LEN;
+    let mut body = file.take(body_len);
+    // Reads of 1 MiB, or the whole body when it is smaller.
+    let mut buf = vec![0u8; body_len.min(1 << 20) as usize];
     loop {
         let n = body.read(&mut buf).map_err(io)?;
         if n == 0 {
@@ -358,12 +370,22 @@ fn check_integrity(path: &Path) -> Result<u64, BackupError> {
 fn parse(
     path: &Path,
     len: u64,
-    mut visit: impl FnMut(Item<'_>) -> Result<(), BackupError>,
+    visit: impl FnMut(Item<'_>) -> Result<(), BackupError>,
 ) -> Result<(BackupHeader, u64), BackupError> {
     let (file, _) = open(path)?;
+    parse_from(path, BufReader::with_capacity(1 << 20, file), len, visit)
+}
+
+/// [`parse`] of `len` bytes read from `input`; `path` names them in errors.
+fn parse_from<R: Read>(
+    path: &Path,
+    input: R,
+    len: u64,
+    mut visit: impl FnMut(Item<'_>) -> Result<(), BackupError>,
+) -> Result<(BackupHeader, u64), BackupError> {
     let mut p = Parser {
         path,
-        input: BufReader::with_capacity(1 << 20, file),
+        input,
         offset: 0,
         data_end: len - TRAILER_LEN,
     };
@@ -426,6 +448,19 @@ fn parse(
 pub fn verify_file(path: &Path) -> Result<BackupSummary, BackupError> {
     let len = check_integrity(path)?;
     let (header, records) = parse(path, len, |_| Ok(()))?;
+    Ok(BackupSummary {
+        header,
+        records,
+        bytes: len,
+        paused: std::time::Duration::ZERO,
+    })
+}
+
+/// [`verify_file`] of a backup held in memory; `name` names it in errors.
+pub fn verify_bytes(name: &Path, bytes: &[u8]) -> Result<BackupSummary, BackupError> {
+    let len = bytes.len() as u64;
+    check_integrity_of(name, std::io::Cursor::new(bytes), len)?;
+    let (header, records) = parse_from(name, bytes, len, |_| Ok(()))?;
     Ok(BackupSummary {
         header,
         records,
