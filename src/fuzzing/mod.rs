@@ -299,6 +299,32 @@ pub fn backup(data: &[u8]) {
     }
 }
 
+/// The licence parser, and the verifier over a note signed with the fixed
+/// key: a body that parses reads back as itself (one spelling per licence),
+/// and a note that verifies is a licence that parses.
+pub fn licence(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(l) = crate::licence::parse(text) {
+        let body = l.body();
+        assert_eq!(body.as_deref(), Ok(text), "a licence has one spelling");
+    }
+    let expect = crate::licence::Expectations::default();
+    if let Ok(l) = crate::licence::verify(text, note_verifier(), 0, Duration::ZERO, &expect) {
+        assert!(l.expires_at > 0, "a verified licence has not expired");
+    }
+    // The same text as the body of a note the fixed key signed.
+    if let Ok(note) = note_signer().sign(text) {
+        let verified = crate::licence::verify(&note, note_verifier(), 0, Duration::ZERO, &expect);
+        assert_eq!(
+            verified.is_ok(),
+            crate::licence::parse(text).is_ok_and(|l| l.expires_at > 0),
+            "a signed note verifies exactly when its body is a current licence"
+        );
+    }
+}
+
 /// One fuzz target's entry point.
 pub type Target = fn(&[u8]);
 
@@ -313,4 +339,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("customer_json", customer_json),
     ("config_toml", config_toml),
     ("backup", backup),
+    ("licence", licence),
 ];
