@@ -302,7 +302,7 @@ pub async fn serve(
             app_shutdown.cancel();
         }
     });
-    tokio::spawn(reload_tls_task(
+    let reload = tokio::spawn(reload_tls_task(
         app.clone(),
         Duration::from_secs(config.tls.reload_interval_seconds),
         shutdown.clone(),
@@ -359,6 +359,8 @@ pub async fn serve(
     shutdown.cancel();
     let _ = retention.await;
     let _ = expiry.await;
+    // It holds the app (and with it the store) until it sees shutdown.
+    let _ = reload.await;
     // Every service (and with it the store) is dropped once the server
     // future has returned; wait until the store has finished, so the data
     // directory can be opened again as soon as `serve` returns.

@@ -1102,6 +1102,10 @@ impl Sequencer {
                 // The planner has ended (its sender is gone); wait for it
                 // to drop its handles too.
                 let _ = planner.join();
+                drop((db, trees, signer, latest));
+                if let Some(dir) = head_dir.as_deref() {
+                    wait_for_release(dir);
+                }
             })
             .map_err(spawn_err)?;
         Ok(Self { tx, stopped, gate })
@@ -1537,4 +1541,28 @@ fn commit(
         note,
         signed_at: crate::api::now_millis(),
     }))
+}
+
+/// Waits, for up to 10 s, until nothing holds the lock on the store in
+/// `dir`: sled's own threads let go of the file a moment after its last
+/// handle is dropped, and a closed store must mean a directory that opens
+/// again at once.
+fn wait_for_release(dir: &std::path::Path) {
+    use fs2::FileExt as _;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))
+    else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while file.try_lock_exclusive().is_err() {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(dir = %dir.display(), "the store's file is still locked 10 s after closing");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = fs2::FileExt::unlock(&file);
 }
