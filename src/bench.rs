@@ -145,7 +145,7 @@ fn sample(writer: usize, seq: u64) -> (Customer, Entry) {
         status: CustomerStatus::Verified,
         status_reason: String::new(),
         version: 1,
-        updated_at: crate::api::now_millis(),
+        updated_at: crate::clock::now_millis(),
         updated_by: "spiffe://warden.bench/kyc/bench".into(),
         commitment_salt: new_commitment_salt(),
         details: Default::default(),
@@ -446,7 +446,7 @@ impl RunInfo {
     fn now() -> Self {
         Self {
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            when: crate::api::convert::rfc3339(crate::api::now_millis()),
+            when: crate::api::convert::rfc3339(crate::clock::now_millis()),
             command: std::env::args().collect::<Vec<_>>().join(" "),
         }
     }

@@ -41,6 +41,7 @@ pub mod attribution;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod domain;

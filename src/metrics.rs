@@ -495,7 +495,7 @@ impl Metrics {
                     "gauge",
                     "Seconds since the latest checkpoint was signed (the log signs when it grows).",
                 );
-                let age = (crate::api::now_millis() - stats.checkpoint_signed_at).max(0);
+                let age = (crate::clock::now_millis() - stats.checkpoint_signed_at).max(0);
                 let _ = writeln!(
                     o,
                     "warden_ledger_checkpoint_age_seconds {}",

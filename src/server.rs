@@ -27,6 +27,7 @@ use crate::api::orders::OrdersService;
 use crate::api::trust::TrustService;
 use crate::api::App;
 use crate::auth::AuthLayer;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ledger::note::Signer;
 use crate::proto::admission_server::AdmissionServer;
@@ -194,8 +195,17 @@ fn open_store(
 }
 
 /// Opens the store, loads keys and the trust bundle: everything the
-/// services share.
+/// services share. The services read the time from the system clock.
 pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+    build_app_with_clock(config, Arc::new(SystemClock))
+}
+
+/// [`build_app`] on a given clock: tests pass a
+/// [`ManualClock`](crate::clock::ManualClock) and move time themselves.
+pub fn build_app_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<App>, ServerError> {
     install_crypto_provider();
     check_key_files(config)?;
     let licence_signer = load_signer("licence key", &config.licence.key)?;
@@ -215,6 +225,7 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
             .saturating_mul(1000)
     };
     Ok(Arc::new(App {
+        clock,
         store,
         trust,
         tls,
@@ -402,7 +413,7 @@ async fn reload_tls_task(app: Arc<App>, interval: Duration, shutdown: Cancellati
             if interval.is_zero() {
                 std::future::pending::<()>().await;
             }
-            tokio::time::sleep(interval).await;
+            app.clock.sleep(interval).await;
         };
         let everything = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -468,7 +479,7 @@ async fn not_serving_once_damaged(
 /// shutdown.
 async fn retention_task(app: Arc<App>, principal: String, shutdown: CancellationToken) {
     loop {
-        let now = crate::api::now_millis();
+        let now = app.clock.now();
         match crate::kyc::purge_due(&*app.store, app.retention_millis, &principal, now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(customers = n, "retention purged personal data"),
@@ -476,7 +487,7 @@ async fn retention_task(app: Arc<App>, principal: String, shutdown: Cancellation
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(app.purge_interval) => {}
+            () = app.clock.sleep(app.purge_interval) => {}
         }
     }
 }
@@ -491,7 +502,7 @@ async fn expiry_task(app: Arc<App>, principal: String, shutdown: CancellationTok
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = app.clock.sleep(Duration::from_secs(1)) => {}
         }
     }
 }

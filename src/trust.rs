@@ -303,7 +303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let trust = state(&pki, dir.path());
         let chain = pki.chain(&pki.leaf().unwrap());
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         let first = trust.check(&chain, now).unwrap();
         assert!(first.problems.is_empty() && first.model.is_some());
         let again = trust.check(&chain, now).unwrap();

@@ -750,12 +750,13 @@ async fn retry_of_a_denied_request_returns_the_same_decision() {
 
 #[tokio::test]
 async fn renew_extends_the_lease_and_returns_a_verifiable_licence() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = started_with_verified(&env, "cust-1").await;
     let (_, a) = admitted(&env, &server, "cust-1").await;
     let mut s = env.admission(&server).await;
-    // Let the clock move so that the extension is observable.
-    tokio::time::sleep(StdDuration::from_millis(20)).await;
+    // Move the clock so that the extension is observable.
+    clock.advance(StdDuration::from_millis(20));
     let r = renew(&mut s, &a.deployment_id).await;
     assert_eq!(r.decision, proto::Decision::Allow as i32, "{:?}", r.reasons);
     assert!(r.reasons.is_empty());
@@ -852,11 +853,12 @@ async fn renew_fails_after_customer_is_suspended() {
 
 #[tokio::test]
 async fn renew_fails_after_lease_expired_and_deployment_reads_expired() {
-    let env = TestEnv::with_lease(1);
+    let mut env = TestEnv::with_lease(1);
+    let clock = env.manual_clock();
     let server = started_with_verified(&env, "cust-1").await;
     let (_, a) = admitted(&env, &server, "cust-1").await;
     let mut s = env.admission(&server).await;
-    tokio::time::sleep(StdDuration::from_millis(1200)).await;
+    clock.advance(StdDuration::from_millis(1200));
     let d = get(&mut s, &a.deployment_id).await;
     assert_eq!(d.state, proto::DeploymentState::Expired as i32);
     let r = renew(&mut s, &a.deployment_id).await;

@@ -13,8 +13,9 @@ use super::convert::{
 };
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, sha256_hex, App};
+use super::{principal, App};
 use crate::auth::{Principal, Role};
+use crate::clock::sha256_hex;
 use crate::digest::ModelDigest;
 use crate::domain::customer::{check_identifier, Customer, FieldViolation};
 use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
@@ -95,7 +96,7 @@ impl AdmissionService {
         if !v.iter().any(|x| x.field == "workload") {
             check_workload(&workload, &mut v);
         }
-        let now = now_millis();
+        let now = self.app.clock.now();
         let certificate = match self.app.trust.check(&certificate_chain, now) {
             Err(description) => {
                 v.push(FieldViolation::new("certificate_chain", description));
@@ -267,7 +268,7 @@ impl AdmissionService {
         check_endpoints("endpoints", &endpoints, &mut v);
         ApiError::check(v)?;
         let before = self.owned_deployment(who, &deployment_id)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut workload = before.workload.clone();
         if !endpoints.is_empty() {
             workload.endpoints = endpoints;
@@ -564,7 +565,7 @@ impl Admission for AdmissionService {
         let who = principal(&request)?;
         let proto::ReleaseRequest { deployment_id } = request.into_inner();
         let before = self.owned_deployment(&who, &deployment_id)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         // Releasing is idempotent: an already released or terminated
         // deployment is returned as it is. A deployment whose lease ran out
         // is still released: the scheduler confirms the workload stopped.
@@ -609,7 +610,7 @@ impl Admission for AdmissionService {
         let who = principal(&request)?;
         let proto::GetDeploymentRequest { deployment_id } = request.into_inner();
         let d = self.owned_deployment(&who, &deployment_id)?;
-        Ok(Response::new(deployment_to_proto(&d, now_millis())))
+        Ok(Response::new(deployment_to_proto(&d, self.app.clock.now())))
     }
 
     async fn list_deployments(
@@ -643,7 +644,7 @@ impl Admission for AdmissionService {
         let limit = page::limit(page_size, &mut v);
         let after = page::parse_id_token(List::Deployments, &page_token, &mut v);
         ApiError::check(v)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let filter = DeploymentFilter {
             customer_id: (!customer_id.is_empty()).then_some(customer_id),
             model_digest: (!model_digest.is_empty()).then_some(model_digest),

@@ -13,7 +13,7 @@ use super::convert::{
 };
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, App};
+use super::{principal, App};
 use crate::domain::customer::Screening;
 use crate::domain::customer::{
     check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
@@ -130,7 +130,7 @@ impl Customers for CustomersService {
             status,
             details,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v: Vec<FieldViolation> = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         let kind = proto::CustomerKind::try_from(kind)
@@ -220,7 +220,7 @@ impl Customers for CustomersService {
             country,
             details,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         ApiError::check(v)?;
@@ -402,7 +402,7 @@ impl Customers for CustomersService {
             status,
             status_reason: reason,
             version: current.version + 1,
-            updated_at: now_millis(),
+            updated_at: self.app.clock.now(),
             updated_by: who.spiffe_id.clone(),
             commitment_salt: new_commitment_salt(),
             ..current
@@ -451,7 +451,7 @@ impl Customers for CustomersService {
         let Some(outcome) = outcome else {
             return Err(ApiError::Internal.into());
         };
-        let now = now_millis();
+        let now = self.app.clock.now();
         let current = self.newest(&customer_id)?;
         let screening = self
             .app

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{optional_request_millis, request_millis, timestamp};
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, App};
+use super::{principal, App};
 use crate::auth::Principal;
 use crate::domain::customer::{check_identifier, check_text, FieldViolation};
 use crate::domain::order::{
@@ -194,7 +194,7 @@ pub fn notify(app: &App, revision: u64) -> Result<(), ApiError> {
 /// Marks every active order past its expiry EXPIRED (releasing what a
 /// suspension suspended). Returns how many expired.
 pub async fn expire_due(app: &App, who: &str) -> Result<usize, ApiError> {
-    let now = now_millis();
+    let now = app.clock.now();
     let mut n = 0;
     for o in app.store.active_orders()? {
         if o.expires_at.is_some_and(|t| t <= now) {
@@ -415,7 +415,7 @@ impl Orders for OrdersService {
             legal_basis,
             expires_at,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v = Vec::new();
         let target = target_from_proto(target, &mut v);
         let action = match proto::OrderAction::try_from(action) {
@@ -501,7 +501,7 @@ impl Orders for OrdersService {
         let who = principal(&request)?;
         let proto::ApproveOrderRequest { order_id } = request.into_inner();
         check_order_id(&order_id)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let order = apply(
             &self.app,
             &who.spiffe_id,
@@ -539,7 +539,7 @@ impl Orders for OrdersService {
             check_text("reason", &reason, 2048, &mut v);
         }
         ApiError::check(v)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let order = apply(
             &self.app,
             &who.spiffe_id,
@@ -579,7 +579,7 @@ impl Orders for OrdersService {
             .ok_or_else(|| not_found(&order_id))?;
         Ok(Response::new(order_to_proto(
             &o,
-            now_millis(),
+            self.app.clock.now(),
             Audience::of(&who),
         )))
     }
@@ -614,7 +614,7 @@ impl Orders for OrdersService {
             _ => None,
         };
         ApiError::check(v)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let keep = |o: &Order| {
             state.is_none_or(|s| s == o.state_at(now))
                 && target.as_ref().is_none_or(|t| *t == o.target)
@@ -677,7 +677,7 @@ impl Orders for OrdersService {
             stopped_at,
             outcome,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v = Vec::new();
         check_identifier("order_id", &order_id, &mut v);
         check_identifier("deployment_id", &deployment_id, &mut v);

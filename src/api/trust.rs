@@ -168,7 +168,7 @@ impl Trust for TrustService {
             parsed,
             &who.spiffe_id,
             "",
-            super::now_millis(),
+            self.app.clock.now(),
         )
         .await
         .map_err(|e| match e {

@@ -317,7 +317,7 @@ pub(crate) async fn load(
                     released_at: None,
                     admitted_by: SCHEDULER.into(),
                     certificate: (*summary).clone(),
-                    chain_sha256: crate::api::sha256_hex(chain.as_bytes()),
+                    chain_sha256: crate::clock::sha256_hex(chain.as_bytes()),
                     renewals: 0,
                     order_id: None,
                     facts: Vec::new(),
@@ -414,7 +414,7 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     let base = tempfile_dir()?;
     let (dev, config) = super::process::prepare_dev(&base)?;
     let app = crate::server::build_app(&config)?;
-    let now = crate::api::now_millis();
+    let now = crate::clock::now_millis();
     let history = History {
         deployments: args.deployments,
         customers: args.customers,
@@ -634,7 +634,7 @@ mod tests {
             days: 2,
             writers: 4,
         };
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         let l = load(&app, &dev.dir, &h, now).await.unwrap();
         let released = (0..h.deployments)
             .filter(|&i| l.shape.planned(i).released_at.is_some())

@@ -279,7 +279,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = prepare(&args)?;
     let app = crate::server::build_app(&config)?;
     if app.store.customer(SAMPLE_CUSTOMER)?.is_none() {
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         let customer = Customer {
             customer_id: SAMPLE_CUSTOMER.into(),
             kind: CustomerKind::Organisation,

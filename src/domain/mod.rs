@@ -10,6 +10,4 @@ pub mod limits;
 pub mod order;
 pub mod reason;
 
-/// Milliseconds since the Unix epoch. warden stores and compares all times in
-/// this one unit.
-pub type UnixMillis = i64;
+pub use crate::clock::UnixMillis;

@@ -483,7 +483,7 @@ pub fn backup_offline(dir: &Path, out: &mut dyn Write) -> Result<BackupSummary, 
     Ok(super::guard::engine(|| {
         let db = super::sled_store::open_db(dir)?;
         let trees = super::sled_store::open_trees(&db)?;
-        write_snapshot(&trees, out, crate::api::now_millis())
+        write_snapshot(&trees, out, crate::clock::now_millis())
     })?)
 }
 

@@ -1539,7 +1539,7 @@ fn commit(
     Ok(Some(SignedCheckpoint {
         checkpoint,
         note,
-        signed_at: crate::api::now_millis(),
+        signed_at: crate::clock::now_millis(),
     }))
 }
 

@@ -328,7 +328,7 @@ fn verify_ledger(
     let note = checkpoint
         .sign(signer)
         .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
-    let signed_at = crate::api::now_millis();
+    let signed_at = crate::clock::now_millis();
     let meta = &trees[t::META];
     meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
     meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
@@ -370,7 +370,7 @@ pub(crate) fn read_ledger(
                 .map_err(scan_failed(t::META))?
                 .and_then(|v| be_u64(&v))
                 .and_then(|at| UnixMillis::try_from(at).ok())
-                .unwrap_or_else(crate::api::now_millis);
+                .unwrap_or_else(crate::clock::now_millis);
             Some(SignedCheckpoint {
                 checkpoint: cp,
                 note,
@@ -985,7 +985,7 @@ impl Store for SledStore {
         &self,
         out: &mut dyn std::io::Write,
     ) -> Result<super::backup::BackupSummary, StoreError> {
-        let created_at = crate::api::now_millis();
+        let created_at = crate::clock::now_millis();
         self.sequencer.paused(|| {
             let start = std::time::Instant::now();
             let mut summary = super::backup::write_snapshot(&self.trees, out, created_at)?;
