@@ -11,6 +11,7 @@
 //! connections callers can hold.
 
 pub(crate) mod accept;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,7 +244,7 @@ pub fn build_app_with_clock(
         shutdown: CancellationToken::new(),
         recent_events: crate::api::orders::RecentEvents::default(),
         watchers: crate::api::orders::Watchers::new(config.limits.max_watches_per_principal),
-        metrics: Arc::default(),
+        metrics: Arc::new(metrics::registry()),
         corruption,
     }))
 }
@@ -533,11 +534,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     if let Some(metrics) = metrics {
-        tokio::spawn(crate::metrics::serve(
-            metrics,
-            app.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(metrics::serve(metrics, app.clone(), shutdown.clone()));
     }
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let server = tokio::spawn({

@@ -181,7 +181,7 @@ mod tests {
             })
             .unwrap(),
         );
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(crate::server::metrics::registry());
         let (reporter, health) = tonic_health::server::health_reporter();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -387,7 +387,7 @@ impl TestServer {
         let metrics = warden::server::bind_metrics(config).await.unwrap();
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
         if let Some(metrics) = metrics {
-            tokio::spawn(warden::metrics::serve(
+            tokio::spawn(warden::server::metrics::serve(
                 metrics,
                 app.clone(),
                 shutdown.clone(),
