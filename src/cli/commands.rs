@@ -497,7 +497,12 @@ async fn trust(c: &ClientArgs, cmd: TrustCommand) -> anyhow::Result<()> {
 fn certs(cmd: CertsCommand) -> anyhow::Result<()> {
     match cmd {
         CertsCommand::Init { out } => {
-            crate::pki::dev::generate_dev_pki(&out, &crate::pki::Profile::default(), false)?;
+            crate::pki::dev::generate_dev_pki(
+                &out,
+                &crate::pki::Profile::default(),
+                &crate::auth::Role::ALL.map(crate::auth::Role::as_str),
+                false,
+            )?;
             println!("development PKI written to {}", out.display());
         }
         CertsCommand::Revoke {

@@ -160,7 +160,12 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
         .with_context(|| format!("cannot create {}", layout.dir.display()))?;
     let profile = Profile::default();
     if !layout.dir.join("trust").exists() {
-        crate::pki::dev::generate_dev_pki(&layout.dir, &profile, false)?;
+        crate::pki::dev::generate_dev_pki(
+            &layout.dir,
+            &profile,
+            &crate::auth::Role::ALL.map(crate::auth::Role::as_str),
+            false,
+        )?;
         eprintln!("generated a development PKI in {}", layout.dir.display());
     }
     for (name, key, vkey) in [

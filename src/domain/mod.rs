@@ -3,6 +3,7 @@
 //! be tested with plain unit and property tests.
 
 pub mod attribution;
+pub mod commitment;
 pub mod customer;
 pub mod decision;
 pub mod deployment;
