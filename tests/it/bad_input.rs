@@ -3,7 +3,7 @@
 //! deployment, no customer, no idempotency record, no trust change.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! The allow path end to end, as a scheduler sees it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use warden::proto;

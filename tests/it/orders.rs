@@ -3,7 +3,7 @@
 //! restarts and shutdown with open watches.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! catching a rolled-back and a forked log through the real binary.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

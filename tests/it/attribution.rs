@@ -4,7 +4,7 @@
 //! request, and who may ask.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

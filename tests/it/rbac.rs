@@ -4,7 +4,7 @@
 //! from another CA, a SPIFFE id that names no role of this trust domain).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -2,7 +2,7 @@
 //! releases, restarts and scheduler isolation, against a real server.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration as StdDuration;
 

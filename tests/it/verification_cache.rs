@@ -4,7 +4,7 @@
 //! rejection is never remembered. Real server, real PKI, real store.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{write, TestEnv, TestServer};
 use time::{Duration, OffsetDateTime};

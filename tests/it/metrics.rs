@@ -3,7 +3,7 @@
 //! whose values are checked against what happened and against the ledger.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@
 //! file descriptors).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::io::Read as _;

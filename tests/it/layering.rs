@@ -137,7 +137,7 @@ fn check(
             for m in [&i.from, &i.to] {
                 if layer_of(m).is_none() && unplaced.insert(m.clone()) {
                     problems.push(format!(
-                        "{}:{}: module `{m}` has no layer (add it to LAYERS in tests/layering.rs and to the crate docs)",
+                        "{}:{}: module `{m}` has no layer (add it to LAYERS in tests/it/layering.rs and to the crate docs)",
                         i.file, i.line
                     ));
                 }
@@ -599,6 +599,6 @@ fn the_checker_names_an_import_that_runs_back_up_and_a_cycle() {
     ];
     assert_eq!(
         check(&imports, LAYERS, &[("pki", "ledger", "one thing")]),
-        vec!["src/c.rs:5: module `nowhere` has no layer (add it to LAYERS in tests/layering.rs and to the crate docs)".to_string()]
+        vec!["src/c.rs:5: module `nowhere` has no layer (add it to LAYERS in tests/it/layering.rs and to the crate docs)".to_string()]
     );
 }

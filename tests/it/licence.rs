@@ -3,7 +3,7 @@
 //! function `warden verify-licence` and the node agent use.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

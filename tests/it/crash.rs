@@ -11,7 +11,7 @@
 //! default; `.ci/crash-cycles` runs 100).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;

@@ -148,7 +148,7 @@ fn backup_seeds_verify() {
 }
 
 // ---------------------------------------------------------------------------
-// Fixture generation (run by hand: cargo test --test fuzz_corpus -- --ignored)
+// Fixture generation (run by hand: cargo test --test it -- --ignored fuzz_corpus::)
 
 mod generate {
     use std::path::Path;

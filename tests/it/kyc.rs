@@ -3,7 +3,7 @@
 //! Every list here is synthetic; no name belongs to a real person.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! times that are not valid are refused naming the field.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
