@@ -5,7 +5,7 @@ warden's model digest (src/digest.rs) must equal the root digest that the
 OpenSSF Model Signing `files` serialization with SHA-256 produces. This script
 asks model-signing itself for that digest, for every fixture model under
 tests/fixtures/digest/ and for every case in tests/fixtures/digest/runtime_cases.json
-(built in a temporary directory, as tests/digest_vectors.rs does), and writes:
+(built in a temporary directory, as tests/it/digest_vectors.rs does), and writes:
 
   tests/fixtures/digest/vectors.json    fixture name -> "sha256:<hex>"
   tests/fixtures/digest/manifests.json  fixture name -> [[entry name, hex], ...]

@@ -23,7 +23,7 @@
 //!
 //! Lowest first. A module may use its own layer and the layers below it,
 //! never one above, and no two top-level modules import each other,
-//! directly or round about (`tests/layering.rs` checks every `crate::` path
+//! directly or round about (`tests/it/layering.rs` checks every `crate::` path
 //! in `src/`). Where a module sits follows from what it imports:
 //!
 //! 1. **leaves**: [`clock`] (time, the injectable [`clock::Clock`], hashing)

@@ -6,7 +6,7 @@
 //! promises something (a verified certificate's claims are valid, a parsed
 //! checkpoint reads back the same), the function asserts it too.
 //!
-//! The fuzz targets and `tests/fuzz_corpus.rs` both call these functions,
+//! The fuzz targets and `tests/it/fuzz_corpus.rs` both call these functions,
 //! so every committed corpus file is replayed by `cargo test` without a
 //! fuzzer. Fixed inputs (a trust bundle, a ledger key, a verification time)
 //! are built deterministically so a corpus means the same on every run.
@@ -25,7 +25,7 @@ use crate::pki::{Profile, TrustBundle, Verifier};
 use crate::screening::{parse_generic_csv, parse_ofac_sdn, ListSource, SanctionsList, Screener};
 
 /// The regulator root the chain target trusts (generated once; see
-/// `regenerate_chain_fixtures` in `tests/fuzz_corpus.rs`).
+/// `regenerate_fixtures` in `tests/it/fuzz_corpus.rs`).
 pub const CHAIN_ROOT_PEM: &str = include_str!("root.pem");
 /// Current CRLs of the root and of the evaluator CA under it (DER).
 pub const CHAIN_CRLS: [&[u8]; 2] = [
