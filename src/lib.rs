@@ -44,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod domain;
+pub mod fsutil;
 /// Entry points of the fuzz targets in `fuzz/`, replayed by `cargo test`.
 #[doc(hidden)]
 pub mod fuzzing;
