@@ -54,6 +54,7 @@ pub mod licence;
 pub mod metrics;
 pub mod pii;
 pub mod pki;
+pub mod random;
 pub mod screening;
 pub mod server;
 pub mod store;

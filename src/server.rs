@@ -61,7 +61,7 @@ pub enum ServerError {
     #[error("signing key {path} is invalid: {message}")]
     SigningKey { path: String, message: String },
     #[error("trust bundle: {0}")]
-    Trust(String),
+    Trust(#[source] crate::trust::TrustError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error(

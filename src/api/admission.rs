@@ -98,7 +98,10 @@ impl AdmissionService {
         let now = now_millis();
         let certificate = match self.app.trust.check(&certificate_chain, now) {
             Err(description) => {
-                v.push(FieldViolation::new("certificate_chain", description));
+                v.push(FieldViolation::new(
+                    "certificate_chain",
+                    description.to_string(),
+                ));
                 None
             }
             Ok(outcome) => Some(outcome),
@@ -108,18 +111,10 @@ impl AdmissionService {
             return Err(ApiError::Internal.into());
         };
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
-        let customer = self
-            .app
-            .store
-            .customer(&customer_id)
-            .map_err(ApiError::from)?;
-        let screening = self
-            .app
-            .store
-            .screening(&customer_id)
-            .map_err(ApiError::from)?;
+        let (_, orders_seen) = self.app.store.order_revisions()?;
+        let orders = self.app.store.active_orders()?;
+        let customer = self.app.store.customer(&customer_id)?;
+        let screening = self.app.store.screening(&customer_id)?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &model_digest,
@@ -221,7 +216,7 @@ impl AdmissionService {
             .await;
         let recorded = match recorded {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            r => r?,
         };
         let answer = match recorded {
             AdmitRecorded::New(index) => {
@@ -273,8 +268,8 @@ impl AdmissionService {
             workload.endpoints = endpoints;
         }
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
+        let (_, orders_seen) = self.app.store.order_revisions()?;
+        let orders = self.app.store.active_orders()?;
         let (reasons, customer) = match before.state_at(now) {
             DeploymentState::Active => self.recheck(&before, &workload, &orders, now)?,
             state @ (DeploymentState::Suspended | DeploymentState::Terminated)
@@ -353,7 +348,7 @@ impl AdmissionService {
             .await
         {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            r => r?,
         };
         self.app.metrics.decided(DecisionCall::Renew, &reasons);
         tracing::info!(
@@ -393,7 +388,7 @@ impl AdmissionService {
                 .check(&chain, now)
                 .unwrap_or_else(|input| CertificateOutcome {
                     model: None,
-                    problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
+                    problems: vec![Reason::new(ReasonCode::CertMalformed, input.to_string())],
                 });
         let customer = self.app.store.customer(&d.customer_id)?;
         let screening = self.app.store.screening(&d.customer_id)?;
@@ -594,8 +589,7 @@ impl Admission for AdmissionService {
         self.app
             .store
             .update_deployment(&before, &after, &record, None, entry)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::info!(deployment_id = %deployment_id, "deployment released");
         Ok(Response::new(proto::ReleaseResponse {
             deployment: Some(deployment_to_proto(&after, now)),
