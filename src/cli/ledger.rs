@@ -21,7 +21,7 @@ use crate::proto;
 use crate::proto::ledger_client::LedgerClient;
 
 /// Exit status when the log is proven to have misbehaved.
-pub const EXIT_INCONSISTENT: i32 = 4;
+pub const EXIT_INCONSISTENT: i32 = super::exit::INCONSISTENT;
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
