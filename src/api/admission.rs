@@ -99,7 +99,10 @@ impl AdmissionService {
         let now = self.app.clock.now();
         let certificate = match self.app.trust.check(&certificate_chain, now) {
             Err(description) => {
-                v.push(FieldViolation::new("certificate_chain", description));
+                v.push(FieldViolation::new(
+                    "certificate_chain",
+                    description.to_string(),
+                ));
                 None
             }
             Ok(outcome) => Some(outcome),
@@ -109,18 +112,10 @@ impl AdmissionService {
             return Err(ApiError::Internal.into());
         };
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
-        let customer = self
-            .app
-            .store
-            .customer(&customer_id)
-            .map_err(ApiError::from)?;
-        let screening = self
-            .app
-            .store
-            .screening(&customer_id)
-            .map_err(ApiError::from)?;
+        let (_, orders_seen) = self.app.store.order_revisions()?;
+        let orders = self.app.store.active_orders()?;
+        let customer = self.app.store.customer(&customer_id)?;
+        let screening = self.app.store.screening(&customer_id)?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &model_digest,
@@ -222,7 +217,7 @@ impl AdmissionService {
             .await;
         let recorded = match recorded {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            r => r?,
         };
         let answer = match recorded {
             AdmitRecorded::New(index) => {
@@ -274,8 +269,8 @@ impl AdmissionService {
             workload.endpoints = endpoints;
         }
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
+        let (_, orders_seen) = self.app.store.order_revisions()?;
+        let orders = self.app.store.active_orders()?;
         let (reasons, customer) = match before.state_at(now) {
             DeploymentState::Active => self.recheck(&before, &workload, &orders, now)?,
             state @ (DeploymentState::Suspended | DeploymentState::Terminated)
@@ -354,7 +349,7 @@ impl AdmissionService {
             .await
         {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            r => r?,
         };
         self.app.metrics.decided(DecisionCall::Renew, &reasons);
         tracing::info!(
@@ -394,7 +389,7 @@ impl AdmissionService {
                 .check(&chain, now)
                 .unwrap_or_else(|input| CertificateOutcome {
                     model: None,
-                    problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
+                    problems: vec![Reason::new(ReasonCode::CertMalformed, input.to_string())],
                 });
         let customer = self.app.store.customer(&d.customer_id)?;
         let screening = self.app.store.screening(&d.customer_id)?;
@@ -595,8 +590,7 @@ impl Admission for AdmissionService {
         self.app
             .store
             .update_deployment(&before, &after, &record, None, entry)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::info!(deployment_id = %deployment_id, "deployment released");
         Ok(Response::new(proto::ReleaseResponse {
             deployment: Some(deployment_to_proto(&after, now)),

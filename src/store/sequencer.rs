@@ -268,7 +268,8 @@ pub(crate) fn hash_error(e: tree::TreeError) -> StoreError {
             key: format!("{}/{i}", t::NAMES[t::HASHES]),
             detail: "a stored hash of the ledger is missing or unreadable".into(),
         },
-        e => StoreError::Io(e.to_string()),
+        tree::TreeError::Storage(e) => StoreError::Io(e),
+        e => StoreError::Invariant(e.to_string()),
     }
 }
 
@@ -1194,7 +1195,7 @@ fn plan_loop(
                 fail(
                     None,
                     std::mem::take(&mut replies),
-                    &StoreError::Io("sequencer batch panicked".into()),
+                    &StoreError::Invariant("sequencer batch panicked".into()),
                 );
                 empty(size)
             }
@@ -1287,7 +1288,7 @@ fn commit_loop(
                 )
             })
         }))
-        .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
+        .unwrap_or_else(|_| Err(StoreError::Invariant("sequencer commit panicked".into())));
         match result {
             Ok(checkpoint) => {
                 // The previous checkpoint is on disk now: publish it (to
@@ -1374,6 +1375,7 @@ fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &StoreError)
                 key: key.clone(),
                 detail: detail.clone(),
             },
+            StoreError::Invariant(what) => StoreError::Invariant(what.clone()),
             other => StoreError::Io(other.to_string()),
         };
         let _ = reply.send(Err(e));
@@ -1535,7 +1537,7 @@ fn commit(
     };
     let note = checkpoint
         .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
     Ok(Some(SignedCheckpoint {
         checkpoint,
         note,
