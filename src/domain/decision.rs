@@ -1,10 +1,10 @@
-//! The admission policy: a pure function from everything warden knows about
-//! a request to the list of reasons it must be denied. An empty list is an
-//! allow. Every failing check is reported, not only the first, so a
-//! scheduler's operator can fix everything in one round.
+//! The admission and renewal policy: pure functions from everything warden
+//! knows about a request to the list of reasons it must be denied. An empty
+//! list is an allow. Every failing check is reported, not only the first, so
+//! a scheduler's operator can fix everything in one round.
 
 use super::customer::{Customer, CustomerStatus, Screening, ScreeningStatus};
-use super::deployment::{CertificateSummary, Workload};
+use super::deployment::{CertificateSummary, Deployment, DeploymentState, Workload};
 use super::order::{Order, Subject};
 use super::reason::{Reason, ReasonCode};
 use super::UnixMillis;
@@ -147,6 +147,63 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
         ));
     }
     reasons
+}
+
+/// Whether a renewal of `d` at `now` runs the admission checks again (and
+/// so needs their input): only while its lease is running. Otherwise its
+/// state alone denies the renewal.
+pub fn renewal_rechecks(d: &Deployment, now: UnixMillis) -> bool {
+    d.state_at(now) == DeploymentState::Active
+}
+
+/// The renewal policy: every reason a renewal of `d` at `now` must be
+/// denied. A running deployment passes the admission checks again on the
+/// facts as they are now (`recheck`, given when [`renewal_rechecks`]), so a
+/// renewal fails once anything changed: an expired or revoked certificate, a
+/// customer no longer verified, an order. A stopped deployment is denied by
+/// its state.
+pub fn renew(d: &Deployment, recheck: Option<&AdmissionInput<'_>>, now: UnixMillis) -> Vec<Reason> {
+    let reason = match d.state_at(now) {
+        DeploymentState::Active => {
+            if let Some(input) = recheck {
+                return decide(input);
+            }
+            // A running deployment is never renewed unchecked.
+            debug_assert!(
+                false,
+                "a renewal of a running deployment without its checks"
+            );
+            Reason::new(
+                ReasonCode::DeploymentNotActive,
+                "the admission checks were not run",
+            )
+        }
+        state @ (DeploymentState::Suspended | DeploymentState::Terminated)
+            if d.order_id.is_some() =>
+        {
+            Reason::new(
+                ReasonCode::OrderActive,
+                format!(
+                    "the deployment is {} by order {}",
+                    if state == DeploymentState::Suspended {
+                        "suspended"
+                    } else {
+                        "terminated"
+                    },
+                    d.order_id.as_deref().unwrap_or_default()
+                ),
+            )
+        }
+        DeploymentState::Expired => Reason::new(
+            ReasonCode::LeaseExpired,
+            "the lease expired; the workload must stop and be admitted again",
+        ),
+        other => Reason::new(
+            ReasonCode::DeploymentNotActive,
+            format!("the deployment is {other:?}, not active"),
+        ),
+    };
+    vec![reason]
 }
 
 #[cfg(test)]
@@ -298,5 +355,96 @@ mod tests {
             workload: &w,
         };
         assert!(decide(&input).is_empty());
+    }
+
+    fn deployment(state: DeploymentState, order_id: Option<&str>) -> Deployment {
+        Deployment {
+            deployment_id: "d1".into(),
+            request_id: "r1".into(),
+            customer_id: "c1".into(),
+            customer_version: 1,
+            model_digest: format!("sha256:{}", "a".repeat(64)),
+            workload: workload("eu-west-1", 8),
+            state,
+            admitted_at: 0,
+            lease_expires_at: 1_000,
+            released_at: None,
+            admitted_by: String::new(),
+            certificate: CertificateSummary::default(),
+            chain_sha256: String::new(),
+            renewals: 0,
+            order_id: order_id.map(String::from),
+            facts: Vec::new(),
+            last_renewal: None,
+        }
+    }
+
+    #[test]
+    fn a_renewal_is_denied_by_the_state_of_a_deployment_that_is_not_running() {
+        use DeploymentState::*;
+        // (state, holding order, now) -> the one reason, or the checks re-run
+        for (state, order, now, expected) in [
+            (Active, None, 999, None),
+            (Active, None, 1_000, Some(ReasonCode::LeaseExpired)),
+            (Suspended, Some("ord-1"), 10, Some(ReasonCode::OrderActive)),
+            (Terminated, Some("ord-1"), 10, Some(ReasonCode::OrderActive)),
+            (Terminated, None, 10, Some(ReasonCode::DeploymentNotActive)),
+            (Released, None, 10, Some(ReasonCode::DeploymentNotActive)),
+            (Expired, None, 10, Some(ReasonCode::LeaseExpired)),
+        ] {
+            let d = deployment(state, order);
+            assert_eq!(renewal_rechecks(&d, now), expected.is_none(), "{state:?}");
+            if let Some(code) = expected {
+                assert_eq!(
+                    codes(&renew(&d, None, now)),
+                    vec![code],
+                    "{state:?} at {now}"
+                );
+            }
+        }
+        let held = renew(&deployment(Suspended, Some("ord-7")), None, 10);
+        assert_eq!(
+            held[0].message,
+            "the deployment is suspended by order ord-7"
+        );
+    }
+
+    #[test]
+    fn a_running_deployment_is_renewed_on_the_admission_checks_as_they_are_now() {
+        let d = deployment(DeploymentState::Active, None);
+        let mut m = model();
+        m.regions = Some(vec!["us-east-1".into()]);
+        let cert = CertificateOutcome {
+            model: Some(m),
+            problems: vec![Reason::new(ReasonCode::CertRevoked, "revoked")],
+        };
+        let c = customer(CustomerStatus::Suspended);
+        let mut input = AdmissionInput {
+            certificate: &cert,
+            measured_digest: &d.model_digest,
+            customer: Some(&c),
+            customer_id: &d.customer_id,
+            screening: None,
+            orders: &[],
+            deployment_id: Some(&d.deployment_id),
+            now: 10,
+            workload: &d.workload,
+        };
+        assert_eq!(
+            codes(&renew(&d, Some(&input), 10)),
+            vec![
+                ReasonCode::CertRevoked,
+                ReasonCode::RegionOutOfScope,
+                ReasonCode::CustomerNotVerified
+            ]
+        );
+        let fine = CertificateOutcome {
+            model: Some(model()),
+            problems: vec![],
+        };
+        let verified = customer(CustomerStatus::Verified);
+        input.certificate = &fine;
+        input.customer = Some(&verified);
+        assert!(renew(&d, Some(&input), 10).is_empty());
     }
 }

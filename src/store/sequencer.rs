@@ -726,16 +726,9 @@ fn apply(
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
             let mut after = after.clone();
-            if decision.kind == super::DecisionKind::Renew
-                && decision.allowed
-                && after.workload.endpoints == before.workload.endpoints
-            {
-                after.last_renewal = Some(index);
-            } else {
-                after.facts.push(index);
-                if decision.kind == super::DecisionKind::Renew && decision.allowed {
-                    claim_endpoints(plan, &after, decision.at, index);
-                }
+            let allowed_renewal = decision.kind == super::DecisionKind::Renew && decision.allowed;
+            if after.note_decision(before, allowed_renewal, index) {
+                claim_endpoints(plan, &after, decision.at, index);
             }
             plan.put_deployment(Some(before), &after)?;
             plan.put(
