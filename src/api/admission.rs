@@ -21,6 +21,7 @@ use crate::domain::decision::{
     decide, renew, renewal_rechecks, AdmissionInput, CertificateOutcome,
 };
 use crate::domain::deployment::{lease_end, Deployment, DeploymentState, Workload};
+use crate::domain::idempotency::{repeat, Repeat};
 use crate::domain::limits::MAX_ENDPOINTS;
 use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
@@ -236,13 +237,15 @@ impl AdmissionService {
                     ..record
                 }
             }
-            AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
-            AdmitRecorded::Replay(_) => {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "request_id {request_id} was already used for a different request"
-                ))
-                .into())
-            }
+            AdmitRecorded::Replay(first) => match repeat(&first.request_sha256, &request_sha256) {
+                Repeat::Replay => *first,
+                Repeat::Refuse => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "request_id {request_id} was already used for a different request"
+                    ))
+                    .into())
+                }
+            },
         };
         tracing::info!(
             decision_id = %answer.decision_id,

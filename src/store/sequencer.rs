@@ -249,6 +249,8 @@ pub(crate) fn customer_key(id: &str, version: u64) -> Vec<u8> {
     k
 }
 
+/// Where the first decision under a request id is found: request ids are
+/// scoped to their caller ([`crate::domain::idempotency`]).
 fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
     format!("{principal}\0{request_id}").into_bytes()
 }
