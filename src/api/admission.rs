@@ -132,6 +132,7 @@ impl AdmissionService {
             workload: &workload,
             orders: &orders,
             deployment_id: None,
+            max_verification_age: self.app.max_verification_age,
             now,
         });
 
@@ -290,7 +291,10 @@ impl AdmissionService {
             &before,
             facts
                 .as_ref()
-                .map(|f| f.input(&before, &workload, &orders, now))
+                .map(|f| {
+                    let max_age = self.app.max_verification_age;
+                    f.input(&before, &workload, &orders, max_age, now)
+                })
                 .as_ref(),
             now,
         );
@@ -396,6 +400,7 @@ impl Facts {
         d: &'a Deployment,
         workload: &'a Workload,
         orders: &'a [Order],
+        max_verification_age: Option<UnixMillis>,
         now: UnixMillis,
     ) -> AdmissionInput<'a> {
         AdmissionInput {
@@ -407,6 +412,7 @@ impl Facts {
             workload,
             orders,
             deployment_id: Some(&d.deployment_id),
+            max_verification_age,
             now,
         }
     }

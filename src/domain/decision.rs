@@ -44,6 +44,9 @@ pub struct AdmissionInput<'a> {
     pub orders: &'a [Order],
     /// Set for a renewal.
     pub deployment_id: Option<&'a str>,
+    /// How old a verified customer's verification may be; `None`: no
+    /// limit.
+    pub max_verification_age: Option<UnixMillis>,
     pub now: UnixMillis,
 }
 
@@ -102,7 +105,7 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
                 c.status.as_str()
             ),
         )),
-        Some(_) => {}
+        Some(c) => reasons.extend(stale_verification(c, input.max_verification_age, input.now)),
     }
     let (fingerprint, evaluator) = input.certificate.model.as_ref().map_or(("", ""), |m| {
         (m.summary.fingerprint.as_str(), m.summary.evaluator.as_str())
@@ -147,6 +150,33 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
         ));
     }
     reasons
+}
+
+const DAY_MILLIS: UnixMillis = 86_400_000;
+
+/// A verified customer whose verification is older than `max_age` at `now`
+/// must be verified again: circumstances and ownership change. A record
+/// without a verification time has an unknown age and counts as stale
+/// (fail closed). The reason names the limit, never the date (the record is
+/// the customer's).
+fn stale_verification(
+    c: &Customer,
+    max_age: Option<UnixMillis>,
+    now: UnixMillis,
+) -> Option<Reason> {
+    let max_age = max_age?;
+    let verified_at = c.details.verification.as_ref().and_then(|v| v.verified_at);
+    let days = max_age / DAY_MILLIS;
+    let message = match verified_at {
+        Some(at) if now.saturating_sub(at) <= max_age => return None,
+        Some(_) => format!(
+            "the customer's verification is older than {days} days (kyc.max_verification_age_days); verify the record again"
+        ),
+        None => format!(
+            "the customer record has no verification time, and verifications older than {days} days are refused"
+        ),
+    };
+    Some(Reason::new(ReasonCode::KycStale, message))
 }
 
 /// Whether a renewal of `d` at `now` runs the admission checks again (and
@@ -267,6 +297,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -292,6 +323,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -323,6 +355,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -351,6 +384,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -427,6 +461,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: Some(&d.deployment_id),
+            max_verification_age: None,
             now: 10,
             workload: &d.workload,
         };
@@ -446,5 +481,92 @@ mod tests {
         input.certificate = &fine;
         input.customer = Some(&verified);
         assert!(renew(&d, Some(&input), 10).is_empty());
+    }
+
+    #[test]
+    fn a_verification_older_than_the_limit_is_stale() {
+        use crate::domain::customer::Verification;
+        const DAY: UnixMillis = 86_400_000;
+        let now = 1_000 * DAY;
+        let cert = CertificateOutcome {
+            model: Some(model()),
+            problems: vec![],
+        };
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let w = workload("eu-west-1", 8);
+        // (status, verified at, limit) -> reasons
+        for (status, verified_at, limit, expected) in [
+            (
+                CustomerStatus::Verified,
+                Some(now - 400 * DAY),
+                None,
+                vec![],
+            ),
+            (CustomerStatus::Verified, None, None, vec![]),
+            (
+                CustomerStatus::Verified,
+                Some(now - 365 * DAY),
+                Some(365 * DAY),
+                vec![],
+            ),
+            (
+                CustomerStatus::Verified,
+                Some(now - 10 * DAY),
+                Some(365 * DAY),
+                vec![],
+            ),
+            (
+                CustomerStatus::Verified,
+                Some(now + DAY),
+                Some(365 * DAY),
+                vec![],
+            ),
+            (
+                CustomerStatus::Verified,
+                Some(now - 365 * DAY - 1),
+                Some(365 * DAY),
+                vec![ReasonCode::KycStale],
+            ),
+            (
+                CustomerStatus::Verified,
+                None,
+                Some(365 * DAY),
+                vec![ReasonCode::KycStale],
+            ),
+            // A customer not verified is reported as such, not also stale.
+            (
+                CustomerStatus::Pending,
+                Some(now - 400 * DAY),
+                Some(365 * DAY),
+                vec![ReasonCode::CustomerNotVerified],
+            ),
+        ] {
+            let mut c = customer(status);
+            c.details.verification = Some(Verification {
+                verified_at,
+                ..Verification::default()
+            });
+            let input = AdmissionInput {
+                certificate: &cert,
+                measured_digest: &digest,
+                customer: Some(&c),
+                customer_id: "c1",
+                screening: None,
+                orders: &[],
+                deployment_id: None,
+                max_verification_age: limit,
+                now,
+                workload: &w,
+            };
+            let reasons = decide(&input);
+            assert_eq!(
+                codes(&reasons),
+                expected,
+                "{status:?} {verified_at:?} {limit:?}"
+            );
+            if let Some(r) = reasons.iter().find(|r| r.code == ReasonCode::KycStale) {
+                assert!(r.message.contains("365 days"), "{}", r.message);
+            }
+        }
     }
 }
