@@ -569,4 +569,23 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Every state a deployment can be in gets a renewal answer: the
+        /// checks run again exactly while the lease runs, and otherwise
+        /// exactly one reason denies it.
+        #[test]
+        fn every_deployment_state_has_a_renewal_answer(
+            state in proptest::sample::select(DeploymentState::ALL.to_vec()),
+            held in proptest::prelude::any::<bool>(),
+            now in 0i64..2_000,
+        ) {
+            let d = deployment(state, held.then_some("ord-1"));
+            if renewal_rechecks(&d, now) {
+                proptest::prop_assert_eq!(d.state_at(now), DeploymentState::Active);
+            } else {
+                proptest::prop_assert_eq!(renew(&d, None, now).len(), 1);
+            }
+        }
+    }
 }

@@ -288,4 +288,20 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        /// A lease ends at the earlier of its length and the licence end,
+        /// and never before it began unless the licence already ended.
+        #[test]
+        fn a_lease_ends_at_the_earlier_bound(
+            now in 0i64..=crate::domain::limits::MAX_TIME,
+            lease in 1i64..=86_400_000,
+            end in 0i64..=crate::domain::limits::MAX_TIME,
+        ) {
+            let e = lease_end(now, lease, end);
+            proptest::prop_assert!(e <= end && e <= now + lease);
+            proptest::prop_assert!(e == end || e == now + lease);
+            proptest::prop_assert_eq!(e > now, end > now);
+        }
+    }
 }
