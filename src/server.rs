@@ -232,6 +232,9 @@ pub fn build_app_with_clock(
         tls,
         licence_signer,
         lease_millis: seconds_to_millis(config.admission.lease_seconds),
+        max_verification_age: (config.kyc.max_verification_age_days > 0).then(|| {
+            seconds_to_millis(config.kyc.max_verification_age_days.saturating_mul(86_400))
+        }),
         screening,
         retention_millis: seconds_to_millis(config.kyc.retention_days.saturating_mul(86_400)),
         purge_interval: Duration::from_secs(config.kyc.purge_interval_seconds),
