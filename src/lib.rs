@@ -72,6 +72,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod domain;
+pub mod fsutil;
 /// Entry points of the fuzz targets in `fuzz/`, replayed by `cargo test`.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -81,6 +82,7 @@ pub mod licence;
 pub mod metrics;
 pub mod pii;
 pub mod pki;
+pub mod random;
 pub mod screening;
 pub mod server;
 pub mod store;

@@ -17,9 +17,12 @@ use super::{principal, App};
 use crate::auth::{Principal, Role};
 use crate::clock::sha256_hex;
 use crate::digest::ModelDigest;
-use crate::domain::customer::{check_identifier, Customer, FieldViolation};
-use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
-use crate::domain::deployment::{Deployment, DeploymentState, Workload};
+use crate::domain::customer::{check_identifier, Customer, FieldViolation, Screening};
+use crate::domain::decision::{
+    decide, renew, renewal_rechecks, AdmissionInput, CertificateOutcome,
+};
+use crate::domain::deployment::{lease_end, Deployment, DeploymentState, Workload};
+use crate::domain::idempotency::{repeat, Repeat};
 use crate::domain::limits::MAX_ENDPOINTS;
 use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
@@ -99,7 +102,10 @@ impl AdmissionService {
         let now = self.app.clock.now();
         let certificate = match self.app.trust.check(&certificate_chain, now) {
             Err(description) => {
-                v.push(FieldViolation::new("certificate_chain", description));
+                v.push(FieldViolation::new(
+                    "certificate_chain",
+                    description.to_string(),
+                ));
                 None
             }
             Ok(outcome) => Some(outcome),
@@ -109,18 +115,10 @@ impl AdmissionService {
             return Err(ApiError::Internal.into());
         };
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
-        let customer = self
-            .app
-            .store
-            .customer(&customer_id)
-            .map_err(ApiError::from)?;
-        let screening = self
-            .app
-            .store
-            .screening(&customer_id)
-            .map_err(ApiError::from)?;
+        let (_, orders_seen) = self.app.store.order_revisions()?;
+        let orders = self.app.store.active_orders()?;
+        let customer = self.app.store.customer(&customer_id)?;
+        let screening = self.app.store.screening(&customer_id)?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &model_digest,
@@ -130,6 +128,7 @@ impl AdmissionService {
             workload: &workload,
             orders: &orders,
             deployment_id: None,
+            max_verification_age: self.app.max_verification_age,
             now,
         });
 
@@ -157,7 +156,8 @@ impl AdmissionService {
         let workload_for_entry = workload.clone();
         let deployment = match (&certificate.model, &customer, record.allowed) {
             (Some(model), Some(customer), true) => {
-                let lease_expires_at = (now + self.app.lease_millis).min(model.summary.not_after);
+                let lease_expires_at =
+                    lease_end(now, self.app.lease_millis, model.summary.not_after);
                 let d = Deployment {
                     deployment_id: new_id("dep"),
                     request_id: request_id.clone(),
@@ -222,7 +222,7 @@ impl AdmissionService {
             .await;
         let recorded = match recorded {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            r => r?,
         };
         let answer = match recorded {
             AdmitRecorded::New(index) => {
@@ -234,13 +234,15 @@ impl AdmissionService {
                     ..record
                 }
             }
-            AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
-            AdmitRecorded::Replay(_) => {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "request_id {request_id} was already used for a different request"
-                ))
-                .into())
-            }
+            AdmitRecorded::Replay(first) => match repeat(&first.request_sha256, &request_sha256) {
+                Repeat::Replay => *first,
+                Repeat::Refuse => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "request_id {request_id} was already used for a different request"
+                    ))
+                    .into())
+                }
+            },
         };
         tracing::info!(
             decision_id = %answer.decision_id,
@@ -274,57 +276,38 @@ impl AdmissionService {
             workload.endpoints = endpoints;
         }
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
-        let (reasons, customer) = match before.state_at(now) {
-            DeploymentState::Active => self.recheck(&before, &workload, &orders, now)?,
-            state @ (DeploymentState::Suspended | DeploymentState::Terminated)
-                if before.order_id.is_some() =>
-            {
-                let order_id = before.order_id.clone().unwrap_or_default();
-                (
-                    vec![Reason::new(
-                        ReasonCode::OrderActive,
-                        format!(
-                            "the deployment is {} by order {order_id}",
-                            if state == DeploymentState::Suspended {
-                                "suspended"
-                            } else {
-                                "terminated"
-                            }
-                        ),
-                    )],
-                    None,
-                )
-            }
-            DeploymentState::Expired => (
-                vec![Reason::new(
-                    ReasonCode::LeaseExpired,
-                    "the lease expired; the workload must stop and be admitted again",
-                )],
-                None,
-            ),
-            other => (
-                vec![Reason::new(
-                    ReasonCode::DeploymentNotActive,
-                    format!("the deployment is {other:?}, not active"),
-                )],
-                None,
-            ),
+        let (_, orders_seen) = self.app.store.order_revisions()?;
+        let orders = self.app.store.active_orders()?;
+        let facts = if renewal_rechecks(&before, now) {
+            Some(self.facts(&before, now)?)
+        } else {
+            None
         };
+        let reasons = renew(
+            &before,
+            facts
+                .as_ref()
+                .map(|f| {
+                    let max_age = self.app.max_verification_age;
+                    f.input(&before, &workload, &orders, max_age, now)
+                })
+                .as_ref(),
+            now,
+        );
+        let customer = facts.and_then(|f| f.customer);
         let allowed = reasons.is_empty();
-        let mut after = before.clone();
-        let mut licence = None;
-        if allowed {
-            after.lease_expires_at =
-                (now + self.app.lease_millis).min(before.certificate.not_after);
-            after.renewals += 1;
-            after.workload = workload;
-            if let Some(c) = &customer {
-                after.customer_version = c.version;
-            }
-            licence = Some(self.licence(&after)?);
-        }
+        let (after, licence) = if allowed {
+            let after = before.renewed(
+                now,
+                self.app.lease_millis,
+                workload,
+                customer.as_ref().map(|c| c.version),
+            );
+            let licence = self.licence(&after)?;
+            (after, Some(licence))
+        } else {
+            (before.clone(), None)
+        };
         let record = DecisionRecord {
             customer_version: customer.as_ref().map(|c| c.version),
             allowed,
@@ -354,7 +337,7 @@ impl AdmissionService {
             .await
         {
             Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            r => r?,
         };
         self.app.metrics.decided(DecisionCall::Renew, &reasons);
         tracing::info!(
@@ -376,14 +359,10 @@ impl AdmissionService {
         })))
     }
 
-    /// Re-runs the admission checks for an existing deployment.
-    fn recheck(
-        &self,
-        d: &Deployment,
-        workload: &Workload,
-        orders: &[Order],
-        now: UnixMillis,
-    ) -> Result<(Vec<Reason>, Option<Customer>), ApiError> {
+    /// What the admission checks of an existing deployment read, as it is
+    /// now: its certificate chain verified again, its customer and the
+    /// customer's screening.
+    fn facts(&self, d: &Deployment, now: UnixMillis) -> Result<Facts, ApiError> {
         let chain = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
             tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
             ApiError::Internal
@@ -394,22 +373,44 @@ impl AdmissionService {
                 .check(&chain, now)
                 .unwrap_or_else(|input| CertificateOutcome {
                     model: None,
-                    problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
+                    problems: vec![Reason::new(ReasonCode::CertMalformed, input.to_string())],
                 });
-        let customer = self.app.store.customer(&d.customer_id)?;
-        let screening = self.app.store.screening(&d.customer_id)?;
-        let reasons = decide(&AdmissionInput {
-            certificate: &certificate,
+        Ok(Facts {
+            certificate,
+            customer: self.app.store.customer(&d.customer_id)?,
+            screening: self.app.store.screening(&d.customer_id)?,
+        })
+    }
+}
+
+/// What the admission checks of a renewal read from outside the request.
+struct Facts {
+    certificate: CertificateOutcome,
+    customer: Option<Customer>,
+    screening: Option<Screening>,
+}
+
+impl Facts {
+    fn input<'a>(
+        &'a self,
+        d: &'a Deployment,
+        workload: &'a Workload,
+        orders: &'a [Order],
+        max_verification_age: Option<UnixMillis>,
+        now: UnixMillis,
+    ) -> AdmissionInput<'a> {
+        AdmissionInput {
+            certificate: &self.certificate,
             measured_digest: &d.model_digest,
-            customer: customer.as_ref(),
+            customer: self.customer.as_ref(),
             customer_id: &d.customer_id,
-            screening: screening.as_ref(),
+            screening: self.screening.as_ref(),
             workload,
             orders,
             deployment_id: Some(&d.deployment_id),
+            max_verification_age,
             now,
-        });
-        Ok((reasons, customer))
+        }
     }
 }
 
@@ -595,8 +596,7 @@ impl Admission for AdmissionService {
         self.app
             .store
             .update_deployment(&before, &after, &record, None, entry)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::info!(deployment_id = %deployment_id, "deployment released");
         Ok(Response::new(proto::ReleaseResponse {
             deployment: Some(deployment_to_proto(&after, now)),

@@ -89,6 +89,7 @@ pub fn reason_code(code: ReasonCode) -> proto::ReasonCode {
         ReasonCode::DeploymentNotActive => P::DeploymentNotActive,
         ReasonCode::ScreeningUnresolved => P::ScreeningUnresolved,
         ReasonCode::OrderActive => P::OrderActive,
+        ReasonCode::KycStale => P::KycStale,
     }
 }
 

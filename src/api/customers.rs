@@ -16,8 +16,7 @@ use super::status::ApiError;
 use super::{principal, App};
 use crate::domain::customer::Screening;
 use crate::domain::customer::{
-    check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
-    FieldViolation, ScreeningStatus,
+    check_identifier, validate_identity, Customer, CustomerStatus, FieldViolation, ScreeningStatus,
 };
 use crate::domain::limits::MAX_RECORD_BYTES;
 use crate::ledger::entry::{
@@ -25,6 +24,7 @@ use crate::ledger::entry::{
 };
 use crate::proto;
 use crate::proto::customers_server::Customers;
+use crate::random::commitment_salt;
 use crate::store::{CustomerFilter, StoreError, LIST_REPLACED};
 
 pub struct CustomersService {
@@ -65,7 +65,7 @@ impl CustomersService {
             {
                 Err(StoreError::Conflict(what)) if what == LIST_REPLACED => continue,
                 r => {
-                    r.map_err(ApiError::from)?;
+                    r?;
                     self.app.screening.stored([&screening]);
                     return Ok(screening);
                 }
@@ -77,11 +77,7 @@ impl CustomersService {
     }
 
     fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
-        let screening = self
-            .app
-            .store
-            .screening(&c.customer_id)
-            .map_err(ApiError::from)?;
+        let screening = self.app.store.screening(&c.customer_id)?;
         Ok(Response::new(customer_to_proto(c, screening.as_ref())))
     }
 }
@@ -188,7 +184,7 @@ impl Customers for CustomersService {
             version: 1,
             updated_at: now,
             updated_by: who.spiffe_id.clone(),
-            commitment_salt: new_commitment_salt(),
+            commitment_salt: commitment_salt()?,
             details,
             purged: false,
         };
@@ -267,14 +263,10 @@ impl Customers for CustomersService {
             version: current.version + 1,
             updated_at: now,
             updated_by: who.spiffe_id.clone(),
-            commitment_salt: new_commitment_salt(),
+            commitment_salt: commitment_salt()?,
             ..current
         };
-        let previous = self
-            .app
-            .store
-            .screening(&customer_id)
-            .map_err(ApiError::from)?;
+        let previous = self.app.store.screening(&customer_id)?;
         let screening = self
             .put_screened(
                 &next,
@@ -302,8 +294,7 @@ impl Customers for CustomersService {
             Some(t) => self
                 .app
                 .store
-                .customer_as_of(&customer_id, t)
-                .map_err(ApiError::from)?
+                .customer_as_of(&customer_id, t)?
                 .ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "customer {customer_id} has no version at or before {}",
@@ -404,7 +395,7 @@ impl Customers for CustomersService {
             version: current.version + 1,
             updated_at: self.app.clock.now(),
             updated_by: who.spiffe_id.clone(),
-            commitment_salt: new_commitment_salt(),
+            commitment_salt: commitment_salt()?,
             ..current
         };
         let entry = customer_entry(
@@ -414,11 +405,7 @@ impl Customers for CustomersService {
             &who.spiffe_id,
             "",
         );
-        self.app
-            .store
-            .put_customer(&next, None, entry)
-            .await
-            .map_err(ApiError::from)?;
+        self.app.store.put_customer(&next, None, entry).await?;
         tracing::info!(%customer_id, status = status.as_str(), version = next.version, "customer status changed");
         self.answer(&next)
     }
@@ -456,15 +443,14 @@ impl Customers for CustomersService {
         let screening = self
             .app
             .store
-            .screening(&customer_id)
-            .map_err(ApiError::from)?
+            .screening(&customer_id)?
             .filter(|s| s.status == ScreeningStatus::PotentialMatch)
             .ok_or_else(|| {
                 ApiError::FailedPrecondition(format!(
                     "customer {customer_id} has no unresolved potential match"
                 ))
             })?;
-        let resolution_salt = new_commitment_salt();
+        let resolution_salt = commitment_salt()?;
         let note_commitment = crate::ledger::entry::text_commitment(&resolution_salt, &note);
         let mut resolved = crate::domain::customer::Screening {
             revision: screening.revision + 1,
@@ -477,6 +463,7 @@ impl Customers for CustomersService {
             ..screening
         };
         // A confirmed match suspends the customer in the same commit.
+        let salt = commitment_salt()?;
         let suspended = (outcome == ScreeningStatus::ConfirmedMatch
             && current.status != CustomerStatus::Suspended
             && current.status != CustomerStatus::Closed)
@@ -486,7 +473,7 @@ impl Customers for CustomersService {
                 version: current.version + 1,
                 updated_at: now,
                 updated_by: who.spiffe_id.clone(),
-                commitment_salt: new_commitment_salt(),
+                commitment_salt: salt,
                 ..current.clone()
             });
         if let Some(c) = &suspended {
@@ -507,15 +494,13 @@ impl Customers for CustomersService {
                 self.app
                     .store
                     .put_customer(c, Some(&resolved), entry)
-                    .await
-                    .map_err(ApiError::from)?;
+                    .await?;
             }
             None => {
                 self.app
                     .store
                     .put_screenings(std::slice::from_ref(&resolved), entry)
-                    .await
-                    .map_err(ApiError::from)?;
+                    .await?;
             }
         }
         tracing::info!(%customer_id, outcome = outcome.as_str(), "screening resolved");

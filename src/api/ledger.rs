@@ -75,8 +75,7 @@ impl Ledger for LedgerService {
         } else {
             self.app
                 .store
-                .consistency_proof(first_size, latest.checkpoint.size)
-                .map_err(ApiError::from)?
+                .consistency_proof(first_size, latest.checkpoint.size)?
         };
         Ok(Response::new(proto::GetCheckpointResponse {
             size: latest.checkpoint.size,
@@ -109,8 +108,7 @@ impl Ledger for LedgerService {
         let entries = self
             .app
             .store
-            .entries(start, count)
-            .map_err(ApiError::from)?
+            .entries(start, count)?
             .into_iter()
             .zip(start..)
             .map(|(data, index)| proto::LedgerEntry { index, data })
@@ -135,15 +133,10 @@ impl Ledger for LedgerService {
         let data = self
             .app
             .store
-            .entries(index, 1)
-            .map_err(ApiError::from)?
+            .entries(index, 1)?
             .pop()
             .ok_or_else(|| ApiError::NotFound(format!("ledger entry {index} not found")))?;
-        let proof = self
-            .app
-            .store
-            .inclusion_proof(index, tree_size)
-            .map_err(ApiError::from)?;
+        let proof = self.app.store.inclusion_proof(index, tree_size)?;
         Ok(Response::new(proto::GetInclusionProofResponse {
             index,
             tree_size,
@@ -172,10 +165,7 @@ impl Ledger for LedgerService {
         let proof = if first_size == 0 {
             Vec::new()
         } else {
-            self.app
-                .store
-                .consistency_proof(first_size, second_size)
-                .map_err(ApiError::from)?
+            self.app.store.consistency_proof(first_size, second_size)?
         };
         Ok(Response::new(proto::GetConsistencyProofResponse {
             first_size,

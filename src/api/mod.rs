@@ -36,6 +36,9 @@ pub struct App {
     pub tls: Arc<crate::tls::TlsState>,
     pub licence_signer: Signer,
     pub lease_millis: i64,
+    /// How old a verified customer's verification may be (`None`: no
+    /// limit); older ones are denied `KYC_STALE`.
+    pub max_verification_age: Option<crate::clock::UnixMillis>,
     /// The loaded sanctions list's screener and the hit threshold.
     pub screening: crate::kyc::ScreeningState,
     /// Closed customers' personal data is purged after this long.

@@ -15,8 +15,7 @@ use super::{principal, App};
 use crate::auth::Principal;
 use crate::domain::customer::{check_identifier, check_text, FieldViolation};
 use crate::domain::order::{
-    Ack, Action, Approval, EventKind, Order, OrderError, OrderEvent, OrderState, Step, Target,
-    TargetKind,
+    Ack, Action, Approval, EventKind, Order, OrderEvent, OrderState, Step, Target, TargetKind,
 };
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
@@ -35,10 +34,6 @@ impl OrdersService {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
     }
-}
-
-fn order_error(e: OrderError) -> ApiError {
-    ApiError::FailedPrecondition(e.to_string())
 }
 
 fn target_kind_str(k: TargetKind) -> &'static str {
@@ -463,7 +458,7 @@ impl Orders for OrdersService {
             lift_reason: String::new(),
             ended_at: None,
             revision: 0,
-            reason_salt: crate::domain::customer::new_commitment_salt(),
+            reason_salt: crate::random::commitment_salt()?,
         };
         let order = apply(
             &self.app,
@@ -475,7 +470,7 @@ impl Orders for OrdersService {
                 }
                 let mut o = issued.clone();
                 // The issuer's approval counts once.
-                let step = o.approve(&who.spiffe_id, now).map_err(order_error)?;
+                let step = o.approve(&who.spiffe_id, now)?;
                 let mut events = vec![EventKind::Issued];
                 if step == Step::Activated {
                     events.push(EventKind::Activated);
@@ -508,7 +503,7 @@ impl Orders for OrdersService {
             &order_id,
             |stored| {
                 let mut o = stored.ok_or_else(|| not_found(&order_id))?;
-                let step = o.approve(&who.spiffe_id, now).map_err(order_error)?;
+                let step = o.approve(&who.spiffe_id, now)?;
                 let mut events = vec![EventKind::Approved];
                 if step == Step::Activated {
                     events.push(EventKind::Activated);
@@ -546,7 +541,7 @@ impl Orders for OrdersService {
             &order_id,
             |stored| {
                 let mut o = stored.ok_or_else(|| not_found(&order_id))?;
-                let kind = match o.lift(&who.spiffe_id, &reason, now).map_err(order_error)? {
+                let kind = match o.lift(&who.spiffe_id, &reason, now)? {
                     Step::Lifted => EventKind::Lifted,
                     _ => EventKind::LiftRequested,
                 };
@@ -574,8 +569,7 @@ impl Orders for OrdersService {
         let o = self
             .app
             .store
-            .order(&order_id)
-            .map_err(ApiError::from)?
+            .order(&order_id)?
             .ok_or_else(|| not_found(&order_id))?;
         Ok(Response::new(order_to_proto(
             &o,
@@ -876,16 +870,15 @@ fn watch(
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::error!(error = %e, "reading order events failed");
                         st.done = true;
                         let last = st.last;
-                        return Some((
-                            Err(Status::unavailable(format!(
+                        let status = super::status::resumable(e, || {
+                            format!(
                                 "order events cannot be read now; reconnect with \
                                  since_revision={last}"
-                            ))),
-                            st,
-                        ));
+                            )
+                        });
+                        return Some((Err(status), st));
                     }
                 }
             }

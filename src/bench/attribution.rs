@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{percentile, tempfile_dir};
-use crate::domain::customer::{new_commitment_salt, Customer, CustomerKind, CustomerStatus};
+use crate::domain::customer::{Customer, CustomerKind, CustomerStatus};
 use crate::domain::deployment::{CertificateSummary, Deployment, DeploymentState, Workload};
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{CertificateRef, CustomerRef, Entry, Event};
@@ -116,7 +116,7 @@ fn customer(i: usize, now: UnixMillis) -> Customer {
         version: 1,
         updated_at: now,
         updated_by: "spiffe://warden.bench/kyc/bench".into(),
-        commitment_salt: new_commitment_salt(),
+        commitment_salt: super::synthetic_salt(i as u64),
         details: CustomerDetails {
             registration_number: format!("HRB {i}"),
             legal_form: "GmbH".into(),

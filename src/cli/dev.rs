@@ -295,7 +295,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             version: 1,
             updated_at: now,
             updated_by: "warden-dev".into(),
-            commitment_salt: crate::domain::customer::new_commitment_salt(),
+            commitment_salt: crate::random::commitment_salt()?,
             details: sample_details(now),
             purged: false,
         };

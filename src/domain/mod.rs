@@ -7,6 +7,7 @@ pub mod commitment;
 pub mod customer;
 pub mod decision;
 pub mod deployment;
+pub mod idempotency;
 pub mod limits;
 pub mod order;
 pub mod reason;

@@ -75,7 +75,7 @@ fn be_u64(v: &[u8]) -> Option<u64> {
 fn appended(outcome: AdmitRecorded) -> Result<u64, StoreError> {
     match outcome {
         AdmitRecorded::New(index) => Ok(index),
-        AdmitRecorded::Replay(_) => Err(StoreError::Io(
+        AdmitRecorded::Replay(_) => Err(StoreError::Invariant(
             "a state change was answered as a replay; nothing was recorded".into(),
         )),
     }
@@ -327,7 +327,7 @@ fn verify_ledger(
     };
     let note = checkpoint
         .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
     let signed_at = crate::clock::now_millis();
     let meta = &trees[t::META];
     meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;

@@ -852,6 +852,49 @@ async fn overlapping_orders_keep_deployments_stopped_until_the_last_lets_go() {
 }
 
 #[tokio::test]
+async fn a_suspension_handed_over_by_a_lift_ends_when_the_second_order_is_lifted() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "ho-1", 1).await;
+    let mut alice = orders_as(&env, &server, "operator", "alice").await;
+    let mut bob = orders_as(&env, &server, "authority", "bob").await;
+    let lift = |id: String| proto::LiftOrderRequest {
+        order_id: id,
+        reason: String::new(),
+    };
+    let by_customer = alice
+        .issue_order(issue(customer_target("ho-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    // The second suspension matches a deployment that is already held: it
+    // holds it only once the first is lifted.
+    let by_deployment = alice
+        .issue_order(issue(
+            Some(proto::OrderTarget {
+                kind: proto::OrderTargetKind::Deployment as i32,
+                value: ids[0].clone(),
+            }),
+            proto::OrderAction::Suspend,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    for o in [&by_customer, &by_deployment] {
+        alice.lift_order(lift(o.order_id.clone())).await.unwrap();
+        bob.lift_order(lift(o.order_id.clone())).await.unwrap();
+        let expected = if o.order_id == by_customer.order_id {
+            proto::DeploymentState::Suspended
+        } else {
+            proto::DeploymentState::Active
+        };
+        assert_eq!(state_of(&env, &server, &ids[0]).await, expected);
+    }
+    assert!(renew_codes(&env, &server, &ids[0]).await.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn schedulers_read_orders_without_free_text_and_the_ledger_holds_no_guessable_reason() {
     let env = TestEnv::new();
     let server = env.start().await;

@@ -137,6 +137,7 @@ impl TestEnv {
                 screening_threshold: 0.9,
                 retention_days: 365,
                 purge_interval_seconds: 3600,
+                max_verification_age_days: 0,
             },
             orders: OrdersConfig::default(),
             limits: LimitsConfig::default(),
@@ -291,7 +292,7 @@ pub fn config_toml(c: &Config) -> String {
          [admission]\nlease_seconds = {}\n\
          [licence]\nkey = {}\n\
          [ledger]\nkey = {}\n\
-         [kyc]\npii_key_file = {}\n\
+         [kyc]\npii_key_file = {}\nmax_verification_age_days = {}\n\
          [limits]\nmax_connections = {}\nmax_connections_per_principal = {}\n\
          max_handshakes = {}\nhandshake_timeout_seconds = {}\nidle_timeout_seconds = {}\n\
          keepalive_interval_seconds = {}\nkeepalive_timeout_seconds = {}\n\
@@ -311,6 +312,7 @@ pub fn config_toml(c: &Config) -> String {
         p(&c.licence.key),
         p(&c.ledger.key),
         p(&c.kyc.pii_key_file),
+        c.kyc.max_verification_age_days,
         l.max_connections,
         l.max_connections_per_principal,
         l.max_handshakes,
