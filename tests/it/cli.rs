@@ -268,17 +268,12 @@ fn admit_sample<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-#[test]
-fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let mut dev = start_dev(dir);
-    let addr = dev.addr.clone();
-
+/// ALLOW, with a licence that verifies offline; the deployment's id.
+fn admit_allow_and_verify_the_licence(dir: &Path, addr: &str) -> String {
     // ALLOW, with a licence that verifies offline.
     let o = warden(
         dir,
-        &addr,
+        addr,
         &admit_sample(
             "acme-ai",
             &[
@@ -303,7 +298,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         .to_string();
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "verify-licence",
             "certs/dev/licence.txt",
@@ -323,11 +318,15 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(field(&out, "customer"), Some("acme-ai"), "{out}");
     assert_eq!(field(&out, "accelerators"), Some("4"), "{out}");
 
-    // DENY with every reason, exit status 3.
+    first_dep
+}
+
+/// DENY with every reason, exit status 3.
+fn deny_with_every_reason(dir: &Path, addr: &str) {
     let zeros = format!("sha256:{}", "0".repeat(64));
     let o = warden(
         dir,
-        &addr,
+        addr,
         &admit_sample(
             "acme-ai",
             &[
@@ -349,9 +348,11 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     ] {
         assert!(out.contains(code), "{code} missing from {out}");
     }
+}
 
-    // The dev server's metrics show the two decisions.
-    let m = scrape(&dev.metrics);
+/// The dev server's metrics show the two decisions.
+fn metrics_show_the_decisions(metrics: &str) {
+    let m = scrape(metrics);
     for line in [
         "warden_admission_decisions_total{call=\"admit\",decision=\"allow\",reason=\"none\"} 1\n",
         "warden_admission_decisions_total{call=\"admit\",decision=\"deny\",reason=\"DIGEST_MISMATCH\"} 1\n",
@@ -360,13 +361,15 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     ] {
         assert!(m.contains(line), "{line} missing from {m}");
     }
+}
 
-    // KYC: a customer registered from its JSON file is refused until it
-    // is verified.
+/// KYC: a customer registered from its JSON file is refused until it is
+/// verified; its first version stays readable. The time of that version.
+fn customer_refused_until_verified(dir: &Path, addr: &str) -> String {
     copy_examples(dir);
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "--json",
             "customer",
@@ -395,7 +398,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
             "eu-west-1",
         ],
     );
-    let o = warden(dir, &addr, &beta);
+    let o = warden(dir, addr, &beta);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(stdout(&o).contains("CUSTOMER_NOT_VERIFIED"));
 
@@ -408,18 +411,18 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "--expected-version",
         "1",
     ];
-    let o = warden(dir, &addr, &update);
+    let o = warden(dir, addr, &update);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     assert!(out.contains("\nversion      2\n"), "{out}");
     assert!(out.contains("registry-extract"), "{out}");
     // The same update again is stale: the record is at version 2 now.
-    let o = warden(dir, &addr, &update);
+    let o = warden(dir, addr, &update);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stderr(&o).contains("at version 2, not 1"), "{}", stderr(&o));
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "customer",
             "status",
@@ -431,12 +434,12 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(stdout(&o).contains("registry extract checked"));
-    assert_eq!(warden(dir, &addr, &beta).status.code(), Some(0));
+    assert_eq!(warden(dir, addr, &beta).status.code(), Some(0));
     // History: the version in force when it was registered.
     let v1_at = v1["updated_at"].as_str().unwrap();
     let old = json(&warden(
         dir,
-        &addr,
+        addr,
         &["--json", "customer", "get", "beta-labs", "--as-of", v1_at],
     ));
     assert_eq!(old["version"], 1);
@@ -444,7 +447,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert!(old["details"]["verification"].is_null());
     let now = json(&warden(
         dir,
-        &addr,
+        addr,
         &["--json", "customer", "get", "beta-labs"],
     ));
     assert_eq!(now["version"], 3);
@@ -454,6 +457,11 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "2026-10-01T09:30:00Z"
     );
 
+    v1_at.to_string()
+}
+
+/// Customer files with bad fields are refused and store nothing.
+fn bad_customer_files_are_refused(dir: &Path, addr: &str) {
     // A file with a misspelt field is refused before anything is sent,
     // naming the field; one the server finds invalid is refused naming
     // every bad field (here read from stdin). Neither is stored.
@@ -464,7 +472,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         gamma.replace("\"email\"", "\"emial\""),
     )
     .unwrap();
-    let o = warden(dir, &addr, &["customer", "add", "misspelt.json"]);
+    let o = warden(dir, addr, &["customer", "add", "misspelt.json"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(
         stderr(&o).contains("misspelt.json: unknown field `emial`"),
@@ -474,22 +482,25 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     let bad = gamma
         .replace("kyc@beta-labs.example", "kyc at beta-labs")
         .replace("+4930123456", "030 123456");
-    let o = warden_stdin(dir, &addr, &["customer", "add", "-"], bad.as_bytes());
+    let o = warden_stdin(dir, addr, &["customer", "add", "-"], bad.as_bytes());
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = stderr(&o);
     assert!(err.contains("INVALID_ARGUMENT"), "{err}");
     assert!(err.contains("\n  details.email: "), "{err}");
     assert!(err.contains("\n  details.phone: "), "{err}");
-    let o = warden(dir, &addr, &["customer", "get", "gamma-labs"]);
+    let o = warden(dir, addr, &["customer", "get", "gamma-labs"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stderr(&o).contains("NotFound"), "{}", stderr(&o));
+}
 
+/// Sanctions screening denies a potential match until it is resolved.
+fn screening_denies_until_resolved(dir: &Path, addr: &str) {
     // Sanctions screening: an individual, verified by the onboarding
     // system, is admitted; the admin loads a list on which a similar name
     // appears; admission is denied until a kyc principal resolves it.
     let o = warden(
         dir,
-        &addr,
+        addr,
         &["customer", "add", "examples/customers/individual.json"],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -502,10 +513,10 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
             "eu-west-1",
         ],
     );
-    assert_eq!(warden(dir, &addr, &orla).status.code(), Some(0));
+    assert_eq!(warden(dir, addr, &orla).status.code(), Some(0));
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "sanctions",
             "load",
@@ -526,7 +537,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         out.contains("screened 3 customer(s): 1 potential match"),
         "{out}"
     );
-    let o = warden(dir, &addr, &["customer", "list"]);
+    let o = warden(dir, addr, &["customer", "list"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     let rows: Vec<&str> = out.lines().collect();
@@ -543,7 +554,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         rows[2].starts_with("cust-1042") && rows[2].contains("potential_match"),
         "{out}"
     );
-    let o = warden(dir, &addr, &orla);
+    let o = warden(dir, addr, &orla);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(
         stdout(&o).contains("SCREENING_UNRESOLVED"),
@@ -552,7 +563,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "customer",
             "resolve",
@@ -565,7 +576,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let c = json(&warden(
         dir,
-        &addr,
+        addr,
         &["--json", "customer", "get", "cust-1042"],
     ));
     assert_eq!(c["screening"]["status"], "false_positive");
@@ -575,23 +586,18 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         c["screening"]["resolution_note"],
         "date of birth differs from the listed person's"
     );
-    assert_eq!(warden(dir, &addr, &orla).status.code(), Some(0));
+    assert_eq!(warden(dir, addr, &orla).status.code(), Some(0));
+}
 
+/// A suspend order stops the sample customer; the order's id.
+fn suspend_order_stops_the_customer(dir: &Path, addr: &str, first_dep: &str) -> String {
     // Stopping a deployment. An operator suspends the sample customer: the
     // order is ACTIVE at once (suspend quorum 1) and suspends the
     // deployment admitted at the start, and new admissions are denied.
-    let acme = admit_sample(
-        "acme-ai",
-        &[
-            "--model-dir",
-            "certs/dev/sample-model",
-            "--region",
-            "eu-west-1",
-        ],
-    );
+    let acme = acme_sample();
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "order",
             "issue",
@@ -607,7 +613,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let order = stdout(&o).trim().to_string();
     assert!(order.starts_with("ord-"), "{order}");
-    let o = warden(dir, &addr, &["order", "get", &order]);
+    let o = warden(dir, addr, &["order", "get", &order]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     assert_eq!(field(&out, "state"), Some("ACTIVE"), "{out}");
@@ -617,7 +623,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert!(out.contains(&format!("\n{:18}{first_dep}\n", "")), "{out}");
     assert_eq!(field(&out, "unacknowledged"), Some("1"), "{out}");
     assert!(out.contains(&format!("{first_dep}  waiting ")), "{out}");
-    let o = warden(dir, &addr, &acme);
+    let o = warden(dir, addr, &acme);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let out = stdout(&o);
     assert!(
@@ -626,16 +632,20 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     let d = json(&warden(
         dir,
-        &addr,
-        &["--json", "deployment", "get", &first_dep],
+        addr,
+        &["--json", "deployment", "get", first_dep],
     ));
     assert_eq!(d["state"], "SUSPENDED");
 
-    // The scheduler's watch replays the order's events, then follows live.
-    let mut watch = Watch::start(dir, &addr, &["--since", "0"]);
+    order
+}
+
+/// The scheduler's watch replays the order's events, then follows live.
+fn watch_replays_then_follows(dir: &Path, addr: &str, order: &str, first_dep: &str) {
+    let mut watch = Watch::start(dir, addr, &["--since", "0"]);
     let issued = watch.next_line();
     assert!(
-        issued.starts_with("1  ") && issued.contains(" ISSUED ") && issued.contains(&order),
+        issued.starts_with("1  ") && issued.contains(" ISSUED ") && issued.contains(order),
         "{issued}"
     );
     assert!(issued.contains("SUSPEND    customer acme-ai"), "{issued}");
@@ -649,7 +659,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "{activated}"
     );
     // It stops the workload and acknowledges; the watch sees that live.
-    let o = warden(dir, &addr, &["order", "ack", &order, &first_dep]);
+    let o = warden(dir, addr, &["order", "ack", order, first_dep]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     assert_eq!(field(&out, "acknowledged"), Some("1"), "{out}");
@@ -660,17 +670,21 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "{acked}"
     );
     watch.interrupt();
-    watch_ends_when_its_reader_is_gone(dir, &addr);
+    watch_ends_when_its_reader_is_gone(dir, addr);
+}
 
+/// Lifting takes two principals; a new deployment once lifted, its id.
+fn lift_takes_two_principals(dir: &Path, addr: &str, order: &str, first_dep: &str) -> String {
+    let acme = acme_sample();
     // Lifting takes two principals: after the operator the order is still
     // ACTIVE and admission still denied; the authority's approval lifts it.
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "order",
             "lift",
-            &order,
+            order,
             "--reason",
             "account holder identified",
         ],
@@ -682,37 +696,38 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         field(&out, "lift").is_some_and(|l| l.starts_with("1 of 2 approvals")),
         "{out}"
     );
-    assert_eq!(warden(dir, &addr, &acme).status.code(), Some(3));
+    assert_eq!(warden(dir, addr, &acme).status.code(), Some(3));
     // The same principal again does not count twice.
-    let o = warden(dir, &addr, &["order", "lift", &order]);
+    let o = warden(dir, addr, &["order", "lift", order]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stderr(&o).contains("already approved"), "{}", stderr(&o));
-    let o = warden(
-        dir,
-        &addr,
-        &["--role", "authority", "order", "lift", &order],
-    );
+    let o = warden(dir, addr, &["--role", "authority", "order", "lift", order]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     assert_eq!(field(&out, "state"), Some("LIFTED"), "{out}");
     assert_eq!(field(&out, "lift"), Some("2 of 2 approvals"), "{out}");
     let d = json(&warden(
         dir,
-        &addr,
-        &["--json", "deployment", "get", &first_dep],
+        addr,
+        &["--json", "deployment", "get", first_dep],
     ));
     assert_eq!(d["state"], "ACTIVE");
     let mut quiet = acme.clone();
     quiet.push("--quiet");
-    let o = warden(dir, &addr, &quiet);
+    let o = warden(dir, addr, &quiet);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let dep = stdout(&o).trim().to_string();
 
+    dep
+}
+
+/// Terminating a deployment takes two; the terminate order's id.
+fn terminate_takes_two(dir: &Path, addr: &str, dep: &str) -> String {
     // Terminating a deployment needs two: the operator issues, the
     // authority approves; then the deployment cannot renew.
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "order",
             "issue",
@@ -727,7 +742,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let terminate = stdout(&o).trim().to_string();
-    let o = warden(dir, &addr, &["order", "list", "--state", "pending"]);
+    let o = warden(dir, addr, &["order", "list", "--state", "pending"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
     assert!(
@@ -736,7 +751,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     let o = warden(
         dir,
-        &addr,
+        addr,
         &["--role", "authority", "order", "approve", &terminate],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -744,14 +759,18 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(field(&out, "state"), Some("ACTIVE"), "{out}");
     assert_eq!(field(&out, "approvals"), Some("2 of 2"), "{out}");
     assert!(out.contains(&format!("\n{:18}{dep}\n", "")), "{out}");
-    let o = warden(dir, &addr, &["renew", &dep]);
+    let o = warden(dir, addr, &["renew", dep]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(stdout(&o).contains("ORDER_ACTIVE"), "{}", stdout(&o));
 
-    // Renew, revoke via CRL, renew fails.
+    terminate
+}
+
+/// Renew, revoke via CRL, renew fails; the revoked deployment's id.
+fn revoked_certificate_cannot_renew(dir: &Path, addr: &str) -> String {
     let o = warden(
         dir,
-        &addr,
+        addr,
         &admit_sample(
             "acme-ai",
             &[
@@ -766,10 +785,10 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let dep = stdout(&o).trim().to_string();
     assert!(dep.starts_with("dep-"), "{dep}");
-    assert_eq!(warden(dir, &addr, &["renew", &dep]).status.code(), Some(0));
+    assert_eq!(warden(dir, addr, &["renew", &dep]).status.code(), Some(0));
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "certs",
             "revoke",
@@ -786,24 +805,28 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let o = warden(
         dir,
-        &addr,
+        addr,
         &["trust", "put-crl", "certs/dev/revoked.crl.pem"],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let o = warden(dir, &addr, &["renew", &dep]);
+    let o = warden(dir, addr, &["renew", &dep]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(stdout(&o).contains("CERT_REVOKED"));
 
-    let o = warden(dir, &addr, &["deployment", "list"]);
+    let o = warden(dir, addr, &["deployment", "list"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(stdout(&o).contains(&dep));
-    let o = warden(dir, &addr, &["--json", "deployment", "get", &dep]);
+    let o = warden(dir, addr, &["--json", "deployment", "get", &dep]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["deployment_id"], dep.as_str());
     assert_eq!(v["customer_id"], "acme-ai");
 
-    // The auditor's check from the README: twice, the second proving the
-    // log only grew since the first.
+    dep
+}
+
+/// The auditor's check from the README: twice, the second proving the
+/// log only grew since the first.
+fn auditor_verifies_the_ledger(dir: &Path, addr: &str, dep: &str) {
     let verify = [
         "ledger",
         "verify",
@@ -814,24 +837,25 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "--entry",
         "0",
     ];
-    let o = warden(dir, &addr, &verify);
+    let o = warden(dir, addr, &verify);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(stdout(&o).contains("included: entry 0"), "{}", stdout(&o));
-    assert_eq!(warden(dir, &addr, &["renew", &dep]).status.code(), Some(3));
-    let o = warden(dir, &addr, &verify);
+    assert_eq!(warden(dir, addr, &["renew", dep]).status.code(), Some(3));
+    let o = warden(dir, addr, &verify);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(stdout(&o).contains("consistent: size"), "{}", stdout(&o));
     let o = warden(
         dir,
-        &addr,
+        addr,
         &["ledger", "entries", "--start", "0", "--count", "5"],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o).lines().count(), 5);
+}
 
-    // A watch that outlives a restart: it replays every order event, and
-    // once warden is back it resumes after the last event it printed.
-    let mut watch = Watch::start(dir, &addr, &["--json", "--since", "0"]);
+/// A watch that will outlive a restart replays every order event.
+fn watch_replays_every_event(dir: &Path, addr: &str) -> Watch {
+    let mut watch = Watch::start(dir, addr, &["--json", "--since", "0"]);
     let kinds: Vec<String> = (1..=8)
         .map(|revision| {
             let v: serde_json::Value = serde_json::from_str(&watch.next_line()).unwrap();
@@ -853,7 +877,11 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         ]
     );
 
-    // SIGTERM drains and exits cleanly within the grace period.
+    watch
+}
+
+/// SIGTERM drains and exits cleanly within the grace period.
+fn sigterm_drains(dev: &mut Dev) {
     let pid = dev.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -872,13 +900,13 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
 
-    // Rotating the PII key while warden is stopped: the records sealed
-    // under the old key still open after the restart, and new versions are
-    // sealed under the new one.
+/// Rotating the PII key while warden is stopped.
+fn pii_key_rotates_while_stopped(dir: &Path, addr: &str) {
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "pii",
             "rotate",
@@ -899,7 +927,7 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(ids, ["dev-1", "dev-2"]);
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "pii",
             "rotate",
@@ -911,20 +939,24 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     );
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stderr(&o).contains("already in the file"), "{o:?}");
-    // Back on the same port, where the watch keeps trying.
+}
+
+/// Back on the same port, where the watch keeps trying: it resumes after
+/// the last event it printed. The restarted server.
+fn restarted_watch_resumes(dir: &Path, addr: &str, mut watch: Watch, terminate: &str) -> Dev {
     let port = addr.rsplit(':').next().unwrap().to_string();
     let dev = start_dev_on(dir, &format!("127.0.0.1:{port}"));
     assert_eq!(dev.addr, addr);
     let o = warden(
         dir,
-        &addr,
-        &["order", "lift", &terminate, "--reason", "appeal upheld"],
+        addr,
+        &["order", "lift", terminate, "--reason", "appeal upheld"],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v: serde_json::Value = serde_json::from_str(&watch.next_line()).unwrap();
     assert_eq!(v["revision"], 9, "{v}");
     assert_eq!(v["kind"], "LIFT_REQUESTED", "{v}");
-    assert_eq!(v["order_id"], terminate.as_str(), "{v}");
+    assert_eq!(v["order_id"], terminate, "{v}");
     // Schedulers read orders without their free text.
     assert_eq!(v["order"]["lift_reason"], "", "{v}");
     assert_eq!(
@@ -938,15 +970,21 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
         "{err}"
     );
     watch.interrupt();
+    dev
+}
+
+/// Records sealed under the old PII key still open after the restart, and
+/// new versions are sealed under the new one.
+fn records_open_under_the_rotated_key(dir: &Path, addr: &str, v1_at: &str) {
     let before = json(&warden(
         dir,
-        &addr,
+        addr,
         &["--json", "customer", "get", "beta-labs"],
     ));
     assert_eq!(before["details"]["email"], "kyc@beta-labs.example");
     let o = warden(
         dir,
-        &addr,
+        addr,
         &[
             "customer",
             "update",
@@ -957,17 +995,102 @@ fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let after = json(&warden(
         dir,
-        &addr,
+        addr,
         &["--json", "customer", "get", "beta-labs"],
     ));
     assert_eq!(after["version"], 4);
     assert_eq!(after["details"], before["details"]);
     let old = json(&warden(
         dir,
-        &addr,
+        addr,
         &["--json", "customer", "get", "beta-labs", "--as-of", v1_at],
     ));
     assert_eq!(old["details"]["email"], "kyc@beta-labs.example");
+}
+
+/// Runs one step of a walkthrough; if it fails, says which.
+fn step<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    struct Named<'a>(&'a str);
+    impl Drop for Named<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                eprintln!("walkthrough step failed: {}", self.0);
+            }
+        }
+    }
+    let _named = Named(name);
+    f()
+}
+
+/// The sample model admitted for acme-ai in eu-west-1.
+fn acme_sample() -> Vec<&'static str> {
+    admit_sample(
+        "acme-ai",
+        &[
+            "--model-dir",
+            "certs/dev/sample-model",
+            "--region",
+            "eu-west-1",
+        ],
+    )
+}
+
+#[test]
+fn readme_walkthrough_works_through_the_binary_and_sigterm_drains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut dev = start_dev(dir);
+    let addr = dev.addr.clone();
+    let addr = addr.as_str();
+    let first_dep = step("admit, allow, verify the licence", || {
+        admit_allow_and_verify_the_licence(dir, addr)
+    });
+    step("deny with every reason", || {
+        deny_with_every_reason(dir, addr)
+    });
+    step("metrics show the decisions", || {
+        metrics_show_the_decisions(&dev.metrics)
+    });
+    let v1_at = step("customer refused until verified", || {
+        customer_refused_until_verified(dir, addr)
+    });
+    step("bad customer files are refused", || {
+        bad_customer_files_are_refused(dir, addr)
+    });
+    step("screening denies until resolved", || {
+        screening_denies_until_resolved(dir, addr)
+    });
+    let order = step("suspend order stops the customer", || {
+        suspend_order_stops_the_customer(dir, addr, &first_dep)
+    });
+    step("watch replays, then follows", || {
+        watch_replays_then_follows(dir, addr, &order, &first_dep)
+    });
+    let dep = step("lift takes two principals", || {
+        lift_takes_two_principals(dir, addr, &order, &first_dep)
+    });
+    let terminate = step("terminate takes two", || {
+        terminate_takes_two(dir, addr, &dep)
+    });
+    let dep = step("revoked certificate cannot renew", || {
+        revoked_certificate_cannot_renew(dir, addr)
+    });
+    step("auditor verifies the ledger", || {
+        auditor_verifies_the_ledger(dir, addr, &dep)
+    });
+    let watch = step("watch replays every event", || {
+        watch_replays_every_event(dir, addr)
+    });
+    step("SIGTERM drains", || sigterm_drains(&mut dev));
+    step("PII key rotates while stopped", || {
+        pii_key_rotates_while_stopped(dir, addr)
+    });
+    let _dev = step("restarted watch resumes", || {
+        restarted_watch_resumes(dir, addr, watch, &terminate)
+    });
+    step("records open under the rotated key", || {
+        records_open_under_the_rotated_key(dir, addr, &v1_at)
+    });
 }
 
 /// RFC 3339 of Unix milliseconds, as `--at` takes it.
