@@ -31,19 +31,6 @@ fn sorted(mut v: Vec<Rc>) -> Vec<Rc> {
     v
 }
 
-async fn admit(
-    env: &TestEnv,
-    server: &TestServer,
-    req: proto::AdmitRequest,
-) -> proto::AdmitResponse {
-    env.admission(server)
-        .await
-        .admit(req)
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// Asserts a DENY with exactly `expected` (as a set), a decision id, and no
 /// deployment or licence.
 fn assert_denied(r: &proto::AdmitResponse, expected: &[Rc]) {
@@ -104,7 +91,7 @@ async fn admitted(
     customer: &str,
 ) -> (TestLeaf, proto::AdmitResponse) {
     let leaf = env.leaf();
-    let r = admit(env, server, env.admit_request(customer, &env.chain(&leaf))).await;
+    let r = env.admit_chain(server, customer, &env.chain(&leaf)).await;
     assert_allowed(&r);
     (leaf, r)
 }
@@ -202,12 +189,9 @@ async fn chain_from_an_untrusted_root_is_denied_cert_untrusted() {
     // A complete, well-formed PKI of its own, whose root is not in the trust dir.
     let other = warden::pki::dev::TestPki::new().unwrap();
     let leaf = other.leaf().unwrap();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &other.chain(&leaf)),
-    )
-    .await;
+    let r = env
+        .admit_chain(&server, "cust-1", &other.chain(&leaf))
+        .await;
     assert_denied(&r, &[Rc::CertUntrusted]);
     server.stop().await;
 }
@@ -236,7 +220,7 @@ async fn evaluator_not_under_the_trusted_root_is_denied_cert_untrusted() {
         .issue_leaf(&LeafSpec::new(&env.pki.profile, sample_claims()))
         .unwrap();
     let chain = format!("{}{}", leaf.cert_pem, rogue_eval.cert_pem());
-    let r = admit(&env, &server, env.admit_request("cust-1", &chain)).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_denied(&r, &[Rc::CertUntrusted]);
     server.stop().await;
 }
@@ -246,12 +230,7 @@ async fn expired_certificate_is_denied_cert_expired() {
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.validity(now() - Duration::days(10), now() - Duration::days(1)));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertExpired]);
     server.stop().await;
 }
@@ -261,12 +240,7 @@ async fn not_yet_valid_certificate_is_denied_cert_not_yet_valid() {
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.validity(now() + Duration::days(1), now() + Duration::days(10)));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertNotYetValid]);
     server.stop().await;
 }
@@ -285,20 +259,10 @@ async fn certificate_revoked_by_crl_in_trust_dir_is_denied_cert_revoked() {
             .unwrap(),
     );
     let server = started_with_verified(&env, "cust-1").await;
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertRevoked]);
     // Another certificate of the same evaluator is still admitted.
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&other)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&other)).await;
     assert_allowed(&r);
     server.stop().await;
 }
@@ -308,12 +272,7 @@ async fn certificate_revoked_by_put_crl_is_denied_from_the_next_call() {
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf();
-    let before = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let before = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_allowed(&before);
     let status = env
         .trust(&server)
@@ -329,12 +288,7 @@ async fn certificate_revoked_by_put_crl_is_denied_from_the_next_call() {
         .unwrap()
         .into_inner();
     assert_eq!(status.crls, 2);
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertRevoked]);
     server.stop().await;
 }
@@ -353,12 +307,7 @@ async fn expired_crl_is_denied_crl_expired() {
     );
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CrlExpired]);
     server.stop().await;
 }
@@ -369,12 +318,7 @@ async fn missing_evaluator_crl_is_denied_crl_unavailable_naming_the_issuer() {
     std::fs::remove_file(env.config.trust.dir.join("crls/evaluator.crl")).unwrap();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CrlUnavailable]);
     let m = message_of(&r, Rc::CrlUnavailable);
     assert!(m.contains("Test Evaluator CA"), "{m}");
@@ -387,12 +331,7 @@ async fn no_crls_at_all_is_denied_crl_unavailable() {
     std::fs::remove_dir_all(env.config.trust.dir.join("crls")).unwrap();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CrlUnavailable]);
     server.stop().await;
 }
@@ -402,12 +341,7 @@ async fn leaf_without_model_evaluation_eku_is_denied_cert_wrong_usage() {
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(LeafSpec::without_eku);
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertWrongUsage]);
     server.stop().await;
 }
@@ -427,7 +361,7 @@ async fn evaluator_ca_without_model_evaluation_eku_is_denied_cert_wrong_usage() 
         .issue_leaf(&LeafSpec::new(&env.pki.profile, sample_claims()))
         .unwrap();
     let chain = format!("{}{}", leaf.cert_pem, no_eku.cert_pem());
-    let r = admit(&env, &server, env.admit_request("cust-1", &chain)).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_denied(&r, &[Rc::CertWrongUsage]);
     let m = message_of(&r, Rc::CertWrongUsage);
     assert!(m.contains("EKU-less Evaluator CA"), "{m}");
@@ -439,12 +373,7 @@ async fn missing_claim_extension_is_denied_cert_extension_missing_naming_the_fie
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.omit(Field::ModelDigest));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertExtensionMissing]);
     let m = message_of(&r, Rc::CertExtensionMissing);
     assert!(m.contains("model_digest"), "{m}");
@@ -456,12 +385,7 @@ async fn malformed_claim_extension_is_denied_cert_extension_malformed_naming_the
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.text(Field::ScopeMaxAccelerators, "lots"));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertExtensionMalformed]);
     let m = message_of(&r, Rc::CertExtensionMalformed);
     assert!(m.contains("max_accelerators"), "{m}");
@@ -473,12 +397,7 @@ async fn a_developer_name_with_an_invisible_character_is_denied_cert_extension_m
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.text(Field::Developer, "Example\u{200b} Labs"));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertExtensionMalformed]);
     let m = message_of(&r, Rc::CertExtensionMalformed);
     assert!(m.contains("developer") && m.contains("invisible"), "{m}");
@@ -494,12 +413,7 @@ async fn every_missing_and_malformed_extension_is_reported() {
             .text(Field::Result, "maybe")
             .text(Field::RiskTier, "high")
     });
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(
         &r,
         &[
@@ -523,12 +437,7 @@ async fn failed_evaluation_is_denied_evaluation_failed() {
     let env = TestEnv::new();
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.text(Field::Result, "fail"));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::EvaluationFailed]);
     server.stop().await;
 }
@@ -540,7 +449,7 @@ async fn measured_digest_differing_from_certified_is_denied_digest_mismatch() {
     let leaf = env.leaf();
     let mut req = env.admit_request("cust-1", &env.chain(&leaf));
     req.model_digest = format!("sha256:{}", "ab".repeat(32));
-    let r = admit(&env, &server, req).await;
+    let r = env.admit(&server, req).await;
     assert_denied(&r, &[Rc::DigestMismatch]);
     let m = message_of(&r, Rc::DigestMismatch);
     assert!(m.contains(&"ab".repeat(32)), "{m}");
@@ -553,12 +462,7 @@ async fn unregistered_customer_is_denied_customer_unknown() {
     let env = TestEnv::new();
     let server = env.start().await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("nobody", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "nobody", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CustomerUnknown]);
     server.stop().await;
 }
@@ -570,12 +474,7 @@ async fn pending_customer_is_denied_customer_not_verified() {
     env.register(&server, "cust-p", proto::CustomerStatus::Pending)
         .await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-p", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-p", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CustomerNotVerified]);
     let m = message_of(&r, Rc::CustomerNotVerified);
     assert!(m.contains("PENDING"), "{m}");
@@ -589,12 +488,7 @@ async fn suspended_customer_is_denied_customer_not_verified() {
     env.register(&server, "cust-s", proto::CustomerStatus::Suspended)
         .await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-s", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-s", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CustomerNotVerified]);
     let m = message_of(&r, Rc::CustomerNotVerified);
     assert!(m.contains("SUSPENDED"), "{m}");
@@ -607,12 +501,7 @@ async fn customer_suspended_after_verification_is_denied_customer_not_verified()
     let server = started_with_verified(&env, "cust-1").await;
     set_status(&env, &server, "cust-1", proto::CustomerStatus::Suspended).await;
     let leaf = env.leaf();
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CustomerNotVerified]);
     server.stop().await;
 }
@@ -649,13 +538,13 @@ async fn a_verification_older_than_the_limit_is_denied_kyc_stale_unless_the_limi
     register_verified(&env, &server, "recent", Some(300)).await;
     register_verified(&env, &server, "unrecorded", None).await;
     let chain = env.chain(&env.leaf());
-    let r = admit(&env, &server, env.admit_request("old", &chain)).await;
+    let r = env.admit_chain(&server, "old", &chain).await;
     assert_denied(&r, &[Rc::KycStale]);
     assert!(message_of(&r, Rc::KycStale).contains("365 days"), "{r:?}");
     // Without a verification time on record, its age is unknown: stale.
-    let r = admit(&env, &server, env.admit_request("unrecorded", &chain)).await;
+    let r = env.admit_chain(&server, "unrecorded", &chain).await;
     assert_denied(&r, &[Rc::KycStale]);
-    let r = admit(&env, &server, env.admit_request("recent", &chain)).await;
+    let r = env.admit_chain(&server, "recent", &chain).await;
     assert_allowed(&r);
     // A renewal checks it again: the record now says verified long ago.
     let mut update = common::organisation("recent", proto::CustomerStatus::Verified);
@@ -689,7 +578,7 @@ async fn a_verification_older_than_the_limit_is_denied_kyc_stale_unless_the_limi
     env.config.kyc.max_verification_age_days = 0;
     let server = env.start().await;
     for customer in ["old", "unrecorded"] {
-        assert_allowed(&admit(&env, &server, env.admit_request(customer, &chain)).await);
+        assert_allowed(&env.admit_chain(&server, customer, &chain).await);
     }
     server.stop().await;
 }
@@ -701,7 +590,7 @@ async fn region_outside_certified_scope_is_denied_region_out_of_scope() {
     let leaf = env.leaf();
     let mut req = env.admit_request("cust-1", &env.chain(&leaf));
     req.workload.as_mut().unwrap().region = "ap-south".into();
-    let r = admit(&env, &server, req).await;
+    let r = env.admit(&server, req).await;
     assert_denied(&r, &[Rc::RegionOutOfScope]);
     let m = message_of(&r, Rc::RegionOutOfScope);
     assert!(m.contains("ap-south"), "{m}");
@@ -714,17 +603,12 @@ async fn accelerators_over_certified_scope_are_denied_accelerators_out_of_scope(
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf_with(|s| s.text(Field::ScopeMaxAccelerators, "8"));
     // Exactly at the limit is fine ...
-    let at_limit = admit(
-        &env,
-        &server,
-        env.admit_request("cust-1", &env.chain(&leaf)),
-    )
-    .await;
+    let at_limit = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_allowed(&at_limit);
     // ... one over is not.
     let mut req = env.admit_request("cust-1", &env.chain(&leaf));
     req.workload.as_mut().unwrap().accelerator_count = 9;
-    let r = admit(&env, &server, req).await;
+    let r = env.admit(&server, req).await;
     assert_denied(&r, &[Rc::AcceleratorsOutOfScope]);
     server.stop().await;
 }
@@ -741,7 +625,7 @@ async fn several_failing_checks_are_all_reported_together() {
     let w = req.workload.as_mut().unwrap();
     w.region = "ap-south".into();
     w.accelerator_count = 5000;
-    let r = admit(&env, &server, req).await;
+    let r = env.admit(&server, req).await;
     assert_denied(
         &r,
         &[
@@ -759,12 +643,7 @@ async fn certificate_problem_and_unknown_customer_are_reported_together() {
     let env = TestEnv::new();
     let server = env.start().await;
     let leaf = env.leaf_with(|s| s.validity(now() - Duration::days(10), now() - Duration::days(1)));
-    let r = admit(
-        &env,
-        &server,
-        env.admit_request("nobody", &env.chain(&leaf)),
-    )
-    .await;
+    let r = env.admit_chain(&server, "nobody", &env.chain(&leaf)).await;
     assert_denied(&r, &[Rc::CertExpired, Rc::CustomerUnknown]);
     server.stop().await;
 }
@@ -778,9 +657,9 @@ async fn retry_with_same_request_id_returns_the_first_answer_and_creates_nothing
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf();
     let req = env.admit_request("cust-1", &env.chain(&leaf));
-    let first = admit(&env, &server, req.clone()).await;
+    let first = env.admit(&server, req.clone()).await;
     assert_allowed(&first);
-    let again = admit(&env, &server, req.clone()).await;
+    let again = env.admit(&server, req.clone()).await;
     assert_eq!(again, first);
     assert_eq!(again.deployment_id, first.deployment_id);
     assert_eq!(again.decision_id, first.decision_id);
@@ -811,13 +690,13 @@ async fn retry_of_a_denied_request_returns_the_same_decision() {
     let server = env.start().await;
     let leaf = env.leaf();
     let req = env.admit_request("nobody", &env.chain(&leaf));
-    let first = admit(&env, &server, req.clone()).await;
+    let first = env.admit(&server, req.clone()).await;
     assert_denied(&first, &[Rc::CustomerUnknown]);
     // Even after the customer now exists and is verified, the retry gets
     // the recorded answer, not a new decision.
     env.register(&server, "nobody", proto::CustomerStatus::Verified)
         .await;
-    let again = admit(&env, &server, req).await;
+    let again = env.admit(&server, req).await;
     assert_eq!(again, first);
     server.stop().await;
 }
@@ -1028,10 +907,10 @@ async fn restart_keeps_deployments_and_decisions() {
     let server = started_with_verified(&env, "cust-1").await;
     let leaf = env.leaf();
     let allow_req = env.admit_request("cust-1", &env.chain(&leaf));
-    let allowed = admit(&env, &server, allow_req.clone()).await;
+    let allowed = env.admit(&server, allow_req.clone()).await;
     assert_allowed(&allowed);
     let deny_req = env.admit_request("nobody", &env.chain(&leaf));
-    let denied = admit(&env, &server, deny_req.clone()).await;
+    let denied = env.admit(&server, deny_req.clone()).await;
     assert_denied(&denied, &[Rc::CustomerUnknown]);
     let mut s = env.admission(&server).await;
     let before = get(&mut s, &allowed.deployment_id).await;
@@ -1045,9 +924,9 @@ async fn restart_keeps_deployments_and_decisions() {
     let all = list_all(&mut s).await;
     assert_eq!(all, vec![before]);
 
-    let allowed_again = admit(&env, &server, allow_req).await;
+    let allowed_again = env.admit(&server, allow_req).await;
     assert_eq!(allowed_again, allowed);
-    let denied_again = admit(&env, &server, deny_req).await;
+    let denied_again = env.admit(&server, deny_req).await;
     assert_eq!(denied_again, denied);
     // Still exactly one deployment.
     assert_eq!(list_all(&mut s).await.len(), 1);
@@ -1064,12 +943,7 @@ async fn deny_records_a_decision_but_no_deployment() {
     env.register(&server, "cust-p", proto::CustomerStatus::Pending)
         .await;
     let leaf = env.leaf();
-    let denied = admit(
-        &env,
-        &server,
-        env.admit_request("cust-p", &env.chain(&leaf)),
-    )
-    .await;
+    let denied = env.admit_chain(&server, "cust-p", &env.chain(&leaf)).await;
     assert_denied(&denied, &[Rc::CustomerNotVerified]);
     let mut s = env.admission(&server).await;
     let mut ops = role_admission(&env, &server, "operator").await;
@@ -1079,12 +953,7 @@ async fn deny_records_a_decision_but_no_deployment() {
     // The same customer, once verified, gets exactly one deployment: the
     // listing does see deployments when there are some.
     set_status(&env, &server, "cust-p", proto::CustomerStatus::Verified).await;
-    let allowed = admit(
-        &env,
-        &server,
-        env.admit_request("cust-p", &env.chain(&leaf)),
-    )
-    .await;
+    let allowed = env.admit_chain(&server, "cust-p", &env.chain(&leaf)).await;
     assert_allowed(&allowed);
     let all = list_all(&mut ops).await;
     assert_eq!(all.len(), 1);

@@ -71,20 +71,10 @@ async fn authority(env: &TestEnv, server: &TestServer) -> AttributionClient<Chan
     AttributionClient::new(env.channel(server, "authority").await)
 }
 
-/// Registers `customer` VERIFIED and admits one deployment serving
-/// `endpoints`.
+/// Admits one deployment of `customer` serving `endpoints`; its id.
 async fn admit(env: &TestEnv, server: &TestServer, customer: &str, endpoints: &[&str]) -> String {
-    let mut req = env.admit_request(customer, &env.chain(&env.leaf()));
-    req.workload.as_mut().unwrap().endpoints = endpoints.iter().map(|e| e.to_string()).collect();
-    let r = env
-        .admission(server)
-        .await
-        .admit(req)
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.decision, proto::Decision::Allow as i32, "{r:?}");
-    r.deployment_id
+    let req = env.admit_request_serving(customer, &env.sample_chain(), endpoints);
+    env.admit_allowed(server, req).await
 }
 
 async fn ledger_size(env: &TestEnv, server: &TestServer) -> u64 {

@@ -203,14 +203,6 @@ async fn deployment(env: &TestEnv, server: &TestServer, id: &str) -> proto::Depl
         .into_inner()
 }
 
-fn admit_at(env: &TestEnv, customer: &str, chain: &str, endpoint: &str) -> proto::AdmitRequest {
-    let mut r = env.admit_request(customer, chain);
-    if let Some(w) = r.workload.as_mut() {
-        w.endpoints = vec![endpoint.into()];
-    }
-    r
-}
-
 fn now_ts() -> prost_types::Timestamp {
     let ms = warden::clock::now_millis();
     prost_types::Timestamp {
@@ -258,7 +250,7 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies_and_holds_e
     let mut named = Vec::new();
     for i in 0..5 {
         let r = admission
-            .admit(admit_at(&env, "bk-0", &chain, &format!("10.1.0.{i}:8000")))
+            .admit(env.admit_request_serving("bk-0", &chain, &[&format!("10.1.0.{i}:8000")]))
             .await
             .unwrap()
             .into_inner();
@@ -317,7 +309,7 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies_and_holds_e
     for w in 0..WRITERS {
         let mut admission = env.admission(&server).await;
         let (stop, acked, chain) = (stop.clone(), acked.clone(), chain.clone());
-        let request = admit_at(&env, "bk-1", &chain, &format!("10.2.{w}.1:8000"));
+        let request = env.admit_request_serving("bk-1", &chain, &[&format!("10.2.{w}.1:8000")]);
         writers.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 let mut r = request.clone();

@@ -435,14 +435,7 @@ async fn get_customer(f: &Fixture, id: &str) -> Result<proto::Customer, Status> 
 }
 
 fn customer_request(id: &str) -> proto::RegisterCustomerRequest {
-    proto::RegisterCustomerRequest {
-        customer_id: id.into(),
-        kind: proto::CustomerKind::Organisation as i32,
-        legal_name: format!("{id} GmbH"),
-        country: "DE".into(),
-        status: proto::CustomerStatus::Pending as i32,
-        details: Some(common::org_details()),
-    }
+    common::organisation_named(id, &format!("{id} GmbH"), proto::CustomerStatus::Pending)
 }
 
 /// `r` is refused naming exactly `fields`, and its customer id (if it has a
@@ -509,12 +502,10 @@ async fn register_customer_as_closed_names_status() {
 async fn register_customer_with_several_bad_fields_reports_them_all() {
     let f = Fixture::new().await;
     let r = proto::RegisterCustomerRequest {
-        customer_id: "cust bad".into(),
         kind: 0,
         legal_name: String::new(),
         country: "deu".into(),
-        status: proto::CustomerStatus::Closed as i32,
-        details: Some(common::org_details()),
+        ..common::organisation("cust bad", proto::CustomerStatus::Closed)
     };
     assert_register_rejected(
         &f,

@@ -966,14 +966,11 @@ async fn customer_worker(
 ) -> CustomerWorkerResult {
     let mut out = CustomerWorkerResult::default();
     'customers: for n in 0usize.. {
-        let register = proto::RegisterCustomerRequest {
-            customer_id: format!("{prefix}-{n}"),
-            kind: proto::CustomerKind::Organisation as i32,
-            legal_name: format!("Crash Customer {prefix} {n} Ltd"),
-            country: "DE".into(),
-            status: proto::CustomerStatus::Verified as i32,
-            details: Some(common::org_details()),
-        };
+        let register = common::organisation_named(
+            &format!("{prefix}-{n}"),
+            &format!("Crash Customer {prefix} {n} Ltd"),
+            proto::CustomerStatus::Verified,
+        );
         let mut write = CustomerWrite::Register(register.clone());
         let mut result = rpc(kyc.register_customer(register)).await;
         for step in 1..=2 {
@@ -1158,14 +1155,11 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load() {
             let mut kyc = clients.kyc.clone();
             let c = within(
                 "RegisterCustomer",
-                kyc.register_customer(proto::RegisterCustomerRequest {
-                    customer_id: CUSTOMER.into(),
-                    kind: proto::CustomerKind::Organisation as i32,
-                    legal_name: "Crash Co Ltd".into(),
-                    country: "DE".into(),
-                    status: proto::CustomerStatus::Verified as i32,
-                    details: Some(common::org_details()),
-                }),
+                kyc.register_customer(common::organisation_named(
+                    CUSTOMER,
+                    "Crash Co Ltd",
+                    proto::CustomerStatus::Verified,
+                )),
             )
             .await
             .unwrap()

@@ -8,7 +8,9 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{after_ticks, org_details, organisation, TestEnv, TestServer};
+use common::{
+    after_ticks, individual, org_details, organisation, organisation_named, TestEnv, TestServer,
+};
 use tonic::Code;
 use warden::proto;
 use warden::proto::ReasonCode as Rc;
@@ -45,17 +47,6 @@ async fn load_list(
         .await
         .unwrap()
         .into_inner()
-}
-
-fn named(
-    id: &str,
-    legal_name: &str,
-    status: proto::CustomerStatus,
-) -> proto::RegisterCustomerRequest {
-    proto::RegisterCustomerRequest {
-        legal_name: legal_name.into(),
-        ..organisation(id, status)
-    }
 }
 
 async fn register(
@@ -97,24 +88,6 @@ fn violated_fields(s: &tonic::Status) -> Vec<String> {
         .into_iter()
         .map(|v| v.field)
         .collect()
-}
-
-fn individual(id: &str) -> proto::RegisterCustomerRequest {
-    proto::RegisterCustomerRequest {
-        customer_id: id.into(),
-        kind: proto::CustomerKind::Individual as i32,
-        legal_name: "Orla Quenby".into(),
-        country: "IE".into(),
-        status: proto::CustomerStatus::Pending as i32,
-        details: Some(proto::CustomerDetails {
-            date_of_birth: "1985-04-12".into(),
-            place_of_birth: "Cork".into(),
-            addresses: org_details().addresses,
-            email: "orla@example.org".into(),
-            declared_purpose: "research prototypes".into(),
-            ..Default::default()
-        }),
-    }
 }
 
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
@@ -269,7 +242,7 @@ async fn updates_write_versions_and_as_of_returns_the_one_in_force() {
     let v1 = register(
         &env,
         &server,
-        named("hist-1", "First Name Ltd", proto::CustomerStatus::Verified),
+        organisation_named("hist-1", "First Name Ltd", proto::CustomerStatus::Verified),
     )
     .await;
     clock.advance(Duration::from_millis(20));
@@ -434,7 +407,7 @@ async fn list_customers_pages_and_filters_by_status_and_country() {
 async fn personal_data_is_in_no_file_under_the_data_directory() {
     let env = TestEnv::new();
     let server = env.start().await;
-    let mut r = named(
+    let mut r = organisation_named(
         "enc-1",
         "Xylocarpa Vendramin Trading",
         proto::CustomerStatus::Verified,
@@ -586,7 +559,7 @@ async fn screening_hits_exact_reordered_accented_and_misspelled_names_only() {
         let c = register(
             &env,
             &server,
-            named(id, name, proto::CustomerStatus::Verified),
+            organisation_named(id, name, proto::CustomerStatus::Verified),
         )
         .await;
         let s = c.screening.as_ref().unwrap();
@@ -605,7 +578,7 @@ async fn screening_hits_exact_reordered_accented_and_misspelled_names_only() {
         }
     }
     // Beneficial owners are screened too.
-    let mut r = named(
+    let mut r = organisation_named(
         "owned",
         "Harmless Name Ltd",
         proto::CustomerStatus::Verified,
@@ -648,7 +621,7 @@ async fn look_alike_and_other_script_spellings_are_potential_matches_that_deny_a
         let c = register(
             &env,
             &server,
-            named(id, name, proto::CustomerStatus::Verified),
+            organisation_named(id, name, proto::CustomerStatus::Verified),
         )
         .await;
         assert_eq!(
@@ -662,13 +635,7 @@ async fn look_alike_and_other_script_spellings_are_potential_matches_that_deny_a
             (hit.entry_id.as_str(), hit.matched_field.as_str()),
             (entry, "legal_name")
         );
-        let r = env
-            .admission(&server)
-            .await
-            .admit(env.admit_request(id, &env.chain(&leaf)))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = env.admit_chain(&server, id, &env.chain(&leaf)).await;
         assert_eq!(r.decision, proto::Decision::Deny as i32, "{name}");
         let codes: Vec<i32> = r.reasons.iter().map(|x| x.code).collect();
         assert_eq!(codes, vec![Rc::ScreeningUnresolved as i32], "{name}: {r:?}");
@@ -694,7 +661,7 @@ async fn invisible_characters_in_screened_names_are_refused_and_nothing_is_store
     {
         let dodged = format!("Dra{c}von Ulmekk");
         let id = format!("dodge-{i}");
-        let mut r = named(&id, &dodged, proto::CustomerStatus::Verified);
+        let mut r = organisation_named(&id, &dodged, proto::CustomerStatus::Verified);
         let d = r.details.as_mut().unwrap();
         d.aliases = vec![dodged.clone()];
         d.beneficial_owners = vec![person(&dodged)];
@@ -733,7 +700,7 @@ async fn invisible_characters_in_screened_names_are_refused_and_nothing_is_store
     register(
         &env,
         &server,
-        named(
+        organisation_named(
             "plain",
             "Harmless Name Ltd",
             proto::CustomerStatus::Verified,
@@ -759,7 +726,7 @@ async fn invisible_characters_in_screened_names_are_refused_and_nothing_is_store
     register(
         &env,
         &server,
-        named("listed", "Dravon Ulmekk", proto::CustomerStatus::Verified),
+        organisation_named("listed", "Dravon Ulmekk", proto::CustomerStatus::Verified),
     )
     .await;
     let err = env
@@ -799,7 +766,7 @@ async fn ofac_sdn_lists_load_with_their_aliases() {
     let c = register(
         &env,
         &server,
-        named("sdn-1", "Tavian Ostravik", proto::CustomerStatus::Verified),
+        organisation_named("sdn-1", "Tavian Ostravik", proto::CustomerStatus::Verified),
     )
     .await;
     assert_eq!(screening_status(&c), proto::ScreeningStatus::PotentialMatch);
@@ -807,7 +774,7 @@ async fn ofac_sdn_lists_load_with_their_aliases() {
     let c = register(
         &env,
         &server,
-        named(
+        organisation_named(
             "sdn-2",
             "Brontide Shipping",
             proto::CustomerStatus::Verified,
@@ -832,7 +799,7 @@ async fn ofac_sdn_lists_load_with_their_aliases() {
     let c = register(
         &env,
         &server,
-        named(
+        organisation_named(
             "sdn-3",
             "Octavian Marvelli",
             proto::CustomerStatus::Verified,
@@ -854,7 +821,7 @@ async fn a_list_load_rescreens_customers_blocks_renewal_until_resolved() {
     register(
         &env,
         &server,
-        named(
+        organisation_named(
             "renew-1",
             "Zephyrine Holdings",
             proto::CustomerStatus::Verified,
@@ -864,7 +831,7 @@ async fn a_list_load_rescreens_customers_blocks_renewal_until_resolved() {
     register(
         &env,
         &server,
-        named(
+        organisation_named(
             "renew-2",
             "Quillon Varga Ltd",
             proto::CustomerStatus::Verified,
@@ -1019,7 +986,7 @@ async fn a_list_load_rescreens_customers_blocks_renewal_until_resolved() {
     let c = register(
         &env,
         &server,
-        named("after", "Someone Else", proto::CustomerStatus::Verified),
+        organisation_named("after", "Someone Else", proto::CustomerStatus::Verified),
     )
     .await;
     assert_eq!(screening_status(&c), proto::ScreeningStatus::PotentialMatch);
@@ -1037,7 +1004,7 @@ async fn closed_customers_are_purged_to_tombstones_whose_entries_still_verify() 
     env.config.kyc.purge_interval_seconds = 1;
     let clock = env.manual_clock();
     let server = env.start().await;
-    let r = named(
+    let r = organisation_named(
         "purge-1",
         "Gwendolyn Thrushcross",
         proto::CustomerStatus::Verified,

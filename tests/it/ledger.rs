@@ -185,14 +185,7 @@ async fn register_as(
 ) -> proto::Customer {
     env.customers(server)
         .await
-        .register_customer(proto::RegisterCustomerRequest {
-            customer_id: id.into(),
-            kind: proto::CustomerKind::Organisation as i32,
-            legal_name: legal_name.into(),
-            country: "DE".into(),
-            status: status as i32,
-            details: Some(common::org_details()),
-        })
+        .register_customer(common::organisation_named(id, legal_name, status))
         .await
         .unwrap()
         .into_inner()
@@ -344,13 +337,7 @@ async fn every_write_appends_exactly_one_entry_with_kind_principal_time_request_
     let leaf = env.leaf();
     let req = env.admit_request("acme", &env.chain(&leaf));
     let t0 = now_ms();
-    let a = env
-        .admission(&server)
-        .await
-        .admit(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let a = env.admit(&server, req.clone()).await;
     let t1 = now_ms();
     assert_eq!(a.decision, proto::Decision::Allow as i32, "{:?}", a.reasons);
     assert_eq!(a.ledger_index, 2);
@@ -389,26 +376,14 @@ async fn every_write_appends_exactly_one_entry_with_kind_principal_time_request_
     assert_eq!(workload.accelerator_count, 8);
 
     // The same request again: the first answer, nothing appended.
-    let again = env
-        .admission(&server)
-        .await
-        .admit(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let again = env.admit(&server, req.clone()).await;
     assert_eq!(again, a);
     assert_eq!(size(&env, &mut log).await, 3);
 
     // Admit, denied → admission too.
     let deny_req = env.admit_request("nobody-here", &env.chain(&leaf));
     let t0 = now_ms();
-    let d = env
-        .admission(&server)
-        .await
-        .admit(deny_req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let d = env.admit(&server, deny_req.clone()).await;
     let t1 = now_ms();
     assert_eq!(d.decision, proto::Decision::Deny as i32);
     assert_eq!(d.ledger_index, 3);
@@ -548,12 +523,9 @@ async fn every_write_appends_exactly_one_entry_with_kind_principal_time_request_
         .customers(&server)
         .await
         .register_customer(proto::RegisterCustomerRequest {
-            customer_id: "beta".into(),
-            kind: proto::CustomerKind::Organisation as i32,
-            legal_name: "Beta".into(),
             country: "Germany".into(),
             status: 0,
-            details: Some(common::org_details()),
+            ..common::organisation_named("beta", "Beta", proto::CustomerStatus::Pending)
         })
         .await
         .unwrap_err();
@@ -594,13 +566,7 @@ async fn ledger_names_customers_by_id_version_and_salted_commitment_never_by_nam
     register_as(&env, &server, "zq-1", name, proto::CustomerStatus::Pending).await;
     set_status(&env, &server, "zq-1", proto::CustomerStatus::Verified).await;
     let leaf = env.leaf();
-    let a = env
-        .admission(&server)
-        .await
-        .admit(env.admit_request("zq-1", &env.chain(&leaf)))
-        .await
-        .unwrap()
-        .into_inner();
+    let a = env.admit_chain(&server, "zq-1", &env.chain(&leaf)).await;
     assert_eq!(a.decision, proto::Decision::Allow as i32, "{:?}", a.reasons);
 
     let entries = all_entries(&env, &mut log).await;
@@ -648,13 +614,7 @@ async fn every_entry_and_every_checkpoint_is_provable_against_signed_roots() {
     }
     let leaf = env.leaf();
     for k in kinds {
-        let r = env
-            .admission(&server)
-            .await
-            .admit(env.admit_request(k, &env.chain(&leaf)))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = env.admit_chain(&server, k, &env.chain(&leaf)).await;
         assert_eq!(r.decision, proto::Decision::Allow as i32);
         seen.push(latest(&env, &mut log).await);
     }

@@ -98,13 +98,7 @@ async fn admit_codes(
     server: &TestServer,
     customer: &str,
 ) -> (i32, Vec<proto::Reason>) {
-    let r = env
-        .admission(server)
-        .await
-        .admit(env.admit_request(customer, &env.chain(&env.leaf())))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = env.admit_chain(server, customer, &env.sample_chain()).await;
     (r.decision, r.reasons)
 }
 

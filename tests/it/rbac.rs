@@ -269,14 +269,7 @@ async fn health_and_reflection_answer_every_role() {
 /// Registers `id` through `channel` (which may fail in any way).
 async fn try_register(channel: Channel, id: &str) -> Result<proto::Customer, Status> {
     CustomersClient::new(channel)
-        .register_customer(proto::RegisterCustomerRequest {
-            customer_id: id.into(),
-            kind: proto::CustomerKind::Organisation as i32,
-            legal_name: format!("{id} Ltd"),
-            country: "DE".into(),
-            status: proto::CustomerStatus::Verified as i32,
-            details: Some(common::org_details()),
-        })
+        .register_customer(common::organisation(id, proto::CustomerStatus::Verified))
         .await
         .map(tonic::Response::into_inner)
 }

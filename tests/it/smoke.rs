@@ -13,13 +13,7 @@ async fn verified_customer_with_valid_certificate_is_allowed_with_a_verifiable_l
     env.register(&server, "cust-1", proto::CustomerStatus::Verified)
         .await;
     let leaf = env.leaf();
-    let r = env
-        .admission(&server)
-        .await
-        .admit(env.admit_request("cust-1", &env.chain(&leaf)))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = env.admit_chain(&server, "cust-1", &env.chain(&leaf)).await;
     assert_eq!(r.decision, proto::Decision::Allow as i32, "{:?}", r.reasons);
     assert!(r.reasons.is_empty());
     assert!(r.deployment_id.starts_with("dep-"));

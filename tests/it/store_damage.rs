@@ -85,15 +85,8 @@ async fn populate(env: &TestEnv, n: usize) -> Expected {
 /// stops; returns its id.
 async fn admit_last(env: &TestEnv) -> String {
     let server = env.start().await;
-    let req = env.admit_request(CUSTOMER, &env.chain(&env.leaf()));
-    let id = env
-        .admission(&server)
-        .await
-        .admit(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .deployment_id;
+    let req = env.admit_request(CUSTOMER, &env.sample_chain());
+    let id = env.admit(&server, req).await.deployment_id;
     server.stop().await;
     id
 }

@@ -13,15 +13,6 @@ use warden::pki::dev::CrlSpec;
 use warden::proto;
 use warden::proto::ReasonCode as Rc;
 
-async fn admit(env: &TestEnv, server: &TestServer, chain: &str) -> proto::AdmitResponse {
-    env.admission(server)
-        .await
-        .admit(env.admit_request("cust-1", chain))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 fn allowed(r: &proto::AdmitResponse) -> bool {
     r.decision == proto::Decision::Allow as i32
 }
@@ -60,11 +51,11 @@ async fn a_cached_chain_is_denied_once_its_certificate_expires() {
     let chain = env.chain(&leaf);
     // Twice: verified, then served from the cache.
     for _ in 0..2 {
-        let r = admit(&env, &server, &chain).await;
+        let r = env.admit_chain(&server, "cust-1", &chain).await;
         assert!(allowed(&r), "{:?}", r.reasons);
     }
     move_past(&clock, not_after);
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_eq!(codes(&r), vec![Rc::CertExpired]);
     server.stop().await;
 }
@@ -85,11 +76,11 @@ async fn a_cached_chain_is_denied_once_its_issuers_crl_expires() {
     let server = started(&env).await;
     let chain = env.chain(&env.leaf());
     for _ in 0..2 {
-        let r = admit(&env, &server, &chain).await;
+        let r = env.admit_chain(&server, "cust-1", &chain).await;
         assert!(allowed(&r), "{:?}", r.reasons);
     }
     move_past(&clock, next_update);
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_eq!(codes(&r), vec![Rc::CrlExpired]);
     server.stop().await;
 }
@@ -100,7 +91,7 @@ async fn a_cached_chain_is_denied_once_a_new_crl_revokes_it_and_renewal_fails_to
     let server = started(&env).await;
     let leaf = env.leaf();
     let chain = env.chain(&leaf);
-    let first = admit(&env, &server, &chain).await;
+    let first = env.admit_chain(&server, "cust-1", &chain).await;
     assert!(allowed(&first), "{:?}", first.reasons);
     env.trust(&server)
         .await
@@ -113,7 +104,7 @@ async fn a_cached_chain_is_denied_once_a_new_crl_revokes_it_and_renewal_fails_to
         })
         .await
         .unwrap();
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_eq!(codes(&r), vec![Rc::CertRevoked]);
     let renewed = env
         .admission(&server)
@@ -139,7 +130,7 @@ async fn a_trust_reload_invalidates_cached_verdicts() {
     let server = started(&env).await;
     let leaf = env.leaf();
     let chain = env.chain(&leaf);
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert!(allowed(&r), "{:?}", r.reasons);
     // The evaluator's new CRL arrives as a file; nothing changes until the
     // administrator reloads.
@@ -150,14 +141,14 @@ async fn a_trust_reload_invalidates_cached_verdicts() {
             .crl(&CrlSpec::empty(2).revoking(&leaf.serial))
             .unwrap(),
     );
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert!(allowed(&r), "{:?}", r.reasons);
     env.trust(&server)
         .await
         .reload(proto::ReloadRequest {})
         .await
         .unwrap();
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_eq!(codes(&r), vec![Rc::CertRevoked]);
     server.stop().await;
 }
@@ -170,10 +161,10 @@ async fn a_rejected_chain_is_decided_again_on_the_next_call() {
     let not_before = OffsetDateTime::now_utc() + Duration::seconds(2);
     let leaf = env.leaf_with(|s| s.validity(not_before, not_before + Duration::days(30)));
     let chain = env.chain(&leaf);
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert_eq!(codes(&r), vec![Rc::CertNotYetValid]);
     move_past(&clock, not_before);
-    let r = admit(&env, &server, &chain).await;
+    let r = env.admit_chain(&server, "cust-1", &chain).await;
     assert!(allowed(&r), "{:?}", r.reasons);
     server.stop().await;
 }

@@ -250,6 +250,11 @@ impl TestEnv {
             .into_inner()
     }
 
+    /// The PEM chain of a freshly issued sample certificate.
+    pub fn sample_chain(&self) -> String {
+        self.chain(&self.leaf())
+    }
+
     /// An admission request that is allowed once `customer` is VERIFIED.
     pub fn admit_request(&self, customer: &str, chain: &str) -> proto::AdmitRequest {
         proto::AdmitRequest {
@@ -257,15 +262,68 @@ impl TestEnv {
             customer_id: customer.into(),
             model_digest: self.sample_digest(),
             certificate_chain: chain.into(),
-            workload: Some(proto::Workload {
-                cluster: "c1".into(),
-                region: "eu-west".into(),
-                node: "n1".into(),
-                accelerator_type: "h100".into(),
-                accelerator_count: 8,
-                endpoints: vec!["10.0.0.1:8000".into()],
-            }),
+            workload: Some(workload()),
         }
+    }
+
+    /// [`TestEnv::admit_request`] for a workload serving `endpoints`.
+    pub fn admit_request_serving(
+        &self,
+        customer: &str,
+        chain: &str,
+        endpoints: &[&str],
+    ) -> proto::AdmitRequest {
+        let mut r = self.admit_request(customer, chain);
+        if let Some(w) = r.workload.as_mut() {
+            w.endpoints = endpoints.iter().map(|e| e.to_string()).collect();
+        }
+        r
+    }
+
+    /// Admits `req` as the scheduler: the decision, ALLOW or DENY. Fails
+    /// the test if the call itself fails.
+    pub async fn admit(
+        &self,
+        server: &TestServer,
+        req: proto::AdmitRequest,
+    ) -> proto::AdmitResponse {
+        self.admission(server)
+            .await
+            .admit(req)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Admits the sample model for `customer` with `chain` (the request of
+    /// [`TestEnv::admit_request`]): the decision.
+    pub async fn admit_chain(
+        &self,
+        server: &TestServer,
+        customer: &str,
+        chain: &str,
+    ) -> proto::AdmitResponse {
+        self.admit(server, self.admit_request(customer, chain))
+            .await
+    }
+
+    /// Admits `req`, which must be allowed; the new deployment's id.
+    pub async fn admit_allowed(&self, server: &TestServer, req: proto::AdmitRequest) -> String {
+        let r = self.admit(server, req).await;
+        assert_eq!(r.decision, proto::Decision::Allow as i32, "{r:?}");
+        r.deployment_id
+    }
+}
+
+/// The workload of [`TestEnv::admit_request`]: eight H100s in eu-west.
+pub fn workload() -> proto::Workload {
+    proto::Workload {
+        cluster: "c1".into(),
+        region: "eu-west".into(),
+        node: "n1".into(),
+        accelerator_type: "h100".into(),
+        accelerator_count: 8,
+        endpoints: vec!["10.0.0.1:8000".into()],
     }
 }
 
@@ -451,13 +509,41 @@ pub fn org_details() -> proto::CustomerDetails {
 /// A registration of organisation `id`, valid apart from what a test
 /// changes.
 pub fn organisation(id: &str, status: proto::CustomerStatus) -> proto::RegisterCustomerRequest {
+    organisation_named(id, &format!("{id} Ltd"), status)
+}
+
+/// [`organisation`] under the legal name `legal_name`.
+pub fn organisation_named(
+    id: &str,
+    legal_name: &str,
+    status: proto::CustomerStatus,
+) -> proto::RegisterCustomerRequest {
     proto::RegisterCustomerRequest {
         customer_id: id.into(),
         kind: proto::CustomerKind::Organisation as i32,
-        legal_name: format!("{id} Ltd"),
+        legal_name: legal_name.into(),
         country: "DE".into(),
         status: status as i32,
         details: Some(org_details()),
+    }
+}
+
+/// A PENDING registration of an individual, `id` (invented).
+pub fn individual(id: &str) -> proto::RegisterCustomerRequest {
+    proto::RegisterCustomerRequest {
+        customer_id: id.into(),
+        kind: proto::CustomerKind::Individual as i32,
+        legal_name: "Orla Quenby".into(),
+        country: "IE".into(),
+        status: proto::CustomerStatus::Pending as i32,
+        details: Some(proto::CustomerDetails {
+            date_of_birth: "1985-04-12".into(),
+            place_of_birth: "Cork".into(),
+            addresses: org_details().addresses,
+            email: "orla@example.org".into(),
+            declared_purpose: "research prototypes".into(),
+            ..Default::default()
+        }),
     }
 }
 
