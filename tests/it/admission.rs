@@ -537,7 +537,7 @@ async fn a_verification_older_than_the_limit_is_denied_kyc_stale_unless_the_limi
     register_verified(&env, &server, "old", Some(400)).await;
     register_verified(&env, &server, "recent", Some(300)).await;
     register_verified(&env, &server, "unrecorded", None).await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let r = env.admit_chain(&server, "old", &chain).await;
     assert_denied(&r, &[Rc::KycStale]);
     assert!(message_of(&r, Rc::KycStale).contains("365 days"), "{r:?}");

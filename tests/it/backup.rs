@@ -245,7 +245,7 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies_and_holds_e
     .unwrap();
 
     // Deployments: admitted, renewed, released, and one suspended by an order.
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let mut admission = env.admission(&server).await;
     let mut named = Vec::new();
     for i in 0..5 {

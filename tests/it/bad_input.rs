@@ -30,7 +30,7 @@ impl Fixture {
         let server = env.start().await;
         env.register(&server, CUSTOMER, proto::CustomerStatus::Verified)
             .await;
-        let chain = env.chain(&env.leaf());
+        let chain = env.sample_chain();
         Self { env, server, chain }
     }
 

@@ -354,7 +354,7 @@ async fn customers_near_the_record_limit_list_in_pages_under_the_message_limit()
 async fn large_deployments(env: &TestEnv, server: &TestServer, n: usize) -> Vec<String> {
     register(env, server, near_maximum("cust-large")).await;
     let mut admission = env.admission(server).await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let mut ids = Vec::new();
     for i in 0..n {
         let mut req = env.admit_request("cust-large", &chain);
@@ -703,7 +703,7 @@ async fn admit_with_zero_accelerators_names_workload_accelerator_count() {
     let server = env.start().await;
     env.register(&server, "cust-w", proto::CustomerStatus::Verified)
         .await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let before = ledger_size(&env, &server).await;
     let mut admission = env.admission(&server).await;
     let mut r = env.admit_request("cust-w", &chain);

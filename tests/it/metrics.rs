@@ -111,7 +111,7 @@ async fn a_scrape_shows_decisions_calls_screening_hits_handshake_failures_and_th
     // One admission allowed, one denied for the measured digest.
     env.register(&server, "c-clear", proto::CustomerStatus::Verified)
         .await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let mut admission = env.admission(&server).await;
     let request = env.admit_request("c-clear", &chain);
     let allowed = admission.admit(request.clone()).await.unwrap().into_inner();
@@ -259,7 +259,7 @@ async fn deployment_and_order_gauges_follow_each_change_and_survive_a_restart() 
     let server = env.start().await;
     env.register(&server, "c-1", proto::CustomerStatus::Verified)
         .await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let mut admission = env.admission(&server).await;
     let mut ids = Vec::new();
     for _ in 0..3 {

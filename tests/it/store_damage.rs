@@ -50,7 +50,7 @@ async fn populate(env: &TestEnv, n: usize) -> Expected {
     let server = env.start().await;
     env.register(&server, CUSTOMER, proto::CustomerStatus::Verified)
         .await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     let admission = env.admission(&server).await;
     let ids: Vec<String> = stream::iter(0..n)
         .map(|_| {

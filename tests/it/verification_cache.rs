@@ -74,7 +74,7 @@ async fn a_cached_chain_is_denied_once_its_issuers_crl_expires() {
             .unwrap(),
     );
     let server = started(&env).await;
-    let chain = env.chain(&env.leaf());
+    let chain = env.sample_chain();
     for _ in 0..2 {
         let r = env.admit_chain(&server, "cust-1", &chain).await;
         assert!(allowed(&r), "{:?}", r.reasons);
