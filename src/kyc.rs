@@ -27,8 +27,8 @@ const RESCREEN_CHUNK: usize = 500;
 
 impl ScreeningState {
     /// Builds the screener of the stored list, if one was loaded.
-    pub fn load(store: &dyn Store, threshold: f64) -> Result<Self, String> {
-        let current = match store.sanctions_list().map_err(|e| e.to_string())? {
+    pub async fn load(store: &dyn Store, threshold: f64) -> Result<Self, String> {
+        let current = match store.sanctions_list().await.map_err(|e| e.to_string())? {
             Some(list) => Some(Arc::new(
                 Screener::new(&list).map_err(|e| format!("stored sanctions list: {e}"))?,
             )),
@@ -199,8 +199,9 @@ pub async fn load_list(
     let mut screened = 0u64;
     let mut potential = 0u64;
     loop {
-        let page =
-            store.list_customers(&CustomerFilter::default(), after.as_deref(), RESCREEN_CHUNK)?;
+        let page = store
+            .list_customers(&CustomerFilter::default(), after.as_deref(), RESCREEN_CHUNK)
+            .await?;
         let Some(last) = page.last() else { break };
         let next_after = last.customer_id.clone();
         let mut chunk = page;
@@ -216,10 +217,11 @@ pub async fn load_list(
                 // A customer changed while the chunk was screened: read the
                 // chunk's newest versions and screen them again.
                 Err(KycError::Store(StoreError::Conflict(_))) if attempt < 5 => {
-                    chunk = chunk
-                        .iter()
-                        .filter_map(|c| store.customer(&c.customer_id).transpose())
-                        .collect::<Result<_, _>>()?;
+                    let mut newest = Vec::with_capacity(chunk.len());
+                    for c in &chunk {
+                        newest.extend(store.customer(&c.customer_id).await?);
+                    }
+                    chunk = newest;
                 }
                 Err(e) => return Err(e),
             }
@@ -249,7 +251,7 @@ async fn rescreen(
             continue;
         }
         screened += 1;
-        let previous = store.screening(&c.customer_id)?;
+        let previous = store.screening(&c.customer_id).await?;
         let next = state.screen(c, previous.as_ref(), now);
         if next.status == ScreeningStatus::PotentialMatch {
             potential += 1;
@@ -308,7 +310,7 @@ pub async fn purge_due(
     let mut after: Option<String> = None;
     let mut purged = 0;
     loop {
-        let page = store.list_customers(&filter, after.as_deref(), 500)?;
+        let page = store.list_customers(&filter, after.as_deref(), 500).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.customer_id.clone());
         for c in page {

@@ -355,7 +355,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of these metrics and of what `app`
     /// reports about its store and screening.
-    pub fn render(&self, app: &App) -> String {
+    pub async fn render(&self, app: &App) -> String {
         let mut out = String::with_capacity(16 * 1024);
         let o = &mut out;
         header(
@@ -457,7 +457,7 @@ impl Metrics {
             app.corruption.count()
         );
 
-        match app.store.stats() {
+        match app.store.stats().await {
             Ok(stats) => {
                 header(
                     o,
@@ -722,8 +722,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = respond(&app, &req);
-                async move { Ok::<_, std::convert::Infallible>(response) }
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&app, &req).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -739,7 +739,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     }
 }
 
-fn respond<B>(
+async fn respond<B>(
     app: &App,
     req: &http::Request<B>,
 ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
@@ -747,7 +747,7 @@ fn respond<B>(
         (&http::Method::GET | &http::Method::HEAD, "/metrics") => (
             http::StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(app),
+            app.metrics.render(app).await,
         ),
         (_, "/metrics") => (
             http::StatusCode::METHOD_NOT_ALLOWED,

@@ -195,7 +195,7 @@ fn open_store(
 
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share.
-pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+pub async fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     install_crypto_provider();
     check_key_files(config)?;
     let licence_signer = load_signer("licence key", &config.licence.key)?;
@@ -207,8 +207,9 @@ pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
     let corruption = Arc::new(crate::store::CorruptionWatch::default());
     let store = open_store(config, ledger_signer, keys, &corruption)?;
     let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
+        .await
         .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;
-    let (order_revision, _) = store.order_revisions()?;
+    let (order_revision, _) = store.order_revisions().await?;
     let seconds_to_millis = |s: u64| {
         i64::try_from(s)
             .unwrap_or(i64::MAX / 1000)

@@ -52,11 +52,11 @@ impl AdmissionService {
     /// Loads a deployment the caller may act on: schedulers see only the
     /// deployments they admitted; a stranger's id reads as not found, so ids
     /// cannot be probed.
-    fn owned_deployment(&self, who: &Principal, id: &str) -> Result<Deployment, ApiError> {
+    async fn owned_deployment(&self, who: &Principal, id: &str) -> Result<Deployment, ApiError> {
         let mut v = Vec::new();
         check_identifier("deployment_id", id, &mut v);
         ApiError::check(v)?;
-        let d = self.app.store.deployment(id)?;
+        let d = self.app.store.deployment(id).await?;
         match d {
             Some(d) if who.role != Role::Scheduler || d.admitted_by == who.spiffe_id => Ok(d),
             _ => Err(ApiError::NotFound(format!("deployment {id} not found"))),
@@ -108,17 +108,29 @@ impl AdmissionService {
             return Err(ApiError::Internal.into());
         };
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
+        let (_, orders_seen) = self
+            .app
+            .store
+            .order_revisions()
+            .await
+            .map_err(ApiError::from)?;
+        let orders = self
+            .app
+            .store
+            .active_orders()
+            .await
+            .map_err(ApiError::from)?;
         let customer = self
             .app
             .store
             .customer(&customer_id)
+            .await
             .map_err(ApiError::from)?;
         let screening = self
             .app
             .store
             .screening(&customer_id)
+            .await
             .map_err(ApiError::from)?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
@@ -266,17 +278,27 @@ impl AdmissionService {
         let mut v = Vec::new();
         check_endpoints("endpoints", &endpoints, &mut v);
         ApiError::check(v)?;
-        let before = self.owned_deployment(who, &deployment_id)?;
+        let before = self.owned_deployment(who, &deployment_id).await?;
         let now = now_millis();
         let mut workload = before.workload.clone();
         if !endpoints.is_empty() {
             workload.endpoints = endpoints;
         }
 
-        let (_, orders_seen) = self.app.store.order_revisions().map_err(ApiError::from)?;
-        let orders = self.app.store.active_orders().map_err(ApiError::from)?;
+        let (_, orders_seen) = self
+            .app
+            .store
+            .order_revisions()
+            .await
+            .map_err(ApiError::from)?;
+        let orders = self
+            .app
+            .store
+            .active_orders()
+            .await
+            .map_err(ApiError::from)?;
         let (reasons, customer) = match before.state_at(now) {
-            DeploymentState::Active => self.recheck(&before, &workload, &orders, now)?,
+            DeploymentState::Active => self.recheck(&before, &workload, &orders, now).await?,
             state @ (DeploymentState::Suspended | DeploymentState::Terminated)
                 if before.order_id.is_some() =>
             {
@@ -376,14 +398,14 @@ impl AdmissionService {
     }
 
     /// Re-runs the admission checks for an existing deployment.
-    fn recheck(
+    async fn recheck(
         &self,
         d: &Deployment,
         workload: &Workload,
         orders: &[Order],
         now: UnixMillis,
     ) -> Result<(Vec<Reason>, Option<Customer>), ApiError> {
-        let chain = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
+        let chain = self.app.store.chain(&d.chain_sha256).await?.ok_or_else(|| {
             tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
             ApiError::Internal
         })?;
@@ -395,8 +417,8 @@ impl AdmissionService {
                     model: None,
                     problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
                 });
-        let customer = self.app.store.customer(&d.customer_id)?;
-        let screening = self.app.store.screening(&d.customer_id)?;
+        let customer = self.app.store.customer(&d.customer_id).await?;
+        let screening = self.app.store.screening(&d.customer_id).await?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &d.model_digest,
@@ -563,7 +585,7 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::ReleaseResponse>, Status> {
         let who = principal(&request)?;
         let proto::ReleaseRequest { deployment_id } = request.into_inner();
-        let before = self.owned_deployment(&who, &deployment_id)?;
+        let before = self.owned_deployment(&who, &deployment_id).await?;
         let now = now_millis();
         // Releasing is idempotent: an already released or terminated
         // deployment is returned as it is. A deployment whose lease ran out
@@ -608,7 +630,7 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::Deployment>, Status> {
         let who = principal(&request)?;
         let proto::GetDeploymentRequest { deployment_id } = request.into_inner();
-        let d = self.owned_deployment(&who, &deployment_id)?;
+        let d = self.owned_deployment(&who, &deployment_id).await?;
         Ok(Response::new(deployment_to_proto(&d, now_millis())))
     }
 
@@ -651,14 +673,17 @@ impl Admission for AdmissionService {
             admitted_by: (who.role == Role::Scheduler).then(|| who.spiffe_id.clone()),
             now,
         };
-        let store = &self.app.store;
+        let (store, filter) = (&self.app.store, &filter);
         let (deployments, next) = page::fill(
             limit,
             after,
-            |after, n| Ok(store.list_deployments(&filter, after.map(String::as_str), n)?),
+            |after: Option<String>, n| async move {
+                Ok(store.list_deployments(filter, after.as_deref(), n).await?)
+            },
             |d| d.deployment_id.clone(),
             |d| Ok(deployment_to_proto(d, now)),
-        )?;
+        )
+        .await?;
         Ok(Response::new(proto::ListDeploymentsResponse {
             deployments,
             next_page_token: next

@@ -36,10 +36,11 @@ impl CustomersService {
         Self { app }
     }
 
-    fn newest(&self, customer_id: &str) -> Result<Customer, ApiError> {
+    async fn newest(&self, customer_id: &str) -> Result<Customer, ApiError> {
         self.app
             .store
-            .customer(customer_id)?
+            .customer(customer_id)
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} not found")))
     }
 
@@ -76,11 +77,12 @@ impl CustomersService {
         ))
     }
 
-    fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
+    async fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
         let screening = self
             .app
             .store
             .screening(&c.customer_id)
+            .await
             .map_err(ApiError::from)?;
         Ok(Response::new(customer_to_proto(c, screening.as_ref())))
     }
@@ -224,7 +226,7 @@ impl Customers for CustomersService {
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         ApiError::check(v)?;
-        let current = self.newest(&customer_id)?;
+        let current = self.newest(&customer_id).await?;
         let mut v = Vec::new();
         check_record_size(&legal_name, &country, details.as_ref(), &mut v);
         let details = match details_from_proto(details) {
@@ -274,6 +276,7 @@ impl Customers for CustomersService {
             .app
             .store
             .screening(&customer_id)
+            .await
             .map_err(ApiError::from)?;
         let screening = self
             .put_screened(
@@ -298,11 +301,12 @@ impl Customers for CustomersService {
         let as_of = optional_request_millis("as_of", as_of.as_ref(), &mut v);
         ApiError::check(v)?;
         let c = match as_of {
-            None => self.newest(&customer_id)?,
+            None => self.newest(&customer_id).await?,
             Some(t) => self
                 .app
                 .store
                 .customer_as_of(&customer_id, t)
+                .await
                 .map_err(ApiError::from)?
                 .ok_or_else(|| {
                     ApiError::NotFound(format!(
@@ -311,7 +315,7 @@ impl Customers for CustomersService {
                     ))
                 })?,
         };
-        self.answer(&c)
+        self.answer(&c).await
     }
 
     async fn list_customers(
@@ -343,19 +347,23 @@ impl Customers for CustomersService {
             status,
             country: (!country.is_empty()).then_some(country),
         };
-        let store = &self.app.store;
+        let (store, filter) = (&self.app.store, &filter);
         let (customers, next) = page::fill(
             limit,
             after,
-            |after, n| Ok(store.list_customers(&filter, after.map(String::as_str), n)?),
-            |c| c.customer_id.clone(),
-            |c| {
-                Ok(customer_to_proto(
-                    c,
-                    store.screening(&c.customer_id)?.as_ref(),
-                ))
+            // Each with its screening, read as the page is.
+            |after: Option<String>, n| async move {
+                let mut screened = Vec::new();
+                for c in store.list_customers(filter, after.as_deref(), n).await? {
+                    let screening = store.screening(&c.customer_id).await?;
+                    screened.push((c, screening));
+                }
+                Ok(screened)
             },
-        )?;
+            |(c, _)| c.customer_id.clone(),
+            |(c, screening)| Ok(customer_to_proto(c, screening.as_ref())),
+        )
+        .await?;
         let next_page_token = next
             .map(|id| page::id_token(List::Customers, &id))
             .unwrap_or_default();
@@ -391,7 +399,7 @@ impl Customers for CustomersService {
         let Some(status) = status else {
             return Err(ApiError::Internal.into());
         };
-        let current = self.newest(&customer_id)?;
+        let current = self.newest(&customer_id).await?;
         if current.status == CustomerStatus::Closed {
             return Err(ApiError::FailedPrecondition(format!(
                 "customer {customer_id} is CLOSED; a closed customer cannot change status"
@@ -420,7 +428,7 @@ impl Customers for CustomersService {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(%customer_id, status = status.as_str(), version = next.version, "customer status changed");
-        self.answer(&next)
+        self.answer(&next).await
     }
 
     async fn resolve_screening(
@@ -452,11 +460,12 @@ impl Customers for CustomersService {
             return Err(ApiError::Internal.into());
         };
         let now = now_millis();
-        let current = self.newest(&customer_id)?;
+        let current = self.newest(&customer_id).await?;
         let screening = self
             .app
             .store
             .screening(&customer_id)
+            .await
             .map_err(ApiError::from)?
             .filter(|s| s.status == ScreeningStatus::PotentialMatch)
             .ok_or_else(|| {
@@ -519,6 +528,6 @@ impl Customers for CustomersService {
             }
         }
         tracing::info!(%customer_id, outcome = outcome.as_str(), "screening resolved");
-        self.answer(&suspended.unwrap_or(current))
+        self.answer(&suspended.unwrap_or(current)).await
     }
 }

@@ -27,8 +27,8 @@ impl LedgerService {
 
     /// Resolves a requested size (0 = latest) against the latest signed
     /// checkpoint.
-    fn signed_size(&self, field: &str, requested: u64) -> Result<(u64, String), ApiError> {
-        let latest = self.app.store.checkpoint();
+    async fn signed_size(&self, field: &str, requested: u64) -> Result<(u64, String), ApiError> {
+        let latest = self.app.store.checkpoint().await?;
         let size = if requested == 0 {
             latest.checkpoint.size
         } else {
@@ -58,7 +58,7 @@ impl Ledger for LedgerService {
         request: Request<proto::GetCheckpointRequest>,
     ) -> Result<Response<proto::GetCheckpointResponse>, Status> {
         let proto::GetCheckpointRequest { first_size } = request.into_inner();
-        let latest = self.app.store.checkpoint();
+        let latest = self.app.store.checkpoint().await.map_err(ApiError::from)?;
         if first_size > latest.checkpoint.size {
             return Err(ApiError::invalid(
                 "first_size",
@@ -76,6 +76,7 @@ impl Ledger for LedgerService {
             self.app
                 .store
                 .consistency_proof(first_size, latest.checkpoint.size)
+                .await
                 .map_err(ApiError::from)?
         };
         Ok(Response::new(proto::GetCheckpointResponse {
@@ -94,7 +95,14 @@ impl Ledger for LedgerService {
         if count == 0 || count > MAX_ENTRIES {
             return Err(ApiError::invalid("count", format!("1 to {MAX_ENTRIES}")).into());
         }
-        let signed = self.app.store.checkpoint().checkpoint.size;
+        let signed = self
+            .app
+            .store
+            .checkpoint()
+            .await
+            .map_err(ApiError::from)?
+            .checkpoint
+            .size;
         if start >= signed {
             return Err(ApiError::invalid(
                 "start",
@@ -110,6 +118,7 @@ impl Ledger for LedgerService {
             .app
             .store
             .entries(start, count)
+            .await
             .map_err(ApiError::from)?
             .into_iter()
             .zip(start..)
@@ -124,7 +133,7 @@ impl Ledger for LedgerService {
         request: Request<proto::GetInclusionProofRequest>,
     ) -> Result<Response<proto::GetInclusionProofResponse>, Status> {
         let proto::GetInclusionProofRequest { index, tree_size } = request.into_inner();
-        let (tree_size, checkpoint) = self.signed_size("tree_size", tree_size)?;
+        let (tree_size, checkpoint) = self.signed_size("tree_size", tree_size).await?;
         if index >= tree_size {
             return Err(ApiError::invalid(
                 "index",
@@ -136,6 +145,7 @@ impl Ledger for LedgerService {
             .app
             .store
             .entries(index, 1)
+            .await
             .map_err(ApiError::from)?
             .pop()
             .ok_or_else(|| ApiError::NotFound(format!("ledger entry {index} not found")))?;
@@ -143,6 +153,7 @@ impl Ledger for LedgerService {
             .app
             .store
             .inclusion_proof(index, tree_size)
+            .await
             .map_err(ApiError::from)?;
         Ok(Response::new(proto::GetInclusionProofResponse {
             index,
@@ -161,7 +172,7 @@ impl Ledger for LedgerService {
             first_size,
             second_size,
         } = request.into_inner();
-        let (second_size, checkpoint) = self.signed_size("second_size", second_size)?;
+        let (second_size, checkpoint) = self.signed_size("second_size", second_size).await?;
         if first_size > second_size {
             return Err(ApiError::invalid(
                 "first_size",
@@ -175,6 +186,7 @@ impl Ledger for LedgerService {
             self.app
                 .store
                 .consistency_proof(first_size, second_size)
+                .await
                 .map_err(ApiError::from)?
         };
         Ok(Response::new(proto::GetConsistencyProofResponse {

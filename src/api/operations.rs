@@ -45,17 +45,15 @@ impl Operations for OperationsService {
         let principal = super::principal(&request)?;
         let proto::BackupRequest {} = request.into_inner();
         let store = self.app.store.clone();
-        let taken = tokio::task::spawn_blocking(move || {
-            let mut file = tempfile::tempfile()
+        let taken = async {
+            let file = tempfile::tempfile()
                 .map_err(|e| crate::store::StoreError::Io(format!("backup temp file: {e}")))?;
-            let summary = store.backup(&mut file)?;
+            let (mut file, summary) = store.backup(file).await?;
             file.rewind()
                 .map_err(|e| crate::store::StoreError::Io(format!("backup temp file: {e}")))?;
             Ok::<_, crate::store::StoreError>((file, summary))
-        })
-        .await
-        .map_err(|_| Status::from(ApiError::Internal))?;
-        let (mut file, summary) = taken.map_err(|e| Status::from(ApiError::from(e)))?;
+        };
+        let (mut file, summary) = taken.await.map_err(|e| Status::from(ApiError::from(e)))?;
         tracing::info!(
             principal = %principal.spiffe_id,
             ledger_size = summary.header.ledger_size,

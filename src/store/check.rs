@@ -317,7 +317,7 @@ mod tests {
             SledStore::open(&dir, copy(&signer), keys()).unwrap(),
             watch.clone(),
         );
-        match store.deployment("dep-1") {
+        match store.deployment("dep-1").await {
             Err(StoreError::Corrupt { key, detail }) => {
                 assert_eq!(key, "deployments/dep-1");
                 assert_eq!(detail, "checksum mismatch");
@@ -326,7 +326,7 @@ mod tests {
         }
         assert_eq!(watch.count(), 1);
         // Other records, and other errors, are not corruption.
-        assert!(store.deployment("dep-2").unwrap().is_none());
+        assert!(store.deployment("dep-2").await.unwrap().is_none());
         assert_eq!(watch.count(), 1);
         close(store).await;
 

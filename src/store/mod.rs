@@ -249,27 +249,51 @@ pub struct CustomerFilter {
     pub country: Option<String>,
 }
 
+/// The store's contract, the same for every engine.
+///
+/// **Writes** (`put_*`, `record_*`, `update_deployment`, `change_order`,
+/// `purge_customer`) each carry the ledger [`Entry`] that records them. The
+/// state change and its entry are committed together or not at all, and a
+/// write returns only once both are durable and covered by a signed
+/// checkpoint ([`Store::checkpoint`]); the index it returns is the entry's.
+/// A write refused by a precondition ([`StoreError::Conflict`],
+/// [`StoreError::AlreadyExists`]) changed nothing and appended nothing. An
+/// I/O error may leave the write committed but unconfirmed: every write is
+/// safe to send again with the same ids.
+///
+/// **Reads** see every write that has returned. Lists are ordered as each
+/// method says and page by position (an id, an index), so a page continues
+/// where the last ended even while writes go on.
+///
+/// **Blocking.** Every method is async, so that an engine that talks over
+/// the network never holds a runtime thread. An embedded engine may answer
+/// a point read (one key, or the few versions of one record) on the
+/// caller's thread; anything that scans (lists, the admission index,
+/// ledger entries and proofs, a backup) runs on the blocking pool.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The newest version of a customer record.
-    fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError>;
+    async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError>;
     /// The version in force at `as_of`: the newest written at or before it.
-    fn customer_as_of(
+    async fn customer_as_of(
         &self,
         customer_id: &str,
         as_of: UnixMillis,
     ) -> Result<Option<Customer>, StoreError>;
-    /// Newest versions in id order after `after`, at most `limit`.
-    fn list_customers(
+    /// Newest versions that match `filter`, in id order after `after`, at
+    /// most `limit`.
+    async fn list_customers(
         &self,
         filter: &CustomerFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Customer>, StoreError>;
-    /// Writes a new customer version, and its screening if given; the
-    /// version must be exactly one past the newest stored (1 for a new
-    /// customer), and the screening's revision one past the stored one.
-    /// Returns the entry's index.
+    /// Writes a new customer version, and its screening if given, with
+    /// `entry`. The version must be exactly one past the newest stored (1
+    /// for a new customer: [`StoreError::AlreadyExists`] if there is one),
+    /// the screening's revision one past the stored one, and the screening
+    /// made against the loaded sanctions list; otherwise a conflict, and
+    /// the caller reads again and decides again.
     async fn put_customer(
         &self,
         customer: &Customer,
@@ -277,24 +301,28 @@ pub trait Store: Send + Sync + 'static {
         entry: Entry,
     ) -> Result<u64, StoreError>;
     /// The current screening result of a customer.
-    fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError>;
-    /// Writes screening results (each one revision past the stored one, and
-    /// of the customer's newest version) with one entry, all or nothing.
+    async fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError>;
+    /// Writes screening results with one entry, all or nothing: each must
+    /// be one revision past the stored one and of the customer's newest
+    /// version, or nothing is written (a conflict naming the customer).
     async fn put_screenings(
         &self,
         screenings: &[Screening],
         entry: Entry,
     ) -> Result<u64, StoreError>;
     /// The loaded sanctions list, if any.
-    fn sanctions_list(&self) -> Result<Option<crate::screening::SanctionsList>, StoreError>;
+    async fn sanctions_list(&self) -> Result<Option<crate::screening::SanctionsList>, StoreError>;
+    /// Replaces the loaded sanctions list with `entry`. Screenings made
+    /// against the list it replaces are refused from then on.
     async fn put_sanctions_list(
         &self,
         list: &crate::screening::SanctionsList,
         entry: Entry,
     ) -> Result<u64, StoreError>;
     /// Replaces every version of a customer with its purged tombstone and
-    /// removes its screening; `latest_version` must still be the newest.
-    /// Nothing is opened, so a purge works whatever keys remain.
+    /// removes its screening, with `entry`; `latest_version` must still be
+    /// the newest (a conflict otherwise). Nothing is opened, so a purge
+    /// works whatever keys remain.
     async fn purge_customer(
         &self,
         customer_id: &str,
@@ -305,9 +333,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records an admission decision and, on allow, the new deployment and
     /// its certificate chain, with `entry`, atomically. A request id seen
     /// before from the same principal returns the stored decision instead
-    /// and records nothing.
-    /// Refused with [`StoreError::Conflict`] if the orders in force changed
-    /// since `orders_seen` (see [`Store::order_revisions`]): decide again.
+    /// and records nothing (durable, like the first answer).
+    /// Refused with a conflict if the orders in force changed since
+    /// `orders_seen` (see [`Store::order_revisions`]): decide again.
     async fn record_admission(
         &self,
         decision: &DecisionRecord,
@@ -317,10 +345,11 @@ pub trait Store: Send + Sync + 'static {
         entry: Entry,
     ) -> Result<AdmitRecorded, StoreError>;
 
-    /// Records a renewal or release: replaces `before` with `after` only if
-    /// the stored deployment still equals `before`. Returns the entry's index.
-    /// With `orders_seen`, refused like `record_admission` if the orders in
-    /// force changed since.
+    /// Records a renewal or release with `entry`: replaces `before` with
+    /// `after` only if the stored deployment still equals `before` (a
+    /// conflict naming the deployment otherwise). With `orders_seen`,
+    /// refused like `record_admission` if the orders in force changed
+    /// since.
     async fn update_deployment(
         &self,
         before: &Deployment,
@@ -330,25 +359,27 @@ pub trait Store: Send + Sync + 'static {
         entry: Entry,
     ) -> Result<u64, StoreError>;
 
-    /// Applies an order change with its events in one commit (see
-    /// [`OrderChange`]): on activation every matched active deployment is
-    /// suspended or terminated in the same commit. Refused with a conflict
-    /// if the order changed since the revision it was computed from.
-    /// Returns the revision of the change's last event, durable now with
-    /// every revision before it.
+    /// Applies an order change with its events and `entry` in one commit
+    /// (see [`OrderChange`]): on activation every matched active deployment
+    /// is suspended or terminated in the same commit. Refused with a
+    /// conflict naming the order if it changed since the revision the
+    /// change was computed from. Returns the revision of the change's last
+    /// event, durable now with every revision before it.
     async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError>;
-    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
+    async fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
     /// Orders in id order after `after`, at most `limit`, that `keep`.
-    fn list_orders(
+    async fn list_orders(
         &self,
-        keep: &dyn Fn(&Order) -> bool,
+        keep: &(dyn for<'o> Fn(&'o Order) -> bool + Sync),
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError>;
-    /// The orders in state ACTIVE (some may have passed their expiry).
-    fn active_orders(&self) -> Result<Vec<Order>, StoreError>;
-    /// Events with revisions in `(after, up_to]`, at most `limit`.
-    fn order_events(
+    /// The orders in state ACTIVE (some may have passed their expiry), in
+    /// id order. There are few: a point read.
+    async fn active_orders(&self) -> Result<Vec<Order>, StoreError>;
+    /// Events with revisions in `(after, up_to]`, at most `limit`, oldest
+    /// first.
+    async fn order_events(
         &self,
         after: u64,
         up_to: u64,
@@ -356,34 +387,35 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<OrderEvent>, StoreError>;
     /// (last event revision, revision of the last change to the orders in
     /// force).
-    fn order_revisions(&self) -> Result<(u64, u64), StoreError>;
+    async fn order_revisions(&self) -> Result<(u64, u64), StoreError>;
 
-    fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError>;
-    /// Deployments in id order after `after`, at most `limit`.
-    fn list_deployments(
+    async fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError>;
+    /// Deployments that match `filter`, in id order after `after`, at most
+    /// `limit`.
+    async fn list_deployments(
         &self,
         filter: &DeploymentFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Deployment>, StoreError>;
     /// A certificate chain by the SHA-256 of its PEM text.
-    fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
+    async fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError>;
 
     /// A customer record version (opened), if stored.
-    fn customer_version(
+    async fn customer_version(
         &self,
         customer_id: &str,
         version: u64,
     ) -> Result<Option<Customer>, StoreError>;
     /// The index of the entry that recorded a customer version.
-    fn customer_version_index(
+    async fn customer_version_index(
         &self,
         customer_id: &str,
         version: u64,
     ) -> Result<Option<u64>, StoreError>;
     /// Deployments of a model or customer admitted at or before `up_to`,
     /// newest first; a page continues below the cursor of the last one.
-    fn admitted_before(
+    async fn admitted_before(
         &self,
         by: AdmittedBy<'_>,
         up_to: UnixMillis,
@@ -391,27 +423,30 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Admitted>, StoreError>;
     /// The last claim of `endpoint` (normalised) at or before `at`.
-    fn endpoint_claim(
+    async fn endpoint_claim(
         &self,
         endpoint: &str,
         at: UnixMillis,
     ) -> Result<Option<EndpointClaim>, StoreError>;
-    /// Records an attribution request; its `ledger_index` becomes the
-    /// entry's, which is returned.
+    /// Records an attribution request with `entry`; its `ledger_index`
+    /// becomes the entry's, which is returned.
     async fn put_attribution_request(
         &self,
         request: &AttributionRequest,
         entry: Entry,
     ) -> Result<u64, StoreError>;
-    /// Records what the answer to a request disclosed (once per request).
+    /// Records what the answer to a request disclosed, with `entry`, once
+    /// per request: a conflict if the request is not recorded or was
+    /// answered already.
     async fn record_disclosure(
         &self,
         request_index: u64,
         disclosure: &Disclosure,
         entry: Entry,
     ) -> Result<u64, StoreError>;
-    /// Attribution requests newest first, recorded before entry `before`.
-    fn attribution_requests(
+    /// Attribution requests newest first, recorded before entry `before`,
+    /// at most `limit`.
+    async fn attribution_requests(
         &self,
         before: Option<u64>,
         limit: usize,
@@ -420,30 +455,34 @@ pub trait Store: Send + Sync + 'static {
     /// Cancelled once the store is closed: its writer has answered every
     /// waiter, persisted its last checkpoint and released the database.
     /// Drop every handle to the store, then wait on this before reopening
-    /// the same directory.
+    /// the same directory. (A handle, not a read: not async.)
     fn closed(&self) -> tokio_util::sync::CancellationToken;
 
     /// Writes a backup file ([`backup`]) of everything stored to `out`, as
     /// of one point between two commits: commits pause while the stored
-    /// trees are read (callers wait, nothing fails), then resume. Blocking:
-    /// call it on a blocking thread, with `out` a local file so the pause
-    /// lasts only as long as reading the store.
-    fn backup(&self, out: &mut dyn std::io::Write) -> Result<backup::BackupSummary, StoreError>;
+    /// data is read (callers wait, nothing fails), then resume. `out`
+    /// should be a local file so the pause lasts only as long as reading
+    /// the store; it is handed back, written, with the summary.
+    async fn backup(
+        &self,
+        out: std::fs::File,
+    ) -> Result<(std::fs::File, backup::BackupSummary), StoreError>;
 
     /// The latest signed checkpoint (always durable).
-    fn checkpoint(&self) -> SignedCheckpoint;
+    async fn checkpoint(&self) -> Result<SignedCheckpoint, StoreError>;
     /// Sizes, state counts and flush times, for metrics. Scans nothing.
-    fn stats(&self) -> Result<StoreStats, StoreError>;
-    /// Entries `[start, start + count)` that exist, as stored bytes.
-    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Entries `[start, start + count)` that exist, as stored bytes, in
+    /// index order.
+    async fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
     /// The entries at `indexes` that exist, as stored bytes, by index; each
     /// stored batch they share is read once.
-    fn entries_at(
+    async fn entries_at(
         &self,
         indexes: &[u64],
     ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError>;
     /// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`.
-    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError>;
+    async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError>;
     /// RFC 9162 consistency proof from `from` to `to` (empty from size 0).
-    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
 }

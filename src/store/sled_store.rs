@@ -2,8 +2,10 @@
 //! data directory; opening a directory another warden holds fails with
 //! [`StoreError::Locked`].
 //!
-//! Reads go straight to sled. Writes go through the [`Sequencer`], which
-//! commits each state change with its ledger entry.
+//! Reads go straight to sled: a point read on the caller's thread, a read
+//! that scans on the blocking pool (see [`Store`] on blocking), each inside
+//! [`engine`]. Writes go through the [`Sequencer`], which commits each
+//! state change with its ledger entry.
 //!
 //! Opening runs inside [`engine`], so a panic in sled on a damaged file is
 //! reported as corruption of the data directory; the ledger is checked
@@ -39,8 +41,7 @@ use crate::pii::Keyring;
 use crate::screening::SanctionsList;
 
 pub struct SledStore {
-    trees: Arc<[sled::Tree]>,
-    keys: Arc<Keyring>,
+    reader: Arc<Reader>,
     sequencer: Sequencer,
     latest: Arc<RwLock<SignedCheckpoint>>,
     flush_seconds: Arc<crate::metrics::Histogram>,
@@ -123,14 +124,53 @@ impl SledStore {
             Some(dir.to_path_buf()),
         )?;
         Ok(Self {
-            trees,
-            keys,
+            reader: Arc::new(Reader { trees, keys }),
             sequencer,
             latest,
             flush_seconds,
         })
     }
 
+    /// A point read, answered on the caller's thread (see [`Store`] on
+    /// blocking); a panic in sled is reported as corruption.
+    fn point<T>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        engine(|| read(&self.reader))
+    }
+
+    /// A read that scans, run on the blocking pool.
+    async fn scan<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        blocking(move || read(&reader)).await
+    }
+}
+
+/// Runs `f`, which calls into sled, on the blocking pool, inside
+/// [`engine`]. A panic outside sled goes on unwinding in the caller.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(move || engine(f)).await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(StoreError::Io("a store read was cancelled".into())),
+        },
+    }
+}
+
+/// What every read needs, shared with the reads on the blocking pool.
+struct Reader {
+    trees: Arc<[sled::Tree]>,
+    keys: Arc<Keyring>,
+}
+
+impl Reader {
     fn tree(&self, i: usize) -> &sled::Tree {
         &self.trees[i]
     }
@@ -466,8 +506,7 @@ pub(crate) fn read_ledger(
     })
 }
 
-#[async_trait]
-impl Store for SledStore {
+impl Reader {
     fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
         match self
             .tree(t::CUSTOMERS)
@@ -546,29 +585,6 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn put_customer(
-        &self,
-        customer: &Customer,
-        screening: Option<&Screening>,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let customer = Encoded::new(StoredCustomer::seal(customer, &self.keys)?)?;
-        let screening = screening
-            .map(|s| Encoded::new(StoredScreening::seal(s, &self.keys)?))
-            .transpose()?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PutCustomer {
-                    customer,
-                    screening,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
     fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
         match self.get::<StoredScreening>(t::SCREENINGS, customer_id.as_bytes())? {
             Some(s) => s.open(&self.keys).map(Some),
@@ -576,128 +592,8 @@ impl Store for SledStore {
         }
     }
 
-    async fn put_screenings(
-        &self,
-        screenings: &[Screening],
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let sealed = screenings
-            .iter()
-            .map(|s| Encoded::new(StoredScreening::seal(s, &self.keys)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        let applied = self
-            .sequencer
-            .submit(Mutation::PutScreenings(sealed), entry)
-            .await?;
-        appended(applied)
-    }
-
     fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
         self.get(t::SANCTIONS, SANCTIONS_LIST)
-    }
-
-    async fn put_sanctions_list(
-        &self,
-        list: &SanctionsList,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let encoded = super::codec::encode(list)?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PutSanctionsList {
-                    encoded,
-                    sha256: list.sha256.clone(),
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn purge_customer(
-        &self,
-        customer_id: &str,
-        latest_version: u64,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        // The tombstones are made from the stored records: their commitment
-        // is the stored one, and nothing needs opening.
-        let tombstones = self
-            .tree(t::CUSTOMERS)
-            .scan_prefix(customer_prefix(customer_id))
-            .map(|item| {
-                let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
-                decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PurgeCustomer {
-                    tombstones,
-                    latest_version,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn record_admission(
-        &self,
-        decision: &DecisionRecord,
-        deployment: Option<&Deployment>,
-        chain_pem: Option<&str>,
-        orders_seen: u64,
-        entry: Entry,
-    ) -> Result<AdmitRecorded, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::RecordAdmission {
-                    decision: decision.clone(),
-                    deployment: deployment.cloned(),
-                    chain_pem: chain_pem.map(str::to_string),
-                    orders_seen,
-                },
-                entry,
-            )
-            .await?;
-        Ok(applied)
-    }
-
-    async fn update_deployment(
-        &self,
-        before: &Deployment,
-        after: &Deployment,
-        decision: &DecisionRecord,
-        orders_seen: Option<u64>,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::UpdateDeployment {
-                    before: before.clone(),
-                    after: after.clone(),
-                    decision: decision.clone(),
-                    orders_seen,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
-        let revision = change.revision.clone();
-        let applied = self
-            .sequencer
-            .submit(Mutation::Order(Box::new(change)), entry)
-            .await?;
-        appended(applied)?;
-        Ok(revision.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
@@ -820,10 +716,6 @@ impl Store for SledStore {
         self.get(t::CHAINS, chain_sha256.as_bytes())
     }
 
-    fn closed(&self) -> tokio_util::sync::CancellationToken {
-        self.sequencer.stopped()
-    }
-
     fn customer_version(
         &self,
         customer_id: &str,
@@ -927,37 +819,6 @@ impl Store for SledStore {
         }))
     }
 
-    async fn put_attribution_request(
-        &self,
-        request: &AttributionRequest,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(Mutation::PutAttributionRequest(request.clone()), entry)
-            .await?;
-        appended(applied)
-    }
-
-    async fn record_disclosure(
-        &self,
-        request_index: u64,
-        disclosure: &Disclosure,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::RecordDisclosure {
-                    request_index,
-                    disclosure: disclosure.clone(),
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
     fn attribution_requests(
         &self,
         before: Option<u64>,
@@ -979,42 +840,6 @@ impl Store for SledStore {
             out.push(decode(&k, &v)?);
         }
         Ok(out)
-    }
-
-    fn backup(
-        &self,
-        out: &mut dyn std::io::Write,
-    ) -> Result<super::backup::BackupSummary, StoreError> {
-        let created_at = crate::api::now_millis();
-        self.sequencer.paused(|| {
-            let start = std::time::Instant::now();
-            let mut summary = super::backup::write_snapshot(&self.trees, out, created_at)?;
-            summary.paused = start.elapsed();
-            Ok(summary)
-        })
-    }
-
-    fn checkpoint(&self) -> SignedCheckpoint {
-        match self.latest.read() {
-            Ok(c) => c.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    fn stats(&self) -> Result<super::StoreStats, StoreError> {
-        let (ledger_size, checkpoint_signed_at) = {
-            let c = match self.latest.read() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            (c.checkpoint.size, c.signed_at)
-        };
-        Ok(super::StoreStats {
-            ledger_size,
-            checkpoint_signed_at,
-            states: self.get(t::META, META_STATE_COUNTS)?.unwrap_or_default(),
-            flush_seconds: self.flush_seconds.snapshot(),
-        })
     }
 
     fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -1091,5 +916,380 @@ impl Store for SledStore {
 
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         tree::prove_tree(to, from, &StoredHashes(self.tree(t::HASHES))).map_err(hash_error)
+    }
+
+    /// A customer's versions as purged tombstones, made from the stored
+    /// records: their commitment is the stored one, and nothing needs
+    /// opening.
+    fn tombstones(&self, customer_id: &str) -> Result<Vec<StoredCustomer>, StoreError> {
+        self.tree(t::CUSTOMERS)
+            .scan_prefix(customer_prefix(customer_id))
+            .map(|item| {
+                let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
+                decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
+        self.point(|r| r.customer(customer_id))
+    }
+
+    async fn customer_as_of(
+        &self,
+        customer_id: &str,
+        as_of: UnixMillis,
+    ) -> Result<Option<Customer>, StoreError> {
+        self.point(|r| r.customer_as_of(customer_id, as_of))
+    }
+
+    async fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, StoreError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        self.scan(move |r| r.list_customers(&filter, after.as_deref(), limit))
+            .await
+    }
+
+    async fn put_customer(
+        &self,
+        customer: &Customer,
+        screening: Option<&Screening>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let customer = Encoded::new(StoredCustomer::seal(customer, &self.reader.keys)?)?;
+        let screening = screening
+            .map(|s| Encoded::new(StoredScreening::seal(s, &self.reader.keys)?))
+            .transpose()?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PutCustomer {
+                    customer,
+                    screening,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
+        self.point(|r| r.screening(customer_id))
+    }
+
+    async fn put_screenings(
+        &self,
+        screenings: &[Screening],
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let sealed = screenings
+            .iter()
+            .map(|s| Encoded::new(StoredScreening::seal(s, &self.reader.keys)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutScreenings(sealed), entry)
+            .await?;
+        appended(applied)
+    }
+
+    async fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
+        // One value, but a large one to decode.
+        self.scan(|r| r.sanctions_list()).await
+    }
+
+    async fn put_sanctions_list(
+        &self,
+        list: &SanctionsList,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let encoded = super::codec::encode(list)?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PutSanctionsList {
+                    encoded,
+                    sha256: list.sha256.clone(),
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn purge_customer(
+        &self,
+        customer_id: &str,
+        latest_version: u64,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let tombstones = self.point(|r| r.tombstones(customer_id))?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PurgeCustomer {
+                    tombstones,
+                    latest_version,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn record_admission(
+        &self,
+        decision: &DecisionRecord,
+        deployment: Option<&Deployment>,
+        chain_pem: Option<&str>,
+        orders_seen: u64,
+        entry: Entry,
+    ) -> Result<AdmitRecorded, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::RecordAdmission {
+                    decision: decision.clone(),
+                    deployment: deployment.cloned(),
+                    chain_pem: chain_pem.map(str::to_string),
+                    orders_seen,
+                },
+                entry,
+            )
+            .await?;
+        Ok(applied)
+    }
+
+    async fn update_deployment(
+        &self,
+        before: &Deployment,
+        after: &Deployment,
+        decision: &DecisionRecord,
+        orders_seen: Option<u64>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::UpdateDeployment {
+                    before: before.clone(),
+                    after: after.clone(),
+                    decision: decision.clone(),
+                    orders_seen,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
+        let revision = change.revision.clone();
+        let applied = self
+            .sequencer
+            .submit(Mutation::Order(Box::new(change)), entry)
+            .await?;
+        appended(applied)?;
+        Ok(revision.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.point(|r| r.order(order_id))
+    }
+
+    async fn list_orders(
+        &self,
+        keep: &(dyn for<'o> Fn(&'o Order) -> bool + Sync),
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.point(|r| r.list_orders(keep, after, limit))
+    }
+
+    async fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.point(|r| r.active_orders())
+    }
+
+    async fn order_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        self.scan(move |r| r.order_events(after, up_to, limit))
+            .await
+    }
+
+    async fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
+        self.point(|r| r.order_revisions())
+    }
+
+    async fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
+        self.point(|r| r.deployment(deployment_id))
+    }
+
+    async fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        self.scan(move |r| r.list_deployments(&filter, after.as_deref(), limit))
+            .await
+    }
+
+    async fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
+        self.point(|r| r.chain(chain_sha256))
+    }
+
+    fn closed(&self) -> tokio_util::sync::CancellationToken {
+        self.sequencer.stopped()
+    }
+
+    async fn customer_version(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<Customer>, StoreError> {
+        self.point(|r| r.customer_version(customer_id, version))
+    }
+
+    async fn customer_version_index(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.point(|r| r.customer_version_index(customer_id, version))
+    }
+
+    async fn admitted_before(
+        &self,
+        by: AdmittedBy<'_>,
+        up_to: UnixMillis,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<super::Admitted>, StoreError> {
+        self.point(|r| r.admitted_before(by, up_to, cursor, limit))
+    }
+
+    async fn endpoint_claim(
+        &self,
+        endpoint: &str,
+        at: UnixMillis,
+    ) -> Result<Option<EndpointClaim>, StoreError> {
+        self.point(|r| r.endpoint_claim(endpoint, at))
+    }
+
+    async fn put_attribution_request(
+        &self,
+        request: &AttributionRequest,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutAttributionRequest(request.clone()), entry)
+            .await?;
+        appended(applied)
+    }
+
+    async fn record_disclosure(
+        &self,
+        request_index: u64,
+        disclosure: &Disclosure,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::RecordDisclosure {
+                    request_index,
+                    disclosure: disclosure.clone(),
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn attribution_requests(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AttributionRequest>, StoreError> {
+        self.scan(move |r| r.attribution_requests(before, limit))
+            .await
+    }
+
+    async fn backup(
+        &self,
+        mut out: std::fs::File,
+    ) -> Result<(std::fs::File, super::backup::BackupSummary), StoreError> {
+        let created_at = crate::api::now_millis();
+        let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
+        blocking(move || {
+            let summary = sequencer.paused(|| {
+                let start = std::time::Instant::now();
+                let mut summary =
+                    super::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
+                summary.paused = start.elapsed();
+                Ok::<_, StoreError>(summary)
+            })?;
+            Ok((out, summary))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
+        Ok(match self.latest.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        })
+    }
+
+    async fn stats(&self) -> Result<super::StoreStats, StoreError> {
+        let (ledger_size, checkpoint_signed_at) = {
+            let c = match self.latest.read() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            (c.checkpoint.size, c.signed_at)
+        };
+        Ok(super::StoreStats {
+            ledger_size,
+            checkpoint_signed_at,
+            states: self
+                .point(|r| r.get(t::META, META_STATE_COUNTS))?
+                .unwrap_or_default(),
+            flush_seconds: self.flush_seconds.snapshot(),
+        })
+    }
+
+    async fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.scan(move |r| r.entries(start, count)).await
+    }
+
+    async fn entries_at(
+        &self,
+        indexes: &[u64],
+    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
+        let indexes = indexes.to_vec();
+        self.scan(move |r| r.entries_at(&indexes)).await
+    }
+
+    async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.scan(move |r| r.inclusion_proof(index, tree_size))
+            .await
+    }
+
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        self.scan(move |r| r.consistency_proof(from, to)).await
     }
 }

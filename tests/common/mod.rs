@@ -354,7 +354,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: &Config) -> Self {
-        let app = warden::server::build_app(config).unwrap();
+        let app = warden::server::build_app(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
