@@ -9,7 +9,9 @@ use crate::domain::customer::{Customer, CustomerStatus, Screening, ScreeningHit,
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event, ScreeningRef};
 use crate::screening::{SanctionsList, Screener};
-use crate::store::{CustomerFilter, Store, StoreError};
+use crate::store::{
+    retry_on_conflict, Conflict, CustomerFilter, Store, StoreError, CONFLICT_ATTEMPTS,
+};
 
 /// The loaded list's screener, swapped whole when a list is loaded.
 pub struct ScreeningState {
@@ -204,28 +206,33 @@ pub async fn load_list(
             .await?;
         let Some(last) = page.last() else { break };
         let next_after = last.customer_id.clone();
-        let mut chunk = page;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match rescreen(store, state, &chunk, principal, request_id, now).await {
-                Ok((n, p)) => {
-                    screened += n;
-                    potential += p;
-                    break;
-                }
-                // A customer changed while the chunk was screened: read the
-                // chunk's newest versions and screen them again.
-                Err(KycError::Store(StoreError::Conflict(_))) if attempt < 5 => {
-                    let mut newest = Vec::with_capacity(chunk.len());
-                    for c in &chunk {
+        let page = &page;
+        // A customer changed while the chunk was screened (the only
+        // conflicts a screening write reports): read the chunk's newest
+        // versions and screen them again.
+        let (n, p) = retry_on_conflict(
+            CONFLICT_ATTEMPTS,
+            |_| true,
+            |attempt| async move {
+                let chunk = if attempt == 1 {
+                    page.clone()
+                } else {
+                    let mut newest = Vec::with_capacity(page.len());
+                    for c in page {
                         newest.extend(store.customer(&c.customer_id).await?);
                     }
-                    chunk = newest;
+                    newest
+                };
+                match rescreen(store, state, &chunk, principal, request_id, now).await {
+                    Err(KycError::Store(StoreError::Conflict(c))) => Ok(Err(c)),
+                    r => r.map(Ok),
                 }
-                Err(e) => return Err(e),
-            }
-        }
+            },
+        )
+        .await?
+        .map_err(|c| KycError::Store(StoreError::Conflict(c)))?;
+        screened += n;
+        potential += p;
         after = Some(next_after);
     }
     Ok(ListLoaded {
@@ -329,8 +336,11 @@ pub async fn purge_due(
             );
             match store.purge_customer(&c.customer_id, c.version, entry).await {
                 Ok(_) => purged += 1,
-                // Changed meanwhile: the next run looks again.
-                Err(StoreError::Conflict(_)) => {}
+                // Changed meanwhile (a newer version, or nothing left to
+                // purge): the next run looks again; no retry now.
+                Err(StoreError::Conflict(
+                    Conflict::CustomerChanged { .. } | Conflict::NothingToPurge,
+                )) => {}
                 Err(e) => return Err(e),
             }
         }

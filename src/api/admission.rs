@@ -28,7 +28,10 @@ use crate::licence::Licence;
 use crate::metrics::DecisionCall;
 use crate::proto;
 use crate::proto::admission_server::Admission;
-use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
+use crate::store::{
+    conflict_apart, retry_on_conflict, AdmitRecorded, Conflict, DecisionKind, DecisionRecord,
+    DeploymentFilter, CONFLICT_ATTEMPTS,
+};
 
 pub struct AdmissionService {
     app: Arc<App>,
@@ -63,13 +66,13 @@ impl AdmissionService {
         }
     }
 
-    /// One admission attempt; `None` when the orders in force changed
-    /// while it was decided.
+    /// One admission attempt; a conflict when the store refused it (the
+    /// orders in force changed while it was decided).
     async fn admit_once(
         &self,
         who: &Principal,
         message: proto::AdmitRequest,
-    ) -> Result<Option<Response<proto::AdmitResponse>>, Status> {
+    ) -> Result<Result<Response<proto::AdmitResponse>, Conflict>, Status> {
         let request_sha256 = sha256_hex(&message.encode_to_vec());
         let proto::AdmitRequest {
             request_id,
@@ -231,9 +234,9 @@ impl AdmissionService {
                 entry,
             )
             .await;
-        let recorded = match recorded {
-            Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+        let recorded = match conflict_apart(recorded).map_err(ApiError::from)? {
+            Ok(recorded) => recorded,
+            Err(c) => return Ok(Err(c)),
         };
         let answer = match recorded {
             AdmitRecorded::New(index) => {
@@ -261,16 +264,16 @@ impl AdmissionService {
             principal = %who.spiffe_id,
             "admission decided"
         );
-        Ok(Some(Response::new(admit_response(&answer))))
+        Ok(Ok(Response::new(admit_response(&answer))))
     }
 
-    /// One renewal attempt; `None` when the orders in force changed while
-    /// it was decided.
+    /// One renewal attempt; a conflict when the store refused it (the
+    /// orders in force, or the deployment, changed while it was decided).
     async fn renew_once(
         &self,
         who: &Principal,
         message: proto::RenewRequest,
-    ) -> Result<Option<Response<proto::RenewResponse>>, Status> {
+    ) -> Result<Result<Response<proto::RenewResponse>, Conflict>, Status> {
         let proto::RenewRequest {
             deployment_id,
             endpoints,
@@ -368,14 +371,14 @@ impl AdmissionService {
                 endpoints: after.workload.endpoints.clone(),
             },
         );
-        let ledger_index = match self
+        let written = self
             .app
             .store
             .update_deployment(&before, &after, &record, Some(orders_seen), entry)
-            .await
-        {
-            Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r.map_err(ApiError::from)?,
+            .await;
+        let ledger_index = match conflict_apart(written).map_err(ApiError::from)? {
+            Ok(index) => index,
+            Err(c) => return Ok(Err(c)),
         };
         self.app.metrics.decided(DecisionCall::Renew, &reasons);
         tracing::info!(
@@ -384,7 +387,7 @@ impl AdmissionService {
             reasons = ?reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
             "renewal decided"
         );
-        Ok(Some(Response::new(proto::RenewResponse {
+        Ok(Ok(Response::new(proto::RenewResponse {
             decision: if allowed {
                 proto::Decision::Allow
             } else {
@@ -536,12 +539,21 @@ fn lifecycle_record(
     }
 }
 
-/// How often a request is decided again when an order came into force
-/// while it was decided.
-const ORDER_RETRIES: usize = 5;
+/// The conflict that makes an admission or renewal decide again: an order
+/// came into force (or ended) while it was decided. Any other conflict is
+/// the caller's to retry.
+fn orders_changed(c: &Conflict) -> bool {
+    *c == Conflict::OrdersChanged
+}
 
-/// The conflict the store reports when the orders in force changed.
-const ORDERS_CHANGED: &str = "the orders in force";
+/// What a caller is told about a conflict an admission or renewal ended in.
+fn refused(c: Conflict) -> Status {
+    if orders_changed(&c) {
+        ApiError::Aborted("the orders in force kept changing; retry".into()).into()
+    } else {
+        ApiError::from(crate::store::StoreError::Conflict(c)).into()
+    }
+}
 
 fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -557,12 +569,12 @@ impl Admission for AdmissionService {
         let message = request.into_inner();
         // An order that came into force while this request was decided
         // makes the store refuse the decision; decide again.
-        for _ in 0..ORDER_RETRIES {
-            if let Some(answer) = self.admit_once(&who, message.clone()).await? {
-                return Ok(answer);
-            }
-        }
-        Err(ApiError::Aborted("the orders in force kept changing; retry".into()).into())
+        let (who, message) = (&who, &message);
+        retry_on_conflict(CONFLICT_ATTEMPTS, orders_changed, |_| {
+            self.admit_once(who, message.clone())
+        })
+        .await?
+        .map_err(refused)
     }
 
     async fn renew(
@@ -571,12 +583,12 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::RenewResponse>, Status> {
         let who = principal(&request)?;
         let message = request.into_inner();
-        for _ in 0..ORDER_RETRIES {
-            if let Some(answer) = self.renew_once(&who, message.clone()).await? {
-                return Ok(answer);
-            }
-        }
-        Err(ApiError::Aborted("the orders in force kept changing; retry".into()).into())
+        let (who, message) = (&who, &message);
+        retry_on_conflict(CONFLICT_ATTEMPTS, orders_changed, |_| {
+            self.renew_once(who, message.clone())
+        })
+        .await?
+        .map_err(refused)
     }
 
     async fn release(

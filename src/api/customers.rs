@@ -25,7 +25,9 @@ use crate::ledger::entry::{
 };
 use crate::proto;
 use crate::proto::customers_server::Customers;
-use crate::store::{CustomerFilter, StoreError, LIST_REPLACED};
+use crate::store::{
+    conflict_apart, retry_on_conflict, Conflict, CustomerFilter, StoreError, CONFLICT_ATTEMPTS,
+};
 
 pub struct CustomersService {
     app: Arc<App>,
@@ -55,26 +57,28 @@ impl CustomersService {
         who: &str,
         now: crate::domain::UnixMillis,
     ) -> Result<Screening, ApiError> {
-        for _ in 0..5 {
+        let list_replaced = |c: &Conflict| *c == Conflict::ListReplaced;
+        let written = retry_on_conflict(CONFLICT_ATTEMPTS, list_replaced, |_| async move {
             let screening = self.app.screening.screen(c, previous, now);
             let entry = customer_entry(c, change, Some(&screening), who, "");
-            match self
+            let written = self
                 .app
                 .store
                 .put_customer(c, Some(&screening), entry)
-                .await
-            {
-                Err(StoreError::Conflict(what)) if what == LIST_REPLACED => continue,
-                r => {
-                    r.map_err(ApiError::from)?;
-                    self.app.screening.stored([&screening]);
-                    return Ok(screening);
-                }
+                .await;
+            Ok::<_, StoreError>(conflict_apart(written)?.map(|_| screening))
+        })
+        .await?;
+        match written {
+            Ok(screening) => {
+                self.app.screening.stored([&screening]);
+                Ok(screening)
             }
+            Err(c) if list_replaced(&c) => Err(ApiError::Aborted(
+                "the sanctions list kept changing; retry".into(),
+            )),
+            Err(c) => Err(StoreError::Conflict(c).into()),
         }
-        Err(ApiError::Aborted(
-            "the sanctions list kept changing; retry".into(),
-        ))
     }
 
     async fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {

@@ -22,10 +22,9 @@ use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::orders_server::Orders;
-use crate::store::{OrderChange, StoreError};
-
-/// Attempts when another change to the same order got in first.
-const RETRIES: usize = 5;
+use crate::store::{
+    conflict_apart, retry_on_conflict, Conflict, OrderChange, StoreError, CONFLICT_ATTEMPTS,
+};
 
 pub struct OrdersService {
     app: Arc<App>,
@@ -62,7 +61,12 @@ pub async fn apply(
     ack: Option<String>,
     now: UnixMillis,
 ) -> Result<Order, ApiError> {
-    for _ in 0..RETRIES {
+    let change = &change;
+    let ack = &ack;
+    // Another change to the same order got in first: apply this one to
+    // what it left.
+    let order_changed = |c: &Conflict| matches!(c, Conflict::OrderChanged { .. });
+    let applied = retry_on_conflict(CONFLICT_ATTEMPTS, order_changed, |_| async move {
         let stored = app.store.order(order_id).await?;
         let was_active = stored
             .as_ref()
@@ -105,26 +109,26 @@ pub async fn apply(
                 entry,
             )
             .await;
-        match result {
-            Ok(revision) => {
-                // The change is committed: a failure to wake watchers must
-                // not make it look failed (they catch up on the next one).
-                if let Err(e) = notify(app, revision).await {
-                    tracing::error!(error = ?e, "waking order watchers failed");
-                }
-                return app
-                    .store
-                    .order(order_id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("order {order_id} not found")));
+        Ok::<_, ApiError>(conflict_apart(result)?)
+    })
+    .await?;
+    match applied {
+        Ok(revision) => {
+            // The change is committed: a failure to wake watchers must
+            // not make it look failed (they catch up on the next one).
+            if let Err(e) = notify(app, revision).await {
+                tracing::error!(error = ?e, "waking order watchers failed");
             }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+            app.store
+                .order(order_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("order {order_id} not found")))
         }
+        Err(c) if order_changed(&c) => Err(ApiError::Aborted(format!(
+            "order {order_id} kept changing; retry"
+        ))),
+        Err(c) => Err(StoreError::Conflict(c).into()),
     }
-    Err(ApiError::Aborted(format!(
-        "order {order_id} kept changing; retry"
-    )))
 }
 
 /// The newest order events as sent to watchers, so a thousand watchers

@@ -14,6 +14,7 @@
 pub mod backup;
 pub mod check;
 mod codec;
+mod conflict;
 mod guard;
 pub mod head;
 mod index;
@@ -21,6 +22,7 @@ mod sealed;
 mod sequencer;
 mod sled_store;
 
+pub use conflict::{conflict_apart, retry_on_conflict, Conflict, CONFLICT_ATTEMPTS};
 pub use guard::{CorruptionWatch, Guarded};
 pub use sequencer::SignedCheckpoint;
 pub use sled_store::SledStore;
@@ -36,7 +38,7 @@ use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
 use crate::ledger::entry::Entry;
 use crate::ledger::tree::Hash;
-pub use sequencer::{OrderChange, LIST_REPLACED};
+pub use sequencer::OrderChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,8 +48,9 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// A precondition of a write no longer holds; nothing was written.
     #[error("{0} was changed concurrently; retry")]
-    Conflict(String),
+    Conflict(Conflict),
     #[error("store is locked by another process (one warden per data directory): {0}")]
     Locked(String),
     /// Stored personal data that does not open with the configured keys.

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{decode, encode, encode_raw, push_entry};
 use super::index;
 use super::sealed::{StoredCustomer, StoredScreening};
-use super::{AdmitRecorded, DecisionRecord, StateCounts, StoreError};
+use super::{AdmitRecorded, Conflict, DecisionRecord, StateCounts, StoreError};
 use crate::domain::attribution::normalize_endpoint;
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::order::OrderState;
@@ -89,8 +89,6 @@ pub(crate) const SANCTIONS_LIST: &[u8] = b"list";
 /// The key of the loaded list's SHA-256 (hex) in [`t::SANCTIONS`].
 pub(crate) const SANCTIONS_SHA256: &[u8] = b"sha256";
 
-/// The conflict reported for a screening against a list that was replaced.
-pub const LIST_REPLACED: &str = "the sanctions list";
 pub(crate) const META_SIZE: &[u8] = b"size";
 pub(crate) const META_CHECKPOINT: &[u8] = b"checkpoint";
 /// In [`t::META`]: when the checkpoint under [`META_CHECKPOINT`] was signed
@@ -517,10 +515,9 @@ fn check_screening(
     Ok(if s.revision == current + 1 {
         Ok(())
     } else {
-        Err(StoreError::Conflict(format!(
-            "screening of customer {}",
-            s.customer_id
-        )))
+        Err(StoreError::Conflict(Conflict::ScreeningChanged {
+            customer_id: s.customer_id.clone(),
+        }))
     })
 }
 
@@ -554,7 +551,9 @@ fn apply(
                 return Ok(Err(if c.version == 1 {
                     StoreError::AlreadyExists(format!("customer {}", c.customer_id))
                 } else {
-                    StoreError::Conflict(format!("customer {}", c.customer_id))
+                    StoreError::Conflict(Conflict::CustomerChanged {
+                        customer_id: c.customer_id.clone(),
+                    })
                 }));
             }
             if c.version > 1
@@ -562,10 +561,9 @@ fn apply(
                     .get(t::CUSTOMERS, &customer_key(&c.customer_id, c.version - 1))?
                     .is_none()
             {
-                return Ok(Err(StoreError::Conflict(format!(
-                    "customer {}",
-                    c.customer_id
-                ))));
+                return Ok(Err(StoreError::Conflict(Conflict::CustomerChanged {
+                    customer_id: c.customer_id.clone(),
+                })));
             }
             if let Some(s) = screening {
                 if let Err(e) = check_screening(plan, &s.value)? {
@@ -577,7 +575,7 @@ fn apply(
                     .get(t::SANCTIONS, SANCTIONS_SHA256)?
                     .unwrap_or_default();
                 if s.value.list_sha256.as_bytes() != loaded.as_slice() {
-                    return Ok(Err(StoreError::Conflict(LIST_REPLACED.into())));
+                    return Ok(Err(StoreError::Conflict(Conflict::ListReplaced)));
                 }
                 plan.put(
                     t::SCREENINGS,
@@ -599,10 +597,9 @@ fn apply(
                     return Ok(Err(e));
                 }
                 if !is_newest(plan, &s.customer_id, s.customer_version)? {
-                    return Ok(Err(StoreError::Conflict(format!(
-                        "customer {}",
-                        s.customer_id
-                    ))));
+                    return Ok(Err(StoreError::Conflict(Conflict::CustomerChanged {
+                        customer_id: s.customer_id.clone(),
+                    })));
                 }
             }
             for s in screenings {
@@ -628,10 +625,12 @@ fn apply(
             latest_version,
         } => {
             let Some(id) = tombstones.first().map(|c| c.customer_id.clone()) else {
-                return Ok(Err(StoreError::Conflict("nothing to purge".into())));
+                return Ok(Err(StoreError::Conflict(Conflict::NothingToPurge)));
             };
             if !is_newest(plan, &id, *latest_version)? {
-                return Ok(Err(StoreError::Conflict(format!("customer {id}"))));
+                return Ok(Err(StoreError::Conflict(Conflict::CustomerChanged {
+                    customer_id: id,
+                })));
             }
             for c in tombstones {
                 plan.put(
@@ -661,7 +660,7 @@ fn apply(
                 return Ok(Ok(Some(Box::new(first))));
             }
             if meta_u64(plan, ORDER_SET_REVISION)? != *orders_seen {
-                return Ok(Err(StoreError::Conflict("the orders in force".into())));
+                return Ok(Err(StoreError::Conflict(Conflict::OrdersChanged)));
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
@@ -713,14 +712,13 @@ fn apply(
             let key = after.deployment_id.as_bytes();
             let current: Option<Deployment> = plan.get_decoded(t::DEPLOYMENTS, key)?;
             if current.as_ref() != Some(before) {
-                return Ok(Err(StoreError::Conflict(format!(
-                    "deployment {}",
-                    after.deployment_id
-                ))));
+                return Ok(Err(StoreError::Conflict(Conflict::DeploymentChanged {
+                    deployment_id: after.deployment_id.clone(),
+                })));
             }
             if let Some(seen) = orders_seen {
                 if meta_u64(plan, ORDER_SET_REVISION)? != *seen {
-                    return Ok(Err(StoreError::Conflict("the orders in force".into())));
+                    return Ok(Err(StoreError::Conflict(Conflict::OrdersChanged)));
                 }
             }
             let mut decision = decision.clone();
@@ -763,14 +761,14 @@ fn apply(
                     &key,
                 )?
             else {
-                return Ok(Err(StoreError::Conflict(format!(
-                    "attribution request {request_index} is not recorded"
-                ))));
+                return Ok(Err(StoreError::Conflict(Conflict::RequestNotRecorded {
+                    request_index: *request_index,
+                })));
             };
             if request.disclosure.is_some() {
-                return Ok(Err(StoreError::Conflict(format!(
-                    "attribution request {request_index} already answered"
-                ))));
+                return Ok(Err(StoreError::Conflict(Conflict::RequestAnswered {
+                    request_index: *request_index,
+                })));
             }
             let mut disclosure = disclosure.clone();
             disclosure.ledger_index = index;
@@ -848,10 +846,9 @@ fn apply_order(
     if stored.as_ref().map_or(0, |o| o.revision) != order.revision
         || (stored.is_none() && order.revision != 0)
     {
-        return Ok(Err(StoreError::Conflict(format!(
-            "order {}",
-            order.order_id
-        ))));
+        return Ok(Err(StoreError::Conflict(Conflict::OrderChanged {
+            order_id: order.order_id.clone(),
+        })));
     }
     let mut changed: Vec<String> = Vec::new();
     if change.activate {
