@@ -35,16 +35,11 @@ use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::attribution_server::Attribution;
-use crate::store::AdmittedBy;
+use crate::store::{AdmittedBy, Cursor};
 
 /// Deployments per answer unless asked otherwise, and at most.
 const DEFAULT_PAGE: usize = 10;
 const MAX_PAGE: usize = 50;
-/// Index keys one answer examines at most (model and customer windows); a
-/// longer history continues on the next page.
-const SCAN_BUDGET: usize = 5_000;
-/// Index keys read per store call while scanning.
-const SCAN_CHUNK: usize = 256;
 
 pub struct AttributionService {
     app: Arc<App>,
@@ -150,8 +145,20 @@ fn selector_input(
     }
 }
 
-/// The cursor a page token carries, for the selectors that page.
-fn cursor_of(selector: &Selector, token: &str, v: &mut Vec<FieldViolation>) -> Option<Vec<u8>> {
+/// A page token of the model and customer selectors: the store's cursor
+/// in hex, which only the store interprets.
+fn page_token(cursor: &Cursor) -> String {
+    hex::encode(cursor.as_bytes())
+}
+
+/// The cursor a page token carries, for the selectors that page; the store
+/// says whether it is one of this selector's.
+async fn cursor_of(
+    store: &dyn crate::store::Store,
+    selector: &Selector,
+    token: &str,
+    v: &mut Vec<FieldViolation>,
+) -> Option<Cursor> {
     if token.is_empty() {
         return None;
     }
@@ -166,8 +173,9 @@ fn cursor_of(selector: &Selector, token: &str, v: &mut Vec<FieldViolation>) -> O
             return None;
         }
     };
-    match hex::decode(token) {
-        Ok(c) if crate::store::admitted_cursor_matches(by, &c) => Some(c),
+    let cursor = hex::decode(token).ok().map(Cursor::from_bytes);
+    match cursor {
+        Some(c) if store.admitted_cursor_valid(by, &c).await => Some(c),
         _ => {
             v.push(FieldViolation::new(
                 "page_token",
@@ -234,7 +242,7 @@ impl AttributionService {
     async fn select(
         &self,
         selector: &Selector,
-        mut cursor: Option<Vec<u8>>,
+        cursor: Option<Cursor>,
         page: usize,
     ) -> Result<(Vec<(Deployment, String)>, String), ApiError> {
         let store = &self.app.store;
@@ -265,34 +273,17 @@ impl AttributionService {
                 } else {
                     AdmittedBy::Customer(subject)
                 };
-                let mut found = Vec::new();
-                let mut scanned = 0;
-                loop {
-                    let chunk = store
-                        .admitted_before(by, *to, cursor.as_deref(), SCAN_CHUNK)
-                        .await?;
-                    let exhausted = chunk.len() < SCAN_CHUNK;
-                    for admitted in chunk {
-                        scanned += 1;
-                        // Most of a window's scan is deployments that
-                        // ended before it: their end is in the index.
-                        let ended_before = admitted.ended_at.is_some_and(|end| end < *from);
-                        if !ended_before {
-                            if let Some(d) = store.deployment(&admitted.deployment_id).await? {
-                                if d.end() >= *from {
-                                    found.push((d, hex::encode(&admitted.cursor)));
-                                }
-                            }
-                        }
-                        cursor = Some(admitted.cursor);
-                        if found.len() >= page || scanned >= SCAN_BUDGET {
-                            return Ok((found, cursor.map(hex::encode).unwrap_or_default()));
-                        }
-                    }
-                    if exhausted {
-                        return Ok((found, String::new()));
-                    }
-                }
+                let found = store
+                    .admitted_in(by, *from, *to, cursor.as_ref(), page)
+                    .await?;
+                Ok((
+                    found
+                        .deployments
+                        .into_iter()
+                        .map(|(d, c)| (d, page_token(&c)))
+                        .collect(),
+                    found.next.as_ref().map(page_token).unwrap_or_default(),
+                ))
             }
         }
     }
@@ -352,9 +343,10 @@ impl AttributionService {
             }
             n => n,
         };
-        let cursor = selector
-            .as_ref()
-            .and_then(|s| cursor_of(s, &message.page_token, &mut v));
+        let cursor = match &selector {
+            Some(s) => cursor_of(&*self.app.store, s, &message.page_token, &mut v).await,
+            None => None,
+        };
         ApiError::check(v)?;
         let (Some(legal_process), Some(selector)) = (legal_process, selector) else {
             return Err(ApiError::Internal);

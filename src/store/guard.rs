@@ -20,8 +20,8 @@ use async_trait::async_trait;
 
 use super::backup::BackupSummary;
 use super::{
-    AdmitRecorded, Admitted, AdmittedBy, CustomerFilter, DecisionRecord, DeploymentFilter,
-    EndpointClaim, OrderChange, SignedCheckpoint, Store, StoreError, StoreStats,
+    AdmitRecorded, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, DecisionRecord,
+    DeploymentFilter, EndpointClaim, OrderChange, SignedCheckpoint, Store, StoreError, StoreStats,
 };
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
@@ -346,15 +346,20 @@ impl<S: Store> Store for Guarded<S> {
             .await
     }
 
-    async fn admitted_before(
+    async fn admitted_in(
         &self,
         by: AdmittedBy<'_>,
-        up_to: UnixMillis,
-        cursor: Option<&[u8]>,
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Vec<Admitted>, StoreError> {
-        self.guard(self.inner.admitted_before(by, up_to, cursor, limit))
+    ) -> Result<AdmittedPage, StoreError> {
+        self.guard(self.inner.admitted_in(by, from, to, after, limit))
             .await
+    }
+
+    async fn admitted_cursor_valid(&self, by: AdmittedBy<'_>, cursor: &Cursor) -> bool {
+        self.inner.admitted_cursor_valid(by, cursor).await
     }
 
     async fn endpoint_claim(

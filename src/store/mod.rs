@@ -172,25 +172,35 @@ pub enum AdmittedBy<'a> {
     Customer(&'a str),
 }
 
-/// One deployment found by [`Store::admitted_before`].
+/// A position in a scan, minted by the store and opaque to everyone else:
+/// callers carry its bytes in a page token and hand them back unchanged.
+/// Each engine puts its own keyset there (sled: the index key), and checks
+/// a cursor handed back before it uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admitted {
-    /// Where a scan continues below this one.
-    pub cursor: Vec<u8>,
-    pub deployment_id: String,
-    /// [`Deployment::final_end`] once it is known, so a time window can
-    /// skip deployments that ended before it without reading them.
-    pub ended_at: Option<UnixMillis>,
+pub struct Cursor(Vec<u8>);
+
+impl Cursor {
+    /// A cursor as a page token carried it; it means nothing until the
+    /// store has checked it ([`Store::admitted_cursor_valid`]).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
-/// Whether a page cursor belongs to the scan of `by` (a page token is the
-/// cursor in hex; one from another selector is refused).
-pub fn admitted_cursor_matches(by: AdmittedBy<'_>, cursor: &[u8]) -> bool {
-    let (tag, subject) = match by {
-        AdmittedBy::Model(m) => (index::MODEL, m),
-        AdmittedBy::Customer(c) => (index::CUSTOMER, c),
-    };
-    cursor.starts_with(&index::prefix(tag, subject))
+/// One page of [`Store::admitted_in`].
+#[derive(Debug, Clone, Default)]
+pub struct AdmittedPage {
+    /// Newest admission first, each with the cursor a page starting after
+    /// it would continue from.
+    pub deployments: Vec<(Deployment, Cursor)>,
+    /// Where the next page starts; `None` when the scan is complete. Set
+    /// when the page is full, and when the engine's scan budget ran out
+    /// first (the page may then be short, even empty).
+    pub next: Option<Cursor>,
 }
 
 /// A deployment claiming an endpoint (at admission, or at a renewal that
@@ -416,15 +426,24 @@ pub trait Store: Send + Sync + 'static {
         customer_id: &str,
         version: u64,
     ) -> Result<Option<u64>, StoreError>;
-    /// Deployments of a model or customer admitted at or before `up_to`,
-    /// newest first; a page continues below the cursor of the last one.
-    async fn admitted_before(
+    /// Deployments of a model or customer admitted at or before `to` and
+    /// not ended before `from` ([`Deployment::end`]), newest admission
+    /// first, at most `limit`, continuing after `after`. The engine
+    /// examines a bounded number of candidates per call, so one call never
+    /// scans a long history: a page can end short (even empty) with a
+    /// `next` cursor, and the caller pages on.
+    async fn admitted_in(
         &self,
         by: AdmittedBy<'_>,
-        up_to: UnixMillis,
-        cursor: Option<&[u8]>,
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Vec<Admitted>, StoreError>;
+    ) -> Result<AdmittedPage, StoreError>;
+    /// Whether `cursor` is one [`Store::admitted_in`] minted for `by`, so a
+    /// page token of another selector is refused before anything is
+    /// recorded. Reads nothing.
+    async fn admitted_cursor_valid(&self, by: AdmittedBy<'_>, cursor: &Cursor) -> bool;
     /// The last claim of `endpoint` (normalised) at or before `at`.
     async fn endpoint_claim(
         &self,

@@ -26,7 +26,7 @@ use super::sequencer::{
     StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
     ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
 };
-use super::{index, AdmittedBy, CustomerFilter, EndpointClaim, OrderChange};
+use super::{index, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
 use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, StateCounts, Store, StoreError};
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
@@ -161,6 +161,19 @@ async fn blocking<T: Send + 'static>(
             Ok(panic) => std::panic::resume_unwind(panic),
             Err(_) => Err(StoreError::Io("a store read was cancelled".into())),
         },
+    }
+}
+
+/// Index keys one [`Store::admitted_in`] call examines at most: a long
+/// history continues on the next page instead of holding a blocking thread
+/// (and the caller) for the whole of it.
+const ADMITTED_SCAN_BUDGET: usize = 5_000;
+
+/// The index tag and subject of an admission-time scan.
+fn admitted_index(by: AdmittedBy<'_>) -> (u8, &str) {
+    match by {
+        AdmittedBy::Model(m) => (index::MODEL, m),
+        AdmittedBy::Customer(c) => (index::CUSTOMER, c),
     }
 }
 
@@ -751,44 +764,53 @@ impl Reader {
         }
     }
 
-    fn admitted_before(
+    /// See [`Store::admitted_in`]: walks the model or customer index
+    /// down from `to` (or from `after`), skipping by the end recorded in
+    /// the index what ended before `from` without reading it, and stops at
+    /// a full page or after [`ADMITTED_SCAN_BUDGET`] index keys.
+    fn admitted_in(
         &self,
-        by: AdmittedBy<'_>,
-        up_to: UnixMillis,
-        cursor: Option<&[u8]>,
+        (tag, subject): (u8, &str),
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<super::Admitted>, StoreError> {
-        let (tag, subject) = match by {
-            AdmittedBy::Model(m) => (index::MODEL, m),
-            AdmittedBy::Customer(c) => (index::CUSTOMER, c),
-        };
+    ) -> Result<AdmittedPage, StoreError> {
         let prefix = index::prefix(tag, subject);
-        let mut end = index::prefix_at(tag, subject, up_to.saturating_add(1));
-        if let Some(c) = cursor {
+        let mut end = index::prefix_at(tag, subject, to.saturating_add(1));
+        if let Some(c) = after {
             if c < end.as_slice() {
                 end = c.to_vec();
             }
         }
+        let mut page = AdmittedPage::default();
         if end <= prefix {
-            return Ok(Vec::new());
+            return Ok(page);
         }
-        let mut out = Vec::new();
-        for item in self.tree(t::ATTRIBUTION).range(prefix.clone()..end).rev() {
-            if out.len() >= limit {
-                break;
-            }
+        for (scanned, item) in (1..).zip(self.tree(t::ATTRIBUTION).range(prefix.clone()..end).rev())
+        {
             let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
             let id = index::admitted_id(&prefix, &k).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&k),
                 detail: "malformed admission index key".into(),
             })?;
-            out.push(super::Admitted {
-                cursor: k.to_vec(),
-                deployment_id: id,
-                ended_at: index::ended_at(&v),
-            });
+            let cursor = Cursor::from_bytes(k.to_vec());
+            // Most of a window's scan is deployments that ended before it:
+            // their end is in the index.
+            let ended_before = index::ended_at(&v).is_some_and(|end| end < from);
+            if !ended_before {
+                if let Some(d) = self.get::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? {
+                    if d.end() >= from {
+                        page.deployments.push((d, cursor.clone()));
+                    }
+                }
+            }
+            if page.deployments.len() >= limit || scanned >= ADMITTED_SCAN_BUDGET {
+                page.next = Some(cursor);
+                return Ok(page);
+            }
         }
-        Ok(out)
+        Ok(page)
     }
 
     fn endpoint_claim(
@@ -1170,14 +1192,24 @@ impl Store for SledStore {
         self.point(|r| r.customer_version_index(customer_id, version))
     }
 
-    async fn admitted_before(
+    async fn admitted_in(
         &self,
         by: AdmittedBy<'_>,
-        up_to: UnixMillis,
-        cursor: Option<&[u8]>,
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Vec<super::Admitted>, StoreError> {
-        self.point(|r| r.admitted_before(by, up_to, cursor, limit))
+    ) -> Result<AdmittedPage, StoreError> {
+        let (tag, subject) = admitted_index(by);
+        let subject = subject.to_string();
+        let after = after.map(|c| c.as_bytes().to_vec());
+        self.scan(move |r| r.admitted_in((tag, &subject), from, to, after.as_deref(), limit))
+            .await
+    }
+
+    async fn admitted_cursor_valid(&self, by: AdmittedBy<'_>, cursor: &Cursor) -> bool {
+        let (tag, subject) = admitted_index(by);
+        cursor.as_bytes().starts_with(&index::prefix(tag, subject))
     }
 
     async fn endpoint_claim(
@@ -1291,5 +1323,62 @@ impl Store for SledStore {
 
     async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         self.scan(move |r| r.consistency_proof(from, to)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> SledStore {
+        let keys = Keyring::parse("test", &Keyring::new_key_line("test-1").unwrap()).unwrap();
+        let signer = Signer::generate("warden.test/ledger").unwrap();
+        SledStore::open(dir, signer, keys).unwrap()
+    }
+
+    /// A long history of deployments that ended before the window is read
+    /// in budgeted steps: each call stops after the budget with a cursor,
+    /// the last one says the scan is complete, and a cursor of one
+    /// selector is refused by another.
+    #[tokio::test]
+    async fn an_admission_scan_stops_at_its_budget_and_continues_from_its_cursor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(&tmp.path().join("data"));
+        let digest = "sha256:aa";
+        let index = store.reader.tree(t::ATTRIBUTION);
+        for i in 0..=ADMITTED_SCAN_BUDGET {
+            let at = i64::try_from(i).unwrap();
+            let key = index::admitted(index::MODEL, digest, at, &format!("dep-{i}"));
+            index
+                .insert(key, index::ended_at_value(Some(at + 1)))
+                .unwrap();
+        }
+        let by = AdmittedBy::Model(digest);
+        let from = 1_000_000;
+        let first = store
+            .admitted_in(by, from, i64::MAX, None, 10)
+            .await
+            .unwrap();
+        assert!(first.deployments.is_empty());
+        let next = first
+            .next
+            .expect("the budget ran out before the history did");
+        assert!(store.admitted_cursor_valid(by, &next).await);
+        assert!(
+            !store
+                .admitted_cursor_valid(AdmittedBy::Customer(digest), &next)
+                .await
+        );
+        assert!(
+            !store
+                .admitted_cursor_valid(AdmittedBy::Model("sha256:bb"), &next)
+                .await
+        );
+        let rest = store
+            .admitted_in(by, from, i64::MAX, Some(&next), 10)
+            .await
+            .unwrap();
+        assert!(rest.deployments.is_empty());
+        assert_eq!(rest.next, None, "one key was left, and then none");
     }
 }
