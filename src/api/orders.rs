@@ -23,7 +23,8 @@ use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::orders_server::Orders;
 use crate::store::{
-    conflict_apart, retry_on_conflict, Conflict, OrderChange, StoreError, CONFLICT_ATTEMPTS,
+    conflict_apart, retry_on_conflict, Conflict, OrderChange, OrderFilter, StoreError,
+    CONFLICT_ATTEMPTS,
 };
 
 pub struct OrdersService {
@@ -628,16 +629,13 @@ impl Orders for OrdersService {
         };
         ApiError::check(v)?;
         let now = now_millis();
-        let keep = |o: &Order| {
-            state.is_none_or(|s| s == o.state_at(now))
-                && target.as_ref().is_none_or(|t| *t == o.target)
-        };
-        let (store, keep) = (&self.app.store, &keep);
+        let filter = OrderFilter { state, target, now };
+        let (store, filter) = (&self.app.store, &filter);
         let (orders, next) = page::fill(
             limit,
             after,
             |after: Option<String>, n| async move {
-                Ok(store.list_orders(keep, after.as_deref(), n).await?)
+                Ok(store.list_orders(filter, after.as_deref(), n).await?)
             },
             |o| o.order_id.clone(),
             |o| Ok(order_to_proto(o, now, audience)),

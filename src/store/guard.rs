@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use super::backup::BackupSummary;
 use super::{
     AdmitRecorded, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, DecisionRecord,
-    DeploymentFilter, EndpointClaim, OrderChange, SignedCheckpoint, Store, StoreError, StoreStats,
+    DeploymentFilter, EndpointClaim, OrderChange, OrderFilter, SignedCheckpoint, Store, StoreError,
+    StoreStats,
 };
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
@@ -285,11 +286,12 @@ impl<S: Store> Store for Guarded<S> {
 
     async fn list_orders(
         &self,
-        keep: &(dyn for<'o> Fn(&'o Order) -> bool + Sync),
+        filter: &OrderFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        self.guard(self.inner.list_orders(keep, after, limit)).await
+        self.guard(self.inner.list_orders(filter, after, limit))
+            .await
     }
 
     async fn active_orders(&self) -> Result<Vec<Order>, StoreError> {

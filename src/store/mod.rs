@@ -154,6 +154,9 @@ pub enum AdmitRecorded {
     Replay(Box<DecisionRecord>),
 }
 
+/// Which deployments [`Store::list_deployments`] returns: every field set
+/// must match. Data, so that an engine can turn it into a query;
+/// [`DeploymentFilter::matches`] is what each engine must agree with.
 #[derive(Debug, Default, Clone)]
 pub struct DeploymentFilter {
     pub customer_id: Option<String>,
@@ -163,6 +166,42 @@ pub struct DeploymentFilter {
     /// Only deployments admitted by this principal (schedulers see their own).
     pub admitted_by: Option<String>,
     pub now: UnixMillis,
+}
+
+impl DeploymentFilter {
+    pub fn matches(&self, d: &Deployment) -> bool {
+        self.customer_id
+            .as_ref()
+            .is_none_or(|c| *c == d.customer_id)
+            && self
+                .model_digest
+                .as_ref()
+                .is_none_or(|m| *m == d.model_digest)
+            && self
+                .admitted_by
+                .as_ref()
+                .is_none_or(|p| *p == d.admitted_by)
+            && self.state.is_none_or(|s| s == d.state_at(self.now))
+    }
+}
+
+/// Which orders [`Store::list_orders`] returns: every field set must
+/// match. Data, like [`DeploymentFilter`].
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    /// Compared with the state as of `now` (an active order past its
+    /// expiry reads EXPIRED).
+    pub state: Option<crate::domain::order::OrderState>,
+    /// Exactly this target.
+    pub target: Option<crate::domain::order::Target>,
+    pub now: UnixMillis,
+}
+
+impl OrderFilter {
+    pub fn matches(&self, o: &Order) -> bool {
+        self.state.is_none_or(|s| s == o.state_at(self.now))
+            && self.target.as_ref().is_none_or(|t| *t == o.target)
+    }
 }
 
 /// Whose deployments to find by admission time.
@@ -380,10 +419,11 @@ pub trait Store: Send + Sync + 'static {
     /// event, durable now with every revision before it.
     async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError>;
     async fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
-    /// Orders in id order after `after`, at most `limit`, that `keep`.
+    /// Orders that match `filter`, in id order after `after`, at most
+    /// `limit`.
     async fn list_orders(
         &self,
-        keep: &(dyn for<'o> Fn(&'o Order) -> bool + Sync),
+        filter: &OrderFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError>;
@@ -507,4 +547,64 @@ pub trait Store: Send + Sync + 'static {
     async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError>;
     /// RFC 9162 consistency proof from `from` to `to` (empty from size 0).
     async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::order::{Action, OrderState, Target, TargetKind};
+
+    fn order(target: &str, state: OrderState, expires_at: Option<UnixMillis>) -> Order {
+        Order {
+            order_id: "ord-1".into(),
+            target: Target {
+                kind: TargetKind::Customer,
+                value: target.into(),
+            },
+            action: Action::Suspend,
+            reason: "harm".into(),
+            legal_basis: String::new(),
+            expires_at,
+            state,
+            issued_by: "op-a".into(),
+            issued_at: 0,
+            approvals: vec![],
+            quorum: 1,
+            activated_at: None,
+            matched_deployments: vec![],
+            acks: vec![],
+            lift_approvals: vec![],
+            lift_quorum: 1,
+            lift_reason: String::new(),
+            ended_at: None,
+            revision: 0,
+            reason_salt: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_order_filter_compares_the_state_as_of_now_and_the_exact_target() {
+        let target = |v: &str| Target {
+            kind: TargetKind::Customer,
+            value: v.into(),
+        };
+        let lapsed = order("c1", OrderState::Active, Some(100));
+        let filter = |state, t: Option<&str>| OrderFilter {
+            state,
+            target: t.map(target),
+            now: 200,
+        };
+        for (f, want) in [
+            (filter(None, None), true),
+            (filter(Some(OrderState::Expired), None), true),
+            (filter(Some(OrderState::Active), None), false),
+            (filter(None, Some("c1")), true),
+            (filter(None, Some("c2")), false),
+            (filter(Some(OrderState::Expired), Some("c2")), false),
+        ] {
+            assert_eq!(f.matches(&lapsed), want, "{f:?}");
+        }
+        let active = order("c1", OrderState::Active, None);
+        assert!(filter(Some(OrderState::Active), Some("c1")).matches(&active));
+    }
 }

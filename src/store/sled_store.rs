@@ -27,7 +27,9 @@ use super::sequencer::{
     ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
 };
 use super::{index, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
-use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, StateCounts, Store, StoreError};
+use super::{
+    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
+};
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
@@ -615,7 +617,7 @@ impl Reader {
 
     fn list_orders(
         &self,
-        keep: &dyn Fn(&Order) -> bool,
+        filter: &OrderFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
@@ -630,7 +632,7 @@ impl Reader {
         {
             let (k, v) = item.map_err(scan_failed(t::ORDERS))?;
             let o: Order = decode(&k, &v)?;
-            if keep(&o) {
+            if filter.matches(&o) {
                 out.push(o);
                 if out.len() >= limit {
                     break;
@@ -702,20 +704,7 @@ impl Reader {
         {
             let (k, v) = item.map_err(scan_failed(t::DEPLOYMENTS))?;
             let d: Deployment = decode(&k, &v)?;
-            let keep = filter
-                .customer_id
-                .as_ref()
-                .is_none_or(|c| *c == d.customer_id)
-                && filter
-                    .model_digest
-                    .as_ref()
-                    .is_none_or(|m| *m == d.model_digest)
-                && filter
-                    .admitted_by
-                    .as_ref()
-                    .is_none_or(|p| *p == d.admitted_by)
-                && filter.state.is_none_or(|s| s == d.state_at(filter.now));
-            if keep {
+            if filter.matches(&d) {
                 out.push(d);
                 if out.len() >= limit {
                     break;
@@ -1128,11 +1117,13 @@ impl Store for SledStore {
 
     async fn list_orders(
         &self,
-        keep: &(dyn for<'o> Fn(&'o Order) -> bool + Sync),
+        filter: &OrderFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        self.point(|r| r.list_orders(keep, after, limit))
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        self.scan(move |r| r.list_orders(&filter, after.as_deref(), limit))
+            .await
     }
 
     async fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
