@@ -146,7 +146,9 @@ fn len_u32(n: usize, what: &str) -> Result<u32, StoreError> {
     u32::try_from(n)
         .ok()
         .filter(|&n| n <= MAX_FIELD)
-        .ok_or_else(|| StoreError::Io(format!("{what} of {n} bytes is too large for a backup")))
+        .ok_or_else(|| {
+            StoreError::Invariant(format!("{what} of {n} bytes is too large for a backup"))
+        })
 }
 
 /// Writes every tree of `trees` (in [`t::NAMES`] order) to `out`. The caller
@@ -179,7 +181,8 @@ pub(crate) fn write_snapshot(
         checkpoint,
         trees: t::NAMES.iter().map(|n| n.to_string()).collect(),
     };
-    let header_json = serde_json::to_vec(&header).map_err(|e| StoreError::Io(e.to_string()))?;
+    let header_json = serde_json::to_vec(&header)
+        .map_err(|e| StoreError::Invariant(format!("encoding the backup header: {e}")))?;
     let mut w = Hashing {
         inner: BufWriter::with_capacity(1 << 20, out),
         sha: Sha256::new(),
@@ -483,7 +486,7 @@ pub fn backup_offline(dir: &Path, out: &mut dyn Write) -> Result<BackupSummary, 
     Ok(super::guard::engine(|| {
         let db = super::sled_store::open_db(dir)?;
         let trees = super::sled_store::open_trees(&db)?;
-        write_snapshot(&trees, out, crate::api::now_millis())
+        write_snapshot(&trees, out, crate::clock::now_millis())
     })?)
 }
 
@@ -525,12 +528,12 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
             for name in db.tree_names() {
                 if db.drop_tree(&name).is_err() {
                     // The default tree cannot be dropped; empty it.
-                    db.clear().map_err(|e| StoreError::Io(e.to_string()))?;
+                    db.clear().map_err(StoreError::from)?;
                 }
             }
         }
         import(from, checked.bytes, &db)?;
-        db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        db.flush().map_err(StoreError::from)?;
         Ok(())
     })();
     if result.is_err() && empty {
@@ -580,7 +583,7 @@ fn remove_damaged_store(dir: &Path, why: &StoreError) -> Result<(), BackupError>
 }
 
 fn import(from: &Path, len: u64, db: &sled::Db) -> Result<(), BackupError> {
-    let sled_err = |e: sled::Error| BackupError::Store(StoreError::Io(e.to_string()));
+    let sled_err = |e: sled::Error| BackupError::Store(StoreError::from(e));
     let mut tree: Option<sled::Tree> = None;
     let mut batch = sled::Batch::default();
     let mut pending = 0usize;

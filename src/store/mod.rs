@@ -53,6 +53,12 @@ pub enum StoreError {
     Conflict(Conflict),
     #[error("store is locked by another process (one warden per data directory): {0}")]
     Locked(String),
+    /// A state that cannot happen unless warden's code or its stored data
+    /// is wrong (a value that does not encode, a proof asked beyond the
+    /// tree, a panic): not I/O, so no retry helps. Damage a checksum or
+    /// sled found is [`StoreError::Corrupt`] instead.
+    #[error("broken invariant: {0}")]
+    Invariant(String),
     /// Stored personal data that does not open with the configured keys.
     #[error(transparent)]
     Pii(#[from] crate::pii::PiiError),

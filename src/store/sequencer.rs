@@ -247,6 +247,8 @@ pub(crate) fn customer_key(id: &str, version: u64) -> Vec<u8> {
     k
 }
 
+/// Where the first decision under a request id is found: request ids are
+/// scoped to their caller ([`crate::domain::idempotency`]).
 fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
     format!("{principal}\0{request_id}").into_bytes()
 }
@@ -266,7 +268,8 @@ pub(crate) fn hash_error(e: tree::TreeError) -> StoreError {
             key: format!("{}/{i}", t::NAMES[t::HASHES]),
             detail: "a stored hash of the ledger is missing or unreadable".into(),
         },
-        e => StoreError::Io(e.to_string()),
+        tree::TreeError::Storage(e) => StoreError::Io(e),
+        e => StoreError::Invariant(e.to_string()),
     }
 }
 
@@ -724,16 +727,9 @@ fn apply(
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
             let mut after = after.clone();
-            if decision.kind == super::DecisionKind::Renew
-                && decision.allowed
-                && after.workload.endpoints == before.workload.endpoints
-            {
-                after.last_renewal = Some(index);
-            } else {
-                after.facts.push(index);
-                if decision.kind == super::DecisionKind::Renew && decision.allowed {
-                    claim_endpoints(plan, &after, decision.at, index);
-                }
+            let allowed_renewal = decision.kind == super::DecisionKind::Renew && decision.allowed;
+            if after.note_decision(before, allowed_renewal, index) {
+                claim_endpoints(plan, &after, decision.at, index);
             }
             plan.put_deployment(Some(before), &after)?;
             plan.put(
@@ -839,7 +835,7 @@ fn apply_order(
     change: &OrderChange,
     index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
-    use crate::domain::order::{Action, EventKind, OrderEvent};
+    use crate::domain::order::{EventKind, OrderEvent};
     let mut order = change.order.clone();
     let key = order.order_id.as_bytes().to_vec();
     let stored: Option<crate::domain::order::Order> = plan.get_decoded(t::ORDERS, &key)?;
@@ -852,27 +848,14 @@ fn apply_order(
     }
     let mut changed: Vec<String> = Vec::new();
     if change.activate {
-        let state = match order.action {
-            Action::Suspend => DeploymentState::Suspended,
-            Action::Terminate => DeploymentState::Terminated,
-        };
         for id in keys_in(plan, t::DEPLOYMENTS)? {
             let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
                 continue;
             };
-            // A termination also ends what another order only suspended.
-            let stoppable = d.state_at(change.now) == DeploymentState::Active
-                || (order.action == Action::Terminate && d.state == DeploymentState::Suspended);
-            if stoppable && order.target.matches_deployment(&d) {
+            if let Some(mut after) = order.stop(&d, change.now) {
                 changed.push(d.deployment_id.clone());
-                let d_before = d.clone();
-                let mut after = Deployment {
-                    state,
-                    order_id: Some(order.order_id.clone()),
-                    ..d
-                };
                 after.facts.push(index);
-                plan.put_deployment(Some(&d_before), &after)?;
+                plan.put_deployment(Some(&d), &after)?;
             }
         }
         order.matched_deployments.clone_from(&changed);
@@ -884,40 +867,22 @@ fn apply_order(
             if let Some(o) =
                 plan.get_decoded::<crate::domain::order::Order>(t::ACTIVE_ORDERS, &key)?
             {
-                if o.order_id != order.order_id && o.in_force(change.now) {
+                if o.in_force(change.now) {
                     others.push(o);
                 }
             }
         }
-        for id in &order.matched_deployments {
-            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? else {
+        for id in keys_in(plan, t::DEPLOYMENTS)? {
+            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
                 continue;
             };
-            if d.state == DeploymentState::Suspended
-                && d.order_id.as_deref() == Some(order.order_id.as_str())
-            {
-                let before = d.clone();
-                let after = match others.iter().find(|o| o.target.matches_deployment(&d)) {
-                    Some(o) => Deployment {
-                        state: match o.action {
-                            Action::Suspend => DeploymentState::Suspended,
-                            Action::Terminate => DeploymentState::Terminated,
-                        },
-                        order_id: Some(o.order_id.clone()),
-                        ..d
-                    },
-                    None => {
-                        changed.push(d.deployment_id.clone());
-                        let mut after = Deployment {
-                            state: DeploymentState::Active,
-                            order_id: None,
-                            ..d
-                        };
-                        after.facts.push(index);
-                        after
-                    }
-                };
-                plan.put_deployment(Some(&before), &after)?;
+            if let Some(release) = order.release(&d, &others) {
+                let mut after = release.after;
+                if release.resumed {
+                    changed.push(d.deployment_id.clone());
+                    after.facts.push(index);
+                }
+                plan.put_deployment(Some(&d), &after)?;
             }
         }
     }
@@ -1191,7 +1156,7 @@ fn plan_loop(
                 fail(
                     None,
                     std::mem::take(&mut replies),
-                    &StoreError::Io("sequencer batch panicked".into()),
+                    &StoreError::Invariant("sequencer batch panicked".into()),
                 );
                 empty(size)
             }
@@ -1284,7 +1249,7 @@ fn commit_loop(
                 )
             })
         }))
-        .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
+        .unwrap_or_else(|_| Err(StoreError::Invariant("sequencer commit panicked".into())));
         match result {
             Ok(checkpoint) => {
                 // The previous checkpoint is on disk now: publish it (to
@@ -1371,6 +1336,7 @@ fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &StoreError)
                 key: key.clone(),
                 detail: detail.clone(),
             },
+            StoreError::Invariant(what) => StoreError::Invariant(what.clone()),
             other => StoreError::Io(other.to_string()),
         };
         let _ = reply.send(Err(e));
@@ -1532,11 +1498,11 @@ fn commit(
     };
     let note = checkpoint
         .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
     Ok(Some(SignedCheckpoint {
         checkpoint,
         note,
-        signed_at: crate::api::now_millis(),
+        signed_at: crate::clock::now_millis(),
     }))
 }
 

@@ -78,7 +78,7 @@ fn be_u64(v: &[u8]) -> Option<u64> {
 fn appended(outcome: AdmitRecorded) -> Result<u64, StoreError> {
     match outcome {
         AdmitRecorded::New(index) => Ok(index),
-        AdmitRecorded::Replay(_) => Err(StoreError::Io(
+        AdmitRecorded::Replay(_) => Err(StoreError::Invariant(
             "a state change was answered as a replay; nothing was recorded".into(),
         )),
     }
@@ -382,8 +382,8 @@ fn verify_ledger(
     };
     let note = checkpoint
         .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
-    let signed_at = crate::api::now_millis();
+        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
+    let signed_at = crate::clock::now_millis();
     let meta = &trees[t::META];
     meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
     meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
@@ -425,7 +425,7 @@ pub(crate) fn read_ledger(
                 .map_err(scan_failed(t::META))?
                 .and_then(|v| be_u64(&v))
                 .and_then(|at| UnixMillis::try_from(at).ok())
-                .unwrap_or_else(crate::api::now_millis);
+                .unwrap_or_else(crate::clock::now_millis);
             Some(SignedCheckpoint {
                 checkpoint: cp,
                 note,
@@ -1255,7 +1255,7 @@ impl Store for SledStore {
         &self,
         mut out: std::fs::File,
     ) -> Result<(std::fs::File, super::backup::BackupSummary), StoreError> {
-        let created_at = crate::api::now_millis();
+        let created_at = crate::clock::now_millis();
         let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
         blocking(move || {
             let summary = sequencer.paused(|| {
