@@ -27,10 +27,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{decode, encode, encode_raw, push_entry};
 use super::index;
-use super::sealed::{StoredCustomer, StoredScreening};
-use super::{AdmitRecorded, Conflict, DecisionRecord, StateCounts, StoreError};
 use crate::domain::attribution::normalize_endpoint;
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::order::OrderState;
@@ -39,6 +36,9 @@ use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree::{self, Hash, HashReader};
 use crate::metrics::Histogram;
+use crate::store::codec::{decode, encode, encode_raw, push_entry};
+use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::{AdmitRecorded, Conflict, DecisionRecord, StateCounts, StoreError};
 
 /// Indices into the tree slice every transaction spans.
 pub(crate) mod t {
@@ -727,7 +727,8 @@ fn apply(
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
             let mut after = after.clone();
-            let allowed_renewal = decision.kind == super::DecisionKind::Renew && decision.allowed;
+            let allowed_renewal =
+                decision.kind == crate::store::DecisionKind::Renew && decision.allowed;
             if after.note_decision(before, allowed_renewal, index) {
                 claim_endpoints(plan, &after, decision.at, index);
             }
@@ -1011,7 +1012,7 @@ impl Sequencer {
     ///   waits for two flushes.
     ///
     /// With `head_dir`, each checkpoint is also written to the ledger head
-    /// there ([`super::head`]) before its waiters are answered.
+    /// there ([`crate::store::head`]) before its waiters are answered.
     pub(crate) fn spawn(
         db: sled::Db,
         trees: Arc<[sled::Tree]>,
@@ -1138,7 +1139,7 @@ fn plan_loop(
             previous = None;
         }
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::guard::engine(|| plan_batch(trees, previous.as_deref(), size, &batch))
+            super::engine::engine(|| plan_batch(trees, previous.as_deref(), size, &batch))
         }));
         let mut replies: Vec<Reply> = batch.drain(..).map(|a| a.reply).collect();
         shared.planning.store(false, Ordering::SeqCst);
@@ -1236,7 +1237,7 @@ fn commit_loop(
         let previous_checkpoint = unpersisted.as_ref().map(|u| u.checkpoint.clone());
         let mut written = false;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::guard::engine(|| {
+            super::engine::engine(|| {
                 commit(
                     db,
                     trees,
@@ -1257,7 +1258,7 @@ fn commit_loop(
                 // covers.
                 if let Some(done) = unpersisted.take() {
                     if let Some(dir) = head_dir {
-                        if let Err(e) = super::head::write(dir, &done.checkpoint.note) {
+                        if let Err(e) = crate::store::head::write(dir, &done.checkpoint.note) {
                             tracing::warn!(error = %e, "cannot write the ledger head");
                         }
                     }

@@ -12,24 +12,16 @@
 //! against its stored checkpoint and against the [`head`] kept beside the
 //! store. The data directory is created readable by its owner only.
 
+pub mod check;
+pub(crate) mod engine;
+pub(crate) mod index;
+pub(crate) mod sequencer;
+
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::codec::{decode, decode_entries, key_name};
-use super::guard::engine;
-use super::head;
-use super::sealed::{StoredCustomer, StoredScreening};
-use super::sequencer::{
-    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
-    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
-    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
-};
-use super::{index, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
-use super::{
-    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
-};
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
@@ -41,6 +33,41 @@ use crate::ledger::note::{Signer, Verifier};
 use crate::ledger::tree::{self, Hash};
 use crate::pii::Keyring;
 use crate::screening::SanctionsList;
+use crate::store::codec::{decode, decode_entries, key_name};
+use crate::store::head;
+use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::{
+    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
+};
+use crate::store::{AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
+use engine::engine;
+use sequencer::{
+    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
+    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
+    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
+};
+
+/// sled reports damage it finds in its files (a page whose checksum does
+/// not match, an internal inconsistency) apart from I/O errors; the first
+/// are corruption, only the last may be transient.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                key: crate::store::ENGINE_KEY.into(),
+                detail: match at {
+                    Some(at) => format!("sled found damaged data at {at:?}"),
+                    None => "sled found damaged data".into(),
+                },
+            },
+            sled::Error::ReportableBug(what) => StoreError::Corrupt {
+                key: crate::store::ENGINE_KEY.into(),
+                detail: format!("sled found its stored state inconsistent: {what}"),
+            },
+            e => StoreError::Io(e.to_string()),
+        }
+    }
+}
 
 pub struct SledStore {
     reader: Arc<Reader>,
@@ -308,7 +335,7 @@ fn count_states(trees: &[sled::Tree]) -> Result<(), StoreError> {
         bump(&mut counts.orders, o.state);
     }
     trees[t::META]
-        .insert(META_STATE_COUNTS, super::codec::encode(&counts)?)
+        .insert(META_STATE_COUNTS, crate::store::codec::encode(&counts)?)
         .map_err(io)?;
     Ok(())
 }
@@ -1021,7 +1048,7 @@ impl Store for SledStore {
         list: &SanctionsList,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        let encoded = super::codec::encode(list)?;
+        let encoded = crate::store::codec::encode(list)?;
         let applied = self
             .sequencer
             .submit(
@@ -1254,14 +1281,14 @@ impl Store for SledStore {
     async fn backup(
         &self,
         mut out: std::fs::File,
-    ) -> Result<(std::fs::File, super::backup::BackupSummary), StoreError> {
+    ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
         let created_at = crate::clock::now_millis();
         let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
         blocking(move || {
             let summary = sequencer.paused(|| {
                 let start = std::time::Instant::now();
                 let mut summary =
-                    super::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
+                    crate::store::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
                 summary.paused = start.elapsed();
                 Ok::<_, StoreError>(summary)
             })?;
@@ -1277,7 +1304,7 @@ impl Store for SledStore {
         })
     }
 
-    async fn stats(&self) -> Result<super::StoreStats, StoreError> {
+    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
         let (ledger_size, checkpoint_signed_at) = {
             let c = match self.latest.read() {
                 Ok(c) => c,
@@ -1285,7 +1312,7 @@ impl Store for SledStore {
             };
             (c.checkpoint.size, c.signed_at)
         };
-        Ok(super::StoreStats {
+        Ok(crate::store::StoreStats {
             ledger_size,
             checkpoint_signed_at,
             states: self
