@@ -1,6 +1,7 @@
 //! `Operations`: what an administrator runs against a live warden. Today
-//! that is `Backup`: sled allows one process per data directory, so a
-//! backup of a running warden has to be taken by warden itself.
+//! that is `Backup`: the embedded store allows one process per data
+//! directory, so a backup of a running warden has to be taken by warden
+//! itself.
 //!
 //! The snapshot is written to an anonymous temporary file (under `TMPDIR`)
 //! with commits paused ([`crate::store::Store::backup`]), then streamed from

@@ -22,7 +22,6 @@ mod sled;
 pub use conflict::{conflict_apart, retry_on_conflict, Conflict, CONFLICT_ATTEMPTS};
 pub use guard::{CorruptionWatch, Guarded};
 pub use sled::check;
-pub use sled::sequencer::SignedCheckpoint;
 pub use sled::SledStore;
 
 use async_trait::async_trait;
@@ -36,7 +35,6 @@ use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
 use crate::ledger::entry::Entry;
 use crate::ledger::tree::Hash;
-pub use sled::sequencer::OrderChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,6 +86,34 @@ impl StoreError {
 /// What a corruption error names when the engine did not say which
 /// record.
 pub(crate) const ENGINE_KEY: &str = "storage file";
+
+/// A change to a kill order, applied in one commit with its events.
+pub struct OrderChange {
+    /// The order after the change; its `revision` is the stored one it was
+    /// computed from (0 for a new order) and is replaced by the last event's.
+    pub order: crate::domain::order::Order,
+    pub events: Vec<crate::domain::order::EventKind>,
+    /// Suspend or terminate every matched active deployment (activation).
+    pub activate: bool,
+    /// Return the deployments this (suspending) order suspended to ACTIVE
+    /// (lift or expiry).
+    pub release: bool,
+    /// The deployment an acknowledgement is about.
+    pub ack: Option<String>,
+    pub now: crate::domain::UnixMillis,
+    /// Set by the store: the revision of the change's last event.
+    pub revision: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The latest signed checkpoint, shared with readers.
+#[derive(Debug, Clone)]
+pub struct SignedCheckpoint {
+    pub checkpoint: crate::ledger::checkpoint::Checkpoint,
+    pub note: String,
+    /// When it was signed (Unix milliseconds); for a store written before
+    /// this was recorded, when it was verified at start.
+    pub signed_at: crate::domain::UnixMillis,
+}
 
 /// What kind of call a decision answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

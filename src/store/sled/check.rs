@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use super::engine::engine;
 use super::index;
-use super::sequencer::{t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS};
-use super::sequencer::{ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256};
+use super::{t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS};
+use super::{ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256};
 use crate::domain::attribution::AttributionRequest;
 use crate::domain::deployment::Deployment;
 use crate::domain::order::{Order, OrderEvent};

@@ -11,11 +11,23 @@
 //! reported as corruption of the data directory; the ledger is checked
 //! against its stored checkpoint and against the [`head`] kept beside the
 //! store. The data directory is created readable by its owner only.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `mod.rs` | [`SledStore`]: opening and checking a data directory, reads |
+//! | `commit` | the sequencer: the planner and committer threads, group commit, checkpoint signing |
+//! | `plan` | planning a batch: preconditions, conflicts, the keys each write sets |
+//! | `keys` | the trees, their keys, the stored ledger hashes |
+//! | `index` | keys of the attribution indices |
+//! | `engine` | a panic inside sled reported as corruption |
+//! | `check` | the offline check of a data directory |
 
 pub mod check;
+mod commit;
 pub(crate) mod engine;
 pub(crate) mod index;
-pub(crate) mod sequencer;
+mod keys;
+mod plan;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -36,16 +48,19 @@ use crate::screening::SanctionsList;
 use crate::store::codec::{decode, decode_entries, key_name};
 use crate::store::head;
 use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::SignedCheckpoint;
 use crate::store::{
     AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
 };
 use crate::store::{AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
+use commit::Sequencer;
 use engine::engine;
-use sequencer::{
-    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
-    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
-    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
+pub(crate) use keys::{
+    customer_key, customer_prefix, hash_error, t, StoredHashes, META_CHECKPOINT,
+    META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS, ORDER_REVISION, ORDER_SET_REVISION,
+    SANCTIONS_LIST, SANCTIONS_SHA256,
 };
+use plan::{Encoded, Mutation};
 
 /// sled reports damage it finds in its files (a page whose checksum does
 /// not match, an internal inconsistency) apart from I/O errors; the first
@@ -429,6 +444,9 @@ fn verify_ledger(
 /// Reads the stored ledger and checks it: every stored hash recomputed from
 /// the entries and compared, the tree at the last checkpoint's size against
 /// that checkpoint (which must verify with `verifier`). Writes nothing.
+// One pass over the stored evidence in the order it depends on itself
+// (size, checkpoint, entries, hashes, root); split, each part would take
+// the half-checked state of the one before.
 pub(crate) fn read_ledger(
     trees: &[sled::Tree],
     verifier: &Verifier,
@@ -1347,6 +1365,18 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Damage sled reports is corruption (DATA_LOSS to callers, never
+    /// "retry"); its I/O errors stay I/O (UNAVAILABLE).
+    #[test]
+    fn damage_sled_reports_is_corruption_and_io_stays_io() {
+        let e = StoreError::from(sled::Error::Corruption { at: None, bt: () });
+        assert!(e.is_corruption(), "{e:?}");
+        let e = StoreError::from(sled::Error::ReportableBug("no page".into()));
+        assert!(e.is_corruption(), "{e:?}");
+        let e = StoreError::from(sled::Error::Io(std::io::Error::other("disk busy")));
+        assert!(matches!(e, StoreError::Io(_)), "{e:?}");
+    }
 
     fn open(dir: &Path) -> SledStore {
         let keys = Keyring::parse("test", &Keyring::new_key_line("test-1").unwrap()).unwrap();
