@@ -15,6 +15,9 @@ pub mod backup;
 pub mod check;
 mod codec;
 mod conflict;
+/// The behavioural contract of [`Store`], run against every engine.
+#[doc(hidden)]
+pub mod conformance;
 mod guard;
 pub mod head;
 mod index;
