@@ -220,6 +220,13 @@ pub struct KycConfig {
     /// How often the retention purge runs.
     #[serde(default = "defaults::purge_interval_seconds")]
     pub purge_interval_seconds: u64,
+    /// A customer's verification (`details.verification.verified_at`)
+    /// older than this many days denies admission and renewal with
+    /// `KYC_STALE` until the record is verified again; a VERIFIED customer
+    /// without a verification time counts as stale. 0 (the default): no
+    /// limit.
+    #[serde(default)]
+    pub max_verification_age_days: u64,
 }
 
 mod defaults {
@@ -369,6 +376,13 @@ impl Config {
         }
         if self.kyc.purge_interval_seconds == 0 {
             err("kyc.purge_interval_seconds", "must be at least 1".into());
+        }
+        // Beyond the latest time a record may carry, a limit limits nothing.
+        if self.kyc.max_verification_age_days > 3_660_000 {
+            err(
+                "kyc.max_verification_age_days",
+                "must be at most 3660000 (0: no limit)".into(),
+            );
         }
         if let Some(m) = self.metrics_listen {
             let l = self.listen;
@@ -520,6 +534,7 @@ mod tests {
         );
         assert_eq!(c.admission.lease_seconds, defaults::lease_seconds());
         assert_eq!(c.kyc.retention_days, defaults::retention_days());
+        assert_eq!(c.kyc.max_verification_age_days, 0, "no limit by default");
         assert_eq!(c.trust.oid_base_arc, defaults::oid_base_arc());
         assert_eq!(c.metrics_listen, None, "metrics are off by default");
         let l = LimitsConfig::default();
@@ -655,6 +670,7 @@ key = "ledger.key"
 [kyc]
 pii_key_file = "pii.keys"
 screening_threshold = 2.0
+max_verification_age_days = 3660001
 "#,
         )
         .unwrap();
@@ -671,6 +687,7 @@ screening_threshold = 2.0
             "trust.dir",
             "kyc.pii_key_file",
             "kyc.screening_threshold",
+            "kyc.max_verification_age_days",
         ] {
             assert!(e.contains(f), "{f} missing from: {e}");
         }

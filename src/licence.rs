@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 
+use crate::clock::rfc3339;
 use crate::digest::ModelDigest;
 use crate::domain::customer::check_identifier;
 use crate::domain::deployment::Deployment;
@@ -386,16 +387,6 @@ fn fingerprint(v: &str) -> Result<String, String> {
     } else {
         Err("expected 64 lower-case hex digits".into())
     }
-}
-
-/// RFC 3339 in UTC, as licences print times; the bare number of
-/// milliseconds for an instant out of the calendar's range (which no parse
-/// accepts).
-fn rfc3339(ms: UnixMillis) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ fn main() -> std::process::ExitCode {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {}", warden::cli::error_report(&e));
-            std::process::ExitCode::from(1)
+            let status = warden::cli::exit::for_error(&e);
+            std::process::ExitCode::from(u8::try_from(status).unwrap_or(1))
         }
     }
 }

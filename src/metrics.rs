@@ -1,6 +1,12 @@
 //! Prometheus metrics: counters and histograms the server updates as it
-//! works, a tower layer that times every gRPC call, and a plain-HTTP
-//! endpoint that renders them in the Prometheus text format (0.0.4).
+//! works, a tower layer that times every gRPC call, and their rendering in
+//! the Prometheus text format (0.0.4). The plain-HTTP endpoint that serves
+//! them, with what the store reports, is
+//! [`server::metrics`](crate::server::metrics).
+//!
+//! This module sits low in the layer order (the store and the services
+//! count here), so it knows nothing of the server: the RPC paths that get a
+//! label of their own are given to [`Metrics::new`].
 //!
 //! Why hand-written instead of a metrics crate: every label set here is
 //! known when the server starts (RPC paths from the role table, gRPC codes,
@@ -14,19 +20,15 @@
 //! closed set defined in code. The endpoint has no authentication; keep it
 //! on loopback or a private interface.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 
-use crate::api::App;
-use crate::domain::deployment::DeploymentState;
-use crate::domain::order::OrderState;
 use crate::domain::reason::{Reason, ReasonCode};
 
 /// Upper bounds (seconds) of the gRPC call duration buckets.
@@ -155,48 +157,27 @@ const CODE_UNKNOWN: usize = 2;
 /// Label of calls to a path the server does not serve.
 const OTHER_METHOD: &str = "other";
 
-/// Every `method` label value: the API's methods (from the role table),
-/// health and reflection, and `other`.
-static GRPC_METHODS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    let mut m: Vec<&'static str> = crate::auth::ROLE_TABLE
-        .iter()
-        .map(|(path, _)| path.trim_start_matches('/'))
-        .collect();
-    m.extend([
-        "grpc.health.v1.Health/Check",
-        "grpc.health.v1.Health/Watch",
-        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        OTHER_METHOD,
-    ]);
-    m
-});
-
-static METHOD_INDEX: LazyLock<std::collections::HashMap<&'static str, usize>> =
-    LazyLock::new(|| {
-        GRPC_METHODS
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (*m, i))
-            .collect()
-    });
-
-fn method_index(path: &str) -> usize {
-    METHOD_INDEX
-        .get(path.trim_start_matches('/'))
-        .copied()
-        .unwrap_or(GRPC_METHODS.len() - 1)
-}
+/// Paths that are not the API's own but are served and get a label too.
+const SERVED_BESIDES: [&str; 4] = [
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
 
 /// The counters and histograms the server updates. One per server (tests
 /// run many servers in one process, each with its own).
 pub struct Metrics {
+    /// Every `method` label value: the API's methods as given, health and
+    /// reflection, and `other` last.
+    methods: Vec<&'static str>,
+    method_index: HashMap<&'static str, usize>,
     /// Per call: allowed, then denied by first failing check (by
     /// `ReasonCode::index`).
     decisions: [[Counter; 1 + ReasonCode::ALL.len()]; 2],
     /// Per call and reason code: every failing check of every deny.
     deny_reasons: [[Counter; ReasonCode::ALL.len()]; 2],
-    /// Per method (index into `GRPC_METHODS`) and code.
+    /// Per method (index into `methods`) and code.
     grpc: Box<[Histogram]>,
     pub tls_handshake_failures: Counter,
     /// Client connections open (TLS handshakes in progress included).
@@ -256,18 +237,20 @@ impl Gauge {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    /// Metrics with a `method` label for each of `rpcs` (gRPC paths,
+    /// `/package.Service/Method`), for health and reflection, and one
+    /// (`other`) shared by every other path.
+    pub fn new(rpcs: impl IntoIterator<Item = &'static str>) -> Self {
+        let mut methods: Vec<&'static str> = rpcs
+            .into_iter()
+            .map(|p| p.trim_start_matches('/'))
+            .collect();
+        methods.extend(SERVED_BESIDES);
+        methods.push(OTHER_METHOD);
+        let method_index = methods.iter().enumerate().map(|(i, m)| (*m, i)).collect();
         Self {
-            decisions: Default::default(),
-            deny_reasons: Default::default(),
-            grpc: (0..GRPC_METHODS.len() * GRPC_CODES.len())
+            grpc: (0..methods.len() * GRPC_CODES.len())
                 .map(|_| Histogram::new(GRPC_BUCKETS))
                 .collect(),
             tls_handshake_failures: Counter::default(),
@@ -275,7 +258,24 @@ impl Metrics {
             connections_refused: Default::default(),
             peers_revoked: Counter::default(),
             accept_resource_errors: Counter::default(),
+            decisions: Default::default(),
+            deny_reasons: Default::default(),
+            methods,
+            method_index,
         }
+    }
+
+    /// The label slot of a request path; `other` for paths not served.
+    fn method_index(&self, path: &str) -> usize {
+        self.method_index
+            .get(path.trim_start_matches('/'))
+            .copied()
+            .unwrap_or(self.methods.len() - 1)
+    }
+
+    /// The `method` label a call to `path` is counted under.
+    pub fn method_label(&self, path: &str) -> &'static str {
+        self.methods[self.method_index(path)]
     }
 
     /// Counts one connection closed as soon as it was accepted.
@@ -353,11 +353,8 @@ impl Metrics {
         self.grpc[method * GRPC_CODES.len() + code].observe(took);
     }
 
-    /// The Prometheus text exposition of these metrics and of what `app`
-    /// reports about its store and screening.
-    pub async fn render(&self, app: &App) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        let o = &mut out;
+    /// Appends the Prometheus text exposition of these metrics to `o`.
+    pub fn render_into(&self, o: &mut String) {
         header(
             o,
             "warden_admission_decisions_total",
@@ -406,7 +403,7 @@ impl Metrics {
             "histogram",
             "gRPC calls by method and status code, from request to the end of the response (for streams, until the stream ended).",
         );
-        for (m, method) in GRPC_METHODS.iter().enumerate() {
+        for (m, method) in self.methods.iter().enumerate() {
             for (c, code) in GRPC_CODES.iter().enumerate() {
                 let snap = self.grpc[m * GRPC_CODES.len() + c].snapshot();
                 if snap.count() > 0 {
@@ -432,104 +429,17 @@ impl Metrics {
             self.tls_handshake_failures.get()
         );
         self.render_connections(o);
-
-        header(
-            o,
-            "warden_screening_hits_total",
-            "counter",
-            "Sanctions screenings stored with a potential match (at registration, update or list load).",
-        );
-        let _ = writeln!(
-            o,
-            "warden_screening_hits_total {}",
-            app.screening.hits.get()
-        );
-
-        header(
-            o,
-            "warden_store_corruption_total",
-            "counter",
-            "Reads and writes that found stored data damaged (a record failing its checksum or decoding, damage sled reports, a panic inside sled); any is a reason to restore the data directory from a backup.",
-        );
-        let _ = writeln!(
-            o,
-            "warden_store_corruption_total {}",
-            app.corruption.count()
-        );
-
-        match app.store.stats().await {
-            Ok(stats) => {
-                header(
-                    o,
-                    "warden_deployments",
-                    "gauge",
-                    "Deployments by stored state (a lapsed lease stays active until renewed, released or stopped).",
-                );
-                for s in DeploymentState::ALL {
-                    let _ = writeln!(
-                        o,
-                        "warden_deployments{{state=\"{}\"}} {}",
-                        s.as_str().to_ascii_lowercase(),
-                        stats.states.deployments_in(s)
-                    );
-                }
-                header(o, "warden_orders", "gauge", "Orders by state.");
-                for s in OrderState::ALL {
-                    let _ = writeln!(
-                        o,
-                        "warden_orders{{state=\"{}\"}} {}",
-                        s.as_str().to_ascii_lowercase(),
-                        stats.states.orders_in(s)
-                    );
-                }
-                header(
-                    o,
-                    "warden_ledger_entries",
-                    "gauge",
-                    "Entries in the ledger covered by the latest signed checkpoint.",
-                );
-                let _ = writeln!(o, "warden_ledger_entries {}", stats.ledger_size);
-                header(
-                    o,
-                    "warden_ledger_checkpoint_age_seconds",
-                    "gauge",
-                    "Seconds since the latest checkpoint was signed (the log signs when it grows).",
-                );
-                let age = (crate::api::now_millis() - stats.checkpoint_signed_at).max(0);
-                let _ = writeln!(
-                    o,
-                    "warden_ledger_checkpoint_age_seconds {}",
-                    age as f64 / 1000.0
-                );
-                header(
-                    o,
-                    "warden_store_flush_duration_seconds",
-                    "histogram",
-                    "Time each group commit of the store took to flush to disk.",
-                );
-                histogram(
-                    o,
-                    "warden_store_flush_duration_seconds",
-                    "",
-                    &stats.flush_seconds,
-                );
-            }
-            Err(e) => {
-                // The store's series are left out of this scrape; Prometheus
-                // shows them as missing rather than as a made-up value.
-                tracing::warn!(error = %e, "metrics: store statistics unavailable");
-            }
-        }
-        out
     }
 }
 
-fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes the `# HELP` and `# TYPE` lines of a metric.
+pub fn header(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} {kind}");
 }
 
-fn histogram(o: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+/// Writes a histogram's series: cumulative buckets, sum and count.
+pub fn histogram(o: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
     let sep = if labels.is_empty() { "" } else { "," };
     let mut cumulative = 0u64;
     for (bound, n) in h.bounds.iter().zip(&h.buckets) {
@@ -607,7 +517,7 @@ where
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let call = CallTimer {
             metrics: self.metrics.clone(),
-            method: method_index(req.uri().path()),
+            method: self.metrics.method_index(req.uri().path()),
             started: Instant::now(),
         };
         let response = self.inner.call(req);
@@ -693,82 +603,6 @@ impl Drop for TimedBody {
     }
 }
 
-// --- the HTTP endpoint ----------------------------------------------------
-
-/// How long a scraper may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until `shutdown`.
-/// Each connection is its own task; rendering reads atomics and a few
-/// stored counters, so nothing here holds up the gRPC server.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
-    let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, "metrics at http://<addr>/metrics");
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little
-                    // rather than spin.
-                    tracing::warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&app, &req).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::select! {
-                r = connection => if let Err(e) = r {
-                    tracing::debug!(error = %e, "metrics: connection ended with an error");
-                },
-                () = shutdown.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn respond<B>(
-    app: &App,
-    req: &http::Request<B>,
-) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&http::Method::GET | &http::Method::HEAD, "/metrics") => (
-            http::StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(app).await,
-        ),
-        (_, "/metrics") => (
-            http::StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "only GET\n".to_string(),
-        ),
-        _ => (
-            http::StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "metrics are at /metrics\n".to_string(),
-        ),
-    };
-    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -803,19 +637,19 @@ mod tests {
     }
 
     #[test]
-    fn every_method_of_the_role_table_has_its_own_label_and_unknown_paths_share_one() {
-        for (path, _) in crate::auth::ROLE_TABLE {
-            assert_eq!(GRPC_METHODS[method_index(path)], &path[1..]);
+    fn every_given_method_has_its_own_label_and_unknown_paths_share_one() {
+        let rpcs = ["/warden.v1.A/One", "/warden.v1.A/Two"];
+        let m = Metrics::new(rpcs);
+        for path in rpcs.into_iter().chain(SERVED_BESIDES) {
+            assert_eq!(m.method_label(path), path.trim_start_matches('/'));
         }
-        assert_eq!(
-            GRPC_METHODS[method_index("/warden.v1.Nope/Nothing")],
-            OTHER_METHOD
-        );
+        assert_eq!(m.method_label("/warden.v1.Nope/Nothing"), OTHER_METHOD);
+        assert_eq!(m.grpc.len(), m.methods.len() * GRPC_CODES.len());
     }
 
     #[test]
     fn a_deny_counts_once_by_its_first_reason_and_every_reason_separately() {
-        let m = Metrics::new();
+        let m = Metrics::new([]);
         m.decided(DecisionCall::Admit, &[]);
         m.decided(
             DecisionCall::Admit,

@@ -226,23 +226,20 @@ impl Keyring {
     }
 }
 
-/// Writes a secret file, readable and writable by its owner only.
+/// Writes a secret file, readable and writable by its owner only, with
+/// the crate's crash-safe replace (durable on return).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use crate::fsutil::{Durability, Mode};
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut f = options.open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::fsutil::write_atomic(
+        path,
+        text.as_bytes(),
+        Mode::Exact(0o600),
+        Durability::Synced,
+    )
+    .map_err(|e| e.source)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! connections callers can hold.
 
 pub(crate) mod accept;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::api::orders::OrdersService;
 use crate::api::trust::TrustService;
 use crate::api::App;
 use crate::auth::AuthLayer;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::ledger::note::Signer;
 use crate::proto::admission_server::AdmissionServer;
@@ -61,7 +63,7 @@ pub enum ServerError {
     #[error("signing key {path} is invalid: {message}")]
     SigningKey { path: String, message: String },
     #[error("trust bundle: {0}")]
-    Trust(String),
+    Trust(#[source] crate::trust::TrustError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error(
@@ -194,8 +196,17 @@ fn open_store(
 }
 
 /// Opens the store, loads keys and the trust bundle: everything the
-/// services share.
+/// services share. The services read the time from the system clock.
 pub async fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+    build_app_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`build_app`] on a given clock: tests pass a
+/// [`ManualClock`](crate::clock::ManualClock) and move time themselves.
+pub async fn build_app_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<App>, ServerError> {
     install_crypto_provider();
     check_key_files(config)?;
     let licence_signer = load_signer("licence key", &config.licence.key)?;
@@ -216,11 +227,15 @@ pub async fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
             .saturating_mul(1000)
     };
     Ok(Arc::new(App {
+        clock,
         store,
         trust,
         tls,
         licence_signer,
         lease_millis: seconds_to_millis(config.admission.lease_seconds),
+        max_verification_age: (config.kyc.max_verification_age_days > 0).then(|| {
+            seconds_to_millis(config.kyc.max_verification_age_days.saturating_mul(86_400))
+        }),
         screening,
         retention_millis: seconds_to_millis(config.kyc.retention_days.saturating_mul(86_400)),
         purge_interval: Duration::from_secs(config.kyc.purge_interval_seconds),
@@ -233,7 +248,7 @@ pub async fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
         shutdown: CancellationToken::new(),
         recent_events: crate::api::orders::RecentEvents::default(),
         watchers: crate::api::orders::Watchers::new(config.limits.max_watches_per_principal),
-        metrics: Arc::default(),
+        metrics: Arc::new(metrics::registry()),
         corruption,
     }))
 }
@@ -284,16 +299,23 @@ pub async fn serve(
     // the data directory; the services and the retention task hold the
     // only other handles.
     let store_closed = app.store.closed();
-    let retention = tokio::spawn(retention_task(
-        app.clone(),
-        format!("spiffe://{}/system/retention", config.tls.trust_domain),
-        shutdown.clone(),
-    ));
-    let expiry = tokio::spawn(expiry_task(
-        app.clone(),
-        format!("spiffe://{}/system/orders", config.tls.trust_domain),
-        shutdown.clone(),
-    ));
+    let supervised = |name, task| supervise(name, task, health.clone(), shutdown.clone());
+    let retention = supervised(
+        "retention purge",
+        Box::pin(retention_task(
+            app.clone(),
+            format!("spiffe://{}/system/retention", config.tls.trust_domain),
+            shutdown.clone(),
+        )),
+    );
+    let expiry = supervised(
+        "order expiry",
+        Box::pin(expiry_task(
+            app.clone(),
+            format!("spiffe://{}/system/orders", config.tls.trust_domain),
+            shutdown.clone(),
+        )),
+    );
     // Order watches end as soon as shutdown begins, so the drain does not
     // wait for streams that never end on their own.
     tokio::spawn({
@@ -303,11 +325,14 @@ pub async fn serve(
             app_shutdown.cancel();
         }
     });
-    let reload = tokio::spawn(reload_tls_task(
-        app.clone(),
-        Duration::from_secs(config.tls.reload_interval_seconds),
-        shutdown.clone(),
-    ));
+    let reload = supervised(
+        "TLS reload",
+        Box::pin(reload_tls_task(
+            app.clone(),
+            Duration::from_secs(config.tls.reload_interval_seconds),
+            shutdown.clone(),
+        )),
+    );
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "warden serving (mTLS)");
     let limits = &config.limits;
@@ -403,7 +428,7 @@ async fn reload_tls_task(app: Arc<App>, interval: Duration, shutdown: Cancellati
             if interval.is_zero() {
                 std::future::pending::<()>().await;
             }
-            tokio::time::sleep(interval).await;
+            app.clock.sleep(interval).await;
         };
         let everything = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -439,7 +464,6 @@ async fn not_serving_once_damaged(
     corruption: Arc<crate::store::CorruptionWatch>,
     shutdown: CancellationToken,
 ) {
-    use tonic_health::ServingStatus;
     tokio::select! {
         () = shutdown.cancelled() => return,
         () = corruption.found() => {}
@@ -448,6 +472,47 @@ async fn not_serving_once_damaged(
         "stored data is damaged: reporting NOT_SERVING; restore the data directory from a backup \
          (`warden store check` lists the damaged records)"
     );
+    report_not_serving(&health).await;
+}
+
+/// A background task warden depends on, boxed so that one supervisor
+/// serves them all.
+type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Spawns `task` and watches it. A task that ends before shutdown — it
+/// panicked, or returned — is logged as an error and turns the server and
+/// every service NOT_SERVING until the process ends: orders would stop
+/// expiring, personal data would stop being purged, certificates would
+/// stop being reloaded, while warden looked healthy. Probes then restart
+/// it. The handle completes once the task has ended and been accounted
+/// for.
+fn supervise(
+    name: &'static str,
+    task: Background,
+    health: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let running = tokio::spawn(task);
+    tokio::spawn(async move {
+        match running.await {
+            Ok(()) if shutdown.is_cancelled() => return,
+            Ok(()) => tracing::error!(
+                task = name,
+                "background task stopped before shutdown: reporting NOT_SERVING; restart warden"
+            ),
+            Err(e) => tracing::error!(
+                task = name,
+                error = %e,
+                "background task died: reporting NOT_SERVING; restart warden"
+            ),
+        }
+        report_not_serving(&health).await;
+    })
+}
+
+/// Reports NOT_SERVING for the server and every service.
+async fn report_not_serving(health: &tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
     for service in [
         "",
         <AdmissionServer<AdmissionService> as tonic::server::NamedService>::NAME,
@@ -469,7 +534,7 @@ async fn not_serving_once_damaged(
 /// shutdown.
 async fn retention_task(app: Arc<App>, principal: String, shutdown: CancellationToken) {
     loop {
-        let now = crate::api::now_millis();
+        let now = app.clock.now();
         match crate::kyc::purge_due(&*app.store, app.retention_millis, &principal, now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(customers = n, "retention purged personal data"),
@@ -477,7 +542,7 @@ async fn retention_task(app: Arc<App>, principal: String, shutdown: Cancellation
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(app.purge_interval) => {}
+            () = app.clock.sleep(app.purge_interval) => {}
         }
     }
 }
@@ -492,7 +557,7 @@ async fn expiry_task(app: Arc<App>, principal: String, shutdown: CancellationTok
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = app.clock.sleep(Duration::from_secs(1)) => {}
         }
     }
 }
@@ -523,11 +588,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     if let Some(metrics) = metrics {
-        tokio::spawn(crate::metrics::serve(
-            metrics,
-            app.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(metrics::serve(metrics, app.clone(), shutdown.clone()));
     }
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let server = tokio::spawn({
@@ -547,4 +608,82 @@ pub async fn run(
         },
     };
     joined.map_err(|e| ServerError::Transport(e.to_string()))?
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tonic_health::pb::health_server::Health;
+    use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+    use tonic_health::server::{HealthReporter, HealthService};
+
+    use super::*;
+
+    /// The health of the server (`""`) and of the Admission service, as a
+    /// probe reads it.
+    async fn health_of(reporter: &HealthReporter) -> [ServingStatus; 2] {
+        let service = HealthService::from_health_reporter(reporter.clone());
+        let mut out = [ServingStatus::Unknown; 2];
+        let admission = <AdmissionServer<AdmissionService> as tonic::server::NamedService>::NAME;
+        for (slot, name) in out.iter_mut().zip(["", admission]) {
+            let request = tonic::Request::new(HealthCheckRequest {
+                service: name.into(),
+            });
+            *slot = service.check(request).await.unwrap().into_inner().status();
+        }
+        out
+    }
+
+    async fn serving() -> HealthReporter {
+        let (reporter, _) = tonic_health::server::health_reporter();
+        reporter
+            .set_serving::<AdmissionServer<AdmissionService>>()
+            .await;
+        assert_eq!(health_of(&reporter).await, [ServingStatus::Serving; 2]);
+        reporter
+    }
+
+    #[tokio::test]
+    async fn a_background_task_that_panics_turns_every_service_not_serving() {
+        let health = serving().await;
+        let task: Background = Box::pin(async { panic!("expiry bug") });
+        supervise(
+            "order expiry",
+            task,
+            health.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(health_of(&health).await, [ServingStatus::NotServing; 2]);
+    }
+
+    #[tokio::test]
+    async fn a_background_task_that_returns_before_shutdown_turns_not_serving() {
+        let health = serving().await;
+        let task: Background = Box::pin(async {});
+        supervise(
+            "retention purge",
+            task,
+            health.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(health_of(&health).await, [ServingStatus::NotServing; 2]);
+    }
+
+    #[tokio::test]
+    async fn a_background_task_that_ends_at_shutdown_leaves_health_alone() {
+        let health = serving().await;
+        let shutdown = CancellationToken::new();
+        let task: Background = Box::pin({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        });
+        let watched = supervise("TLS reload", task, health.clone(), shutdown.clone());
+        shutdown.cancel();
+        watched.await.unwrap();
+        assert_eq!(health_of(&health).await, [ServingStatus::Serving; 2]);
+    }
 }

@@ -23,7 +23,8 @@ use crate::domain::reason::{Reason, ReasonCode};
 use crate::domain::UnixMillis;
 use crate::pki::cache::{Source, VerificationCache};
 use crate::pki::{
-    CertProblemKind, EvaluationResult, PathFacts, Profile, Regions, TrustBundle, UnixTime, Verifier,
+    CertProblemKind, EvaluationResult, PathFacts, PkiError, Profile, Regions, TrustBundle,
+    UnixTime, Verifier,
 };
 
 /// A verdict worth keeping: the chain verified, with what it depended on.
@@ -51,14 +52,37 @@ pub struct TrustState {
     cache: VerificationCache<Accepted>,
 }
 
+/// Why the trust bundle could not be loaded, changed or used. Each names
+/// what is at fault: the configuration field, the file in the trust
+/// directory, or the request's input. Mapped to a status once, in
+/// `api::status`.
 #[derive(Debug, thiserror::Error)]
-pub enum PutCrlError {
+pub enum TrustError {
+    /// `trust.oid_base_arc` in the configuration is not a usable OID.
+    #[error("trust.oid_base_arc: {0}")]
+    OidBaseArc(#[source] PkiError),
+    /// The trust directory does not load (the error names the file).
+    #[error(transparent)]
+    Directory(PkiError),
+    /// The bytes offered as a CRL are not a usable CRL.
+    #[error(transparent)]
+    InvalidCrl(PkiError),
+    /// The CRL offered is older than, or conflicts with, the one held for
+    /// its issuer.
+    #[error(transparent)]
+    StaleCrl(PkiError),
+    /// The CRL could not be written to the trust directory (the error
+    /// names the file).
+    #[error(transparent)]
+    PersistCrl(PkiError),
+    /// A certificate chain that cannot be decoded at all (size, count, PEM
+    /// or DER form): the caller's input, not a verdict.
     #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Stale(String),
-    #[error("{0}")]
-    Io(String),
+    Chain(String),
+    /// A writer panicked while it held the writer lock: a bug, not
+    /// something a retry cures.
+    #[error("the trust bundle's writer lock is poisoned (a writer panicked)")]
+    Poisoned,
 }
 
 pub struct TrustSummary {
@@ -89,9 +113,10 @@ impl TrustState {
         &self.profile
     }
 
-    pub fn load(config: &TrustConfig) -> Result<Self, String> {
-        let profile = Profile::from_oid_str(&config.oid_base_arc).map_err(|e| e.to_string())?;
-        let bundle = TrustBundle::load_dir(&config.dir).map_err(|e| e.to_string())?;
+    pub fn load(config: &TrustConfig) -> Result<Self, TrustError> {
+        let profile =
+            Profile::from_oid_str(&config.oid_base_arc).map_err(TrustError::OidBaseArc)?;
+        let bundle = TrustBundle::load_dir(&config.dir).map_err(TrustError::Directory)?;
         Ok(Self {
             dir: config.dir.clone(),
             profile,
@@ -128,8 +153,12 @@ impl TrustState {
     /// Verifies a PEM chain at `now` and returns the model facts or every
     /// certificate problem. The chain is decoded once; if it cannot be
     /// decoded at all (size, count, PEM or DER form) that is the caller's
-    /// input error, returned as `Err` with a description, not a denial.
-    pub fn check(&self, chain_pem: &str, now: UnixMillis) -> Result<CertificateOutcome, String> {
+    /// input error, returned as [`TrustError::Chain`], not a denial.
+    pub fn check(
+        &self,
+        chain_pem: &str,
+        now: UnixMillis,
+    ) -> Result<CertificateOutcome, TrustError> {
         let Ok(secs) = u64::try_from(now.div_euclid(1000)) else {
             return Ok(CertificateOutcome {
                 model: None,
@@ -159,10 +188,10 @@ impl TrustState {
             Ok((_, Source::Kept)) => match self.verify(&bundle, chain_pem, time) {
                 Ok(accepted) => Ok(accepted.outcome),
                 Err(NotKept::Rejected(outcome)) => Ok(*outcome),
-                Err(NotKept::Input(description)) => Err(description),
+                Err(NotKept::Input(description)) => Err(TrustError::Chain(description)),
             },
             Err(NotKept::Rejected(outcome)) => Ok(*outcome),
-            Err(NotKept::Input(description)) => Err(description),
+            Err(NotKept::Input(description)) => Err(TrustError::Chain(description)),
         }
     }
 
@@ -226,34 +255,26 @@ impl TrustState {
 
     /// Installs a CRL: persisted to the trust directory first, then swapped
     /// in. An older CRL than the one held for the same issuer is refused.
-    pub fn put_crl(&self, bytes: &[u8]) -> Result<(), PutCrlError> {
-        let _guard = self
-            .write
-            .lock()
-            .map_err(|_| PutCrlError::Io("trust writer lock poisoned".into()))?;
+    pub fn put_crl(&self, bytes: &[u8]) -> Result<(), TrustError> {
+        let _guard = self.write.lock().map_err(|_| TrustError::Poisoned)?;
         let mut next = (*self.snapshot()).clone();
-        next.add_crl_and_persist(&self.dir, bytes).map_err(|e| {
-            use crate::pki::PkiError;
-            match e {
-                PkiError::Io { .. } => PutCrlError::Io(e.to_string()),
+        next.add_crl_and_persist(&self.dir, bytes)
+            .map_err(|e| match e {
+                PkiError::Io { .. } => TrustError::PersistCrl(e),
                 PkiError::CrlRollback { .. } | PkiError::CrlConflict { .. } => {
-                    PutCrlError::Stale(e.to_string())
+                    TrustError::StaleCrl(e)
                 }
-                other => PutCrlError::Invalid(other.to_string()),
-            }
-        })?;
+                other => TrustError::InvalidCrl(other),
+            })?;
         self.replace(next);
         Ok(())
     }
 
     /// Re-reads the trust directory; on error the current bundle stays.
-    pub fn reload(&self) -> Result<(), String> {
-        let _guard = self
-            .write
-            .lock()
-            .map_err(|_| "trust writer lock poisoned".to_string())?;
+    pub fn reload(&self) -> Result<(), TrustError> {
+        let _guard = self.write.lock().map_err(|_| TrustError::Poisoned)?;
         let current = self.snapshot().version();
-        let mut next = TrustBundle::load_dir(&self.dir).map_err(|e| e.to_string())?;
+        let mut next = TrustBundle::load_dir(&self.dir).map_err(TrustError::Directory)?;
         next.set_version_after(current);
         self.replace(next);
         Ok(())
@@ -303,7 +324,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let trust = state(&pki, dir.path());
         let chain = pki.chain(&pki.leaf().unwrap());
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         let first = trust.check(&chain, now).unwrap();
         assert!(first.problems.is_empty() && first.model.is_some());
         let again = trust.check(&chain, now).unwrap();

@@ -617,6 +617,83 @@ async fn customer_suspended_after_verification_is_denied_customer_not_verified()
     server.stop().await;
 }
 
+/// Registers VERIFIED organisation `id`, verified `days_ago` days ago, or
+/// with no verification recorded.
+async fn register_verified(env: &TestEnv, server: &TestServer, id: &str, days_ago: Option<i64>) {
+    let mut r = common::organisation(id, proto::CustomerStatus::Verified);
+    r.details.as_mut().unwrap().verification = days_ago.map(|d| {
+        let at = now() - Duration::days(d);
+        proto::Verification {
+            method: "registry-extract".into(),
+            evidence_sha256: "ab".repeat(32),
+            verified_by: "kyc-team".into(),
+            verified_at: Some(prost_types::Timestamp {
+                seconds: at.unix_timestamp(),
+                nanos: 0,
+            }),
+        }
+    });
+    env.customers(server)
+        .await
+        .register_customer(r)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_verification_older_than_the_limit_is_denied_kyc_stale_unless_the_limit_is_off() {
+    let mut env = TestEnv::new();
+    env.config.kyc.max_verification_age_days = 365;
+    let server = env.start().await;
+    register_verified(&env, &server, "old", Some(400)).await;
+    register_verified(&env, &server, "recent", Some(300)).await;
+    register_verified(&env, &server, "unrecorded", None).await;
+    let chain = env.chain(&env.leaf());
+    let r = admit(&env, &server, env.admit_request("old", &chain)).await;
+    assert_denied(&r, &[Rc::KycStale]);
+    assert!(message_of(&r, Rc::KycStale).contains("365 days"), "{r:?}");
+    // Without a verification time on record, its age is unknown: stale.
+    let r = admit(&env, &server, env.admit_request("unrecorded", &chain)).await;
+    assert_denied(&r, &[Rc::KycStale]);
+    let r = admit(&env, &server, env.admit_request("recent", &chain)).await;
+    assert_allowed(&r);
+    // A renewal checks it again: the record now says verified long ago.
+    let mut update = common::organisation("recent", proto::CustomerStatus::Verified);
+    let mut details = update.details.take().unwrap();
+    details.verification = Some(proto::Verification {
+        method: "registry-extract".into(),
+        evidence_sha256: "ab".repeat(32),
+        verified_by: "kyc-team".into(),
+        verified_at: Some(prost_types::Timestamp {
+            seconds: (now() - Duration::days(366)).unix_timestamp(),
+            nanos: 0,
+        }),
+    });
+    env.customers(&server)
+        .await
+        .update_customer(proto::UpdateCustomerRequest {
+            customer_id: "recent".into(),
+            expected_version: 0,
+            legal_name: update.legal_name,
+            country: update.country,
+            details: Some(details),
+        })
+        .await
+        .unwrap();
+    let renewed = renew(&mut env.admission(&server).await, &r.deployment_id).await;
+    assert_eq!(codes(&renewed.reasons), vec![Rc::KycStale], "{renewed:?}");
+    server.stop().await;
+
+    // With the limit off (0, the default), the age of a verification is
+    // not checked.
+    env.config.kyc.max_verification_age_days = 0;
+    let server = env.start().await;
+    for customer in ["old", "unrecorded"] {
+        assert_allowed(&admit(&env, &server, env.admit_request(customer, &chain)).await);
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn region_outside_certified_scope_is_denied_region_out_of_scope() {
     let env = TestEnv::new();
@@ -750,12 +827,13 @@ async fn retry_of_a_denied_request_returns_the_same_decision() {
 
 #[tokio::test]
 async fn renew_extends_the_lease_and_returns_a_verifiable_licence() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = started_with_verified(&env, "cust-1").await;
     let (_, a) = admitted(&env, &server, "cust-1").await;
     let mut s = env.admission(&server).await;
-    // Let the clock move so that the extension is observable.
-    tokio::time::sleep(StdDuration::from_millis(20)).await;
+    // Move the clock so that the extension is observable.
+    clock.advance(StdDuration::from_millis(20));
     let r = renew(&mut s, &a.deployment_id).await;
     assert_eq!(r.decision, proto::Decision::Allow as i32, "{:?}", r.reasons);
     assert!(r.reasons.is_empty());
@@ -852,11 +930,12 @@ async fn renew_fails_after_customer_is_suspended() {
 
 #[tokio::test]
 async fn renew_fails_after_lease_expired_and_deployment_reads_expired() {
-    let env = TestEnv::with_lease(1);
+    let mut env = TestEnv::with_lease(1);
+    let clock = env.manual_clock();
     let server = started_with_verified(&env, "cust-1").await;
     let (_, a) = admitted(&env, &server, "cust-1").await;
     let mut s = env.admission(&server).await;
-    tokio::time::sleep(StdDuration::from_millis(1200)).await;
+    clock.advance(StdDuration::from_millis(1200));
     let d = get(&mut s, &a.deployment_id).await;
     assert_eq!(d.state, proto::DeploymentState::Expired as i32);
     let r = renew(&mut s, &a.deployment_id).await;

@@ -6,10 +6,13 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{TestEnv, TestServer};
 use tonic::transport::Channel;
 use tonic::Code;
 use warden::attribution::{verify, Report};
+use warden::clock::Clock;
 use warden::proto;
 use warden::proto::attribution_client::AttributionClient;
 use warden::proto::ledger_client::LedgerClient;
@@ -342,18 +345,19 @@ async fn a_saved_report_fails_verification_after_any_edit() {
 
 #[tokio::test]
 async fn an_endpoint_reassigned_between_customers_gives_the_right_one_for_each_time() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = env.start().await;
     env.register(&server, "first", proto::CustomerStatus::Verified)
         .await;
     env.register(&server, "second", proto::CustomerStatus::Verified)
         .await;
-    let t0 = now_ms();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let t0 = clock.now();
+    clock.advance(Duration::from_millis(20));
     let a = admit(&env, &server, "first", &["Infer.Example.test:443"]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let t1 = now_ms();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    clock.advance(Duration::from_millis(20));
+    let t1 = clock.now();
+    clock.advance(Duration::from_millis(20));
     env.admission(&server)
         .await
         .release(proto::ReleaseRequest {
@@ -361,12 +365,12 @@ async fn an_endpoint_reassigned_between_customers_gives_the_right_one_for_each_t
         })
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let t2 = now_ms();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    clock.advance(Duration::from_millis(20));
+    let t2 = clock.now();
+    clock.advance(Duration::from_millis(20));
     let b = admit(&env, &server, "second", &["infer.example.test:443"]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let t3 = now_ms();
+    clock.advance(Duration::from_millis(20));
+    let t3 = clock.now();
 
     let mut client = authority(&env, &server).await;
     let ask = |at: i64| {
@@ -402,7 +406,8 @@ async fn an_endpoint_reassigned_between_customers_gives_the_right_one_for_each_t
 
 #[tokio::test]
 async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = env.start().await;
     env.register(&server, "m-one", proto::CustomerStatus::Verified)
         .await;
@@ -417,11 +422,11 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
         })
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    clock.advance(Duration::from_millis(30));
     // Admitted before the window and released inside it: it overlaps.
     let straddling = admit(&env, &server, "m-one", &[]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    let from = now_ms();
+    clock.advance(Duration::from_millis(30));
+    let from = clock.now();
     env.admission(&server)
         .await
         .release(proto::ReleaseRequest {
@@ -433,8 +438,8 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
     for c in ["m-one", "m-two", "m-one"] {
         in_window.push(admit(&env, &server, c, &[]).await);
     }
-    let to = now_ms();
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let to = clock.now();
+    clock.advance(Duration::from_millis(30));
     let late = admit(&env, &server, "m-two", &[]).await;
 
     let mut client = authority(&env, &server).await;
@@ -497,7 +502,7 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
                 proto::CustomerSelector {
                     customer_id: "m-one".into(),
                     from: Some(ts(from)),
-                    to: Some(ts(now_ms())),
+                    to: Some(ts(clock.now())),
                 },
             )),
             page_size: 0,

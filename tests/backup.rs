@@ -212,7 +212,7 @@ fn admit_at(env: &TestEnv, customer: &str, chain: &str, endpoint: &str) -> proto
 }
 
 fn now_ts() -> prost_types::Timestamp {
-    let ms = warden::api::now_millis();
+    let ms = warden::clock::now_millis();
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{org_details, organisation, TestEnv, TestServer};
+use common::{after_ticks, org_details, organisation, TestEnv, TestServer};
 use tonic::Code;
 use warden::proto;
 use warden::proto::ReasonCode as Rc;
@@ -263,7 +263,8 @@ async fn required_fields_depend_on_the_kind() {
 
 #[tokio::test]
 async fn updates_write_versions_and_as_of_returns_the_one_in_force() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = env.start().await;
     let v1 = register(
         &env,
@@ -271,7 +272,7 @@ async fn updates_write_versions_and_as_of_returns_the_one_in_force() {
         named("hist-1", "First Name Ltd", proto::CustomerStatus::Verified),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    clock.advance(Duration::from_millis(20));
     let mut client = env.customers(&server).await;
     let v2 = client
         .update_customer(proto::UpdateCustomerRequest {
@@ -1037,6 +1038,7 @@ async fn closed_customers_are_purged_to_tombstones_whose_entries_still_verify() 
     let mut env = TestEnv::new();
     env.config.kyc.retention_days = 0;
     env.config.kyc.purge_interval_seconds = 1;
+    let clock = env.manual_clock();
     let server = env.start().await;
     let r = named(
         "purge-1",
@@ -1051,6 +1053,8 @@ async fn closed_customers_are_purged_to_tombstones_whose_entries_still_verify() 
     )
     .await;
     let registered_at = c.updated_at.unwrap();
+    // Closed later than registered, so `as_of` tells the versions apart.
+    clock.advance(Duration::from_millis(10));
     env.customers(&server)
         .await
         .set_customer_status(proto::SetCustomerStatusRequest {
@@ -1060,16 +1064,16 @@ async fn closed_customers_are_purged_to_tombstones_whose_entries_still_verify() 
         })
         .await
         .unwrap();
-    let mut purged = None;
-    for _ in 0..50 {
-        let c = get(&env, &server, "purge-1").await;
-        if c.purged {
-            purged = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let purged = purged.expect("retention did not purge within 5 s");
+    let interval = Duration::from_secs(env.config.kyc.purge_interval_seconds);
+    let (e, s) = (&env, &server);
+    after_ticks(
+        &clock,
+        interval,
+        "retention purges purge-1",
+        || async move { get(e, s, "purge-1").await.purged },
+    )
+    .await;
+    let purged = get(&env, &server, "purge-1").await;
     assert_eq!(purged.legal_name, "");
     assert_eq!(purged.status_reason, "");
     assert!(purged.details.is_none());

@@ -154,7 +154,7 @@ mod verify_licence_command {
     const FINGERPRINT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn now() -> i64 {
-        warden::api::now_millis()
+        warden::clock::now_millis()
     }
 
     fn digest(byte: &str) -> String {

@@ -7,9 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, TestServer};
+use common::{after_ticks, TestEnv, TestServer};
 use tonic::transport::Channel;
 use tonic::Code;
+use warden::clock::Clock;
 use warden::proto;
 use warden::proto::orders_client::OrdersClient;
 use warden::proto::ReasonCode as Rc;
@@ -457,13 +458,13 @@ async fn schedulers_acknowledge_their_own_matched_deployments_once() {
 
 #[tokio::test]
 async fn an_order_past_its_expiry_ends_and_releases_what_it_suspended() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = env.start().await;
     let ids = deployments(&env, &server, "exp-1", 1).await;
-    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let mut req = issue(customer_target("exp-1"), proto::OrderAction::Suspend);
     req.expires_at = Some(prost_types::Timestamp {
-        seconds: expires.unix_timestamp(),
+        seconds: clock.now().div_euclid(1000) + 2,
         nanos: 0,
     });
     let mut watch = OrdersClient::new(env.channel(&server, "scheduler").await)
@@ -481,6 +482,21 @@ async fn an_order_past_its_expiry_ends_and_releases_what_it_suspended() {
         state_of(&env, &server, &ids[0]).await,
         proto::DeploymentState::Suspended
     );
+    // The expiry task looks every second on the server's clock.
+    let auditor = OrdersClient::new(env.channel(&server, "auditor").await);
+    let order_id = o.order_id.clone();
+    after_ticks(&clock, Duration::from_secs(1), "the order expires", || {
+        let (mut auditor, order_id) = (auditor.clone(), order_id.clone());
+        async move {
+            let got = auditor
+                .get_order(proto::GetOrderRequest { order_id })
+                .await
+                .unwrap()
+                .into_inner();
+            state(&got) == proto::OrderState::Expired
+        }
+    })
+    .await;
     let events = next_events(&mut watch, 3).await;
     assert_eq!(
         kinds(&events),
@@ -832,6 +848,49 @@ async fn overlapping_orders_keep_deployments_stopped_until_the_last_lets_go() {
             proto::DeploymentState::Terminated
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspension_handed_over_by_a_lift_ends_when_the_second_order_is_lifted() {
+    let env = TestEnv::new();
+    let server = env.start().await;
+    let ids = deployments(&env, &server, "ho-1", 1).await;
+    let mut alice = orders_as(&env, &server, "operator", "alice").await;
+    let mut bob = orders_as(&env, &server, "authority", "bob").await;
+    let lift = |id: String| proto::LiftOrderRequest {
+        order_id: id,
+        reason: String::new(),
+    };
+    let by_customer = alice
+        .issue_order(issue(customer_target("ho-1"), proto::OrderAction::Suspend))
+        .await
+        .unwrap()
+        .into_inner();
+    // The second suspension matches a deployment that is already held: it
+    // holds it only once the first is lifted.
+    let by_deployment = alice
+        .issue_order(issue(
+            Some(proto::OrderTarget {
+                kind: proto::OrderTargetKind::Deployment as i32,
+                value: ids[0].clone(),
+            }),
+            proto::OrderAction::Suspend,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    for o in [&by_customer, &by_deployment] {
+        alice.lift_order(lift(o.order_id.clone())).await.unwrap();
+        bob.lift_order(lift(o.order_id.clone())).await.unwrap();
+        let expected = if o.order_id == by_customer.order_id {
+            proto::DeploymentState::Suspended
+        } else {
+            proto::DeploymentState::Active
+        };
+        assert_eq!(state_of(&env, &server, &ids[0]).await, expected);
+    }
+    assert!(renew_codes(&env, &server, &ids[0]).await.is_empty());
     server.stop().await;
 }
 

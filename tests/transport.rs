@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{connect, write, TestEnv, TestServer, TRUST_DOMAIN};
+use common::{after_ticks, connect, write, TestEnv, TestServer, TRUST_DOMAIN};
 use tokio::io::AsyncReadExt as _;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -252,14 +252,21 @@ async fn changed_files_are_picked_up_by_the_periodic_check() {
     write(&deny, "");
     env.config.tls.deny_list = Some(deny.clone());
     env.config.tls.reload_interval_seconds = 1;
+    let clock = env.manual_clock();
     let server = env.start().await;
     let open = env.channel(&server, "scheduler").await;
     list_orders(open.clone()).await.unwrap();
     write(&deny, format!("spiffe://{TRUST_DOMAIN}/scheduler/test\n"));
-    eventually("the deny-list change takes effect", || {
-        let open = open.clone();
-        async move { list_orders(open).await.is_err() }
-    })
+    let interval = Duration::from_secs(env.config.tls.reload_interval_seconds);
+    after_ticks(
+        &clock,
+        interval,
+        "the deny-list change takes effect",
+        || {
+            let open = open.clone();
+            async move { list_orders(open).await.is_err() }
+        },
+    )
     .await;
     server.stop().await;
 }

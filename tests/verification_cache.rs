@@ -8,6 +8,7 @@ mod common;
 
 use common::{write, TestEnv, TestServer};
 use time::{Duration, OffsetDateTime};
+use warden::clock::{Clock, ManualClock};
 use warden::pki::dev::CrlSpec;
 use warden::proto;
 use warden::proto::ReasonCode as Rc;
@@ -32,12 +33,13 @@ fn codes(r: &proto::AdmitResponse) -> Vec<Rc> {
         .collect()
 }
 
-/// Sleeps until the wall clock is past `t` by more than a second (X.509
-/// and CRL times have whole seconds).
-async fn wait_until_past(t: OffsetDateTime) {
-    let left = t + Duration::milliseconds(1100) - OffsetDateTime::now_utc();
-    if left.is_positive() {
-        tokio::time::sleep(left.unsigned_abs()).await;
+/// Moves the server's clock past `t` by more than a second (X.509 and CRL
+/// times have whole seconds).
+fn move_past(clock: &ManualClock, t: OffsetDateTime) {
+    let past = (t + Duration::milliseconds(1100)).unix_timestamp_nanos() / 1_000_000;
+    let past = i64::try_from(past).unwrap();
+    if clock.now() < past {
+        clock.set(past);
     }
 }
 
@@ -50,7 +52,8 @@ async fn started(env: &TestEnv) -> TestServer {
 
 #[tokio::test]
 async fn a_cached_chain_is_denied_once_its_certificate_expires() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = started(&env).await;
     let not_after = OffsetDateTime::now_utc() + Duration::seconds(3);
     let leaf = env.leaf_with(|s| s.validity(not_after - Duration::hours(1), not_after));
@@ -60,7 +63,7 @@ async fn a_cached_chain_is_denied_once_its_certificate_expires() {
         let r = admit(&env, &server, &chain).await;
         assert!(allowed(&r), "{:?}", r.reasons);
     }
-    wait_until_past(not_after).await;
+    move_past(&clock, not_after);
     let r = admit(&env, &server, &chain).await;
     assert_eq!(codes(&r), vec![Rc::CertExpired]);
     server.stop().await;
@@ -68,7 +71,8 @@ async fn a_cached_chain_is_denied_once_its_certificate_expires() {
 
 #[tokio::test]
 async fn a_cached_chain_is_denied_once_its_issuers_crl_expires() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let now = OffsetDateTime::now_utc();
     let next_update = now + Duration::seconds(3);
     write(
@@ -84,7 +88,7 @@ async fn a_cached_chain_is_denied_once_its_issuers_crl_expires() {
         let r = admit(&env, &server, &chain).await;
         assert!(allowed(&r), "{:?}", r.reasons);
     }
-    wait_until_past(next_update).await;
+    move_past(&clock, next_update);
     let r = admit(&env, &server, &chain).await;
     assert_eq!(codes(&r), vec![Rc::CrlExpired]);
     server.stop().await;
@@ -160,14 +164,15 @@ async fn a_trust_reload_invalidates_cached_verdicts() {
 
 #[tokio::test]
 async fn a_rejected_chain_is_decided_again_on_the_next_call() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    let clock = env.manual_clock();
     let server = started(&env).await;
     let not_before = OffsetDateTime::now_utc() + Duration::seconds(2);
     let leaf = env.leaf_with(|s| s.validity(not_before, not_before + Duration::days(30)));
     let chain = env.chain(&leaf);
     let r = admit(&env, &server, &chain).await;
     assert_eq!(codes(&r), vec![Rc::CertNotYetValid]);
-    wait_until_past(not_before).await;
+    move_past(&clock, not_before);
     let r = admit(&env, &server, &chain).await;
     assert!(allowed(&r), "{:?}", r.reasons);
     server.stop().await;

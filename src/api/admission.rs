@@ -13,12 +13,16 @@ use super::convert::{
 };
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, sha256_hex, App};
+use super::{principal, App};
 use crate::auth::{Principal, Role};
+use crate::clock::sha256_hex;
 use crate::digest::ModelDigest;
-use crate::domain::customer::{check_identifier, Customer, FieldViolation};
-use crate::domain::decision::{decide, AdmissionInput, CertificateOutcome};
-use crate::domain::deployment::{Deployment, DeploymentState, Workload};
+use crate::domain::customer::{check_identifier, Customer, FieldViolation, Screening};
+use crate::domain::decision::{
+    decide, renew, renewal_rechecks, AdmissionInput, CertificateOutcome,
+};
+use crate::domain::deployment::{lease_end, Deployment, DeploymentState, Workload};
+use crate::domain::idempotency::{repeat, Repeat};
 use crate::domain::limits::MAX_ENDPOINTS;
 use crate::domain::order::Order;
 use crate::domain::reason::{Reason, ReasonCode};
@@ -98,10 +102,13 @@ impl AdmissionService {
         if !v.iter().any(|x| x.field == "workload") {
             check_workload(&workload, &mut v);
         }
-        let now = now_millis();
+        let now = self.app.clock.now();
         let certificate = match self.app.trust.check(&certificate_chain, now) {
             Err(description) => {
-                v.push(FieldViolation::new("certificate_chain", description));
+                v.push(FieldViolation::new(
+                    "certificate_chain",
+                    description.to_string(),
+                ));
                 None
             }
             Ok(outcome) => Some(outcome),
@@ -111,30 +118,10 @@ impl AdmissionService {
             return Err(ApiError::Internal.into());
         };
 
-        let (_, orders_seen) = self
-            .app
-            .store
-            .order_revisions()
-            .await
-            .map_err(ApiError::from)?;
-        let orders = self
-            .app
-            .store
-            .active_orders()
-            .await
-            .map_err(ApiError::from)?;
-        let customer = self
-            .app
-            .store
-            .customer(&customer_id)
-            .await
-            .map_err(ApiError::from)?;
-        let screening = self
-            .app
-            .store
-            .screening(&customer_id)
-            .await
-            .map_err(ApiError::from)?;
+        let (_, orders_seen) = self.app.store.order_revisions().await?;
+        let orders = self.app.store.active_orders().await?;
+        let customer = self.app.store.customer(&customer_id).await?;
+        let screening = self.app.store.screening(&customer_id).await?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &model_digest,
@@ -144,6 +131,7 @@ impl AdmissionService {
             workload: &workload,
             orders: &orders,
             deployment_id: None,
+            max_verification_age: self.app.max_verification_age,
             now,
         });
 
@@ -171,7 +159,8 @@ impl AdmissionService {
         let workload_for_entry = workload.clone();
         let deployment = match (&certificate.model, &customer, record.allowed) {
             (Some(model), Some(customer), true) => {
-                let lease_expires_at = (now + self.app.lease_millis).min(model.summary.not_after);
+                let lease_expires_at =
+                    lease_end(now, self.app.lease_millis, model.summary.not_after);
                 let d = Deployment {
                     deployment_id: new_id("dep"),
                     request_id: request_id.clone(),
@@ -234,7 +223,7 @@ impl AdmissionService {
                 entry,
             )
             .await;
-        let recorded = match conflict_apart(recorded).map_err(ApiError::from)? {
+        let recorded = match conflict_apart(recorded)? {
             Ok(recorded) => recorded,
             Err(c) => return Ok(Err(c)),
         };
@@ -248,13 +237,15 @@ impl AdmissionService {
                     ..record
                 }
             }
-            AdmitRecorded::Replay(first) if first.request_sha256 == request_sha256 => *first,
-            AdmitRecorded::Replay(_) => {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "request_id {request_id} was already used for a different request"
-                ))
-                .into())
-            }
+            AdmitRecorded::Replay(first) => match repeat(&first.request_sha256, &request_sha256) {
+                Repeat::Replay => *first,
+                Repeat::Refuse => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "request_id {request_id} was already used for a different request"
+                    ))
+                    .into())
+                }
+            },
         };
         tracing::info!(
             decision_id = %answer.decision_id,
@@ -282,73 +273,44 @@ impl AdmissionService {
         check_endpoints("endpoints", &endpoints, &mut v);
         ApiError::check(v)?;
         let before = self.owned_deployment(who, &deployment_id).await?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut workload = before.workload.clone();
         if !endpoints.is_empty() {
             workload.endpoints = endpoints;
         }
 
-        let (_, orders_seen) = self
-            .app
-            .store
-            .order_revisions()
-            .await
-            .map_err(ApiError::from)?;
-        let orders = self
-            .app
-            .store
-            .active_orders()
-            .await
-            .map_err(ApiError::from)?;
-        let (reasons, customer) = match before.state_at(now) {
-            DeploymentState::Active => self.recheck(&before, &workload, &orders, now).await?,
-            state @ (DeploymentState::Suspended | DeploymentState::Terminated)
-                if before.order_id.is_some() =>
-            {
-                let order_id = before.order_id.clone().unwrap_or_default();
-                (
-                    vec![Reason::new(
-                        ReasonCode::OrderActive,
-                        format!(
-                            "the deployment is {} by order {order_id}",
-                            if state == DeploymentState::Suspended {
-                                "suspended"
-                            } else {
-                                "terminated"
-                            }
-                        ),
-                    )],
-                    None,
-                )
-            }
-            DeploymentState::Expired => (
-                vec![Reason::new(
-                    ReasonCode::LeaseExpired,
-                    "the lease expired; the workload must stop and be admitted again",
-                )],
-                None,
-            ),
-            other => (
-                vec![Reason::new(
-                    ReasonCode::DeploymentNotActive,
-                    format!("the deployment is {other:?}, not active"),
-                )],
-                None,
-            ),
+        let (_, orders_seen) = self.app.store.order_revisions().await?;
+        let orders = self.app.store.active_orders().await?;
+        let facts = if renewal_rechecks(&before, now) {
+            Some(self.facts(&before, now).await?)
+        } else {
+            None
         };
+        let reasons = renew(
+            &before,
+            facts
+                .as_ref()
+                .map(|f| {
+                    let max_age = self.app.max_verification_age;
+                    f.input(&before, &workload, &orders, max_age, now)
+                })
+                .as_ref(),
+            now,
+        );
+        let customer = facts.and_then(|f| f.customer);
         let allowed = reasons.is_empty();
-        let mut after = before.clone();
-        let mut licence = None;
-        if allowed {
-            after.lease_expires_at =
-                (now + self.app.lease_millis).min(before.certificate.not_after);
-            after.renewals += 1;
-            after.workload = workload;
-            if let Some(c) = &customer {
-                after.customer_version = c.version;
-            }
-            licence = Some(self.licence(&after)?);
-        }
+        let (after, licence) = if allowed {
+            let after = before.renewed(
+                now,
+                self.app.lease_millis,
+                workload,
+                customer.as_ref().map(|c| c.version),
+            );
+            let licence = self.licence(&after)?;
+            (after, Some(licence))
+        } else {
+            (before.clone(), None)
+        };
         let record = DecisionRecord {
             customer_version: customer.as_ref().map(|c| c.version),
             allowed,
@@ -376,7 +338,7 @@ impl AdmissionService {
             .store
             .update_deployment(&before, &after, &record, Some(orders_seen), entry)
             .await;
-        let ledger_index = match conflict_apart(written).map_err(ApiError::from)? {
+        let ledger_index = match conflict_apart(written)? {
             Ok(index) => index,
             Err(c) => return Ok(Err(c)),
         };
@@ -400,14 +362,10 @@ impl AdmissionService {
         })))
     }
 
-    /// Re-runs the admission checks for an existing deployment.
-    async fn recheck(
-        &self,
-        d: &Deployment,
-        workload: &Workload,
-        orders: &[Order],
-        now: UnixMillis,
-    ) -> Result<(Vec<Reason>, Option<Customer>), ApiError> {
+    /// What the admission checks of an existing deployment read, as it is
+    /// now: its certificate chain verified again, its customer and the
+    /// customer's screening.
+    async fn facts(&self, d: &Deployment, now: UnixMillis) -> Result<Facts, ApiError> {
         let chain = self.app.store.chain(&d.chain_sha256).await?.ok_or_else(|| {
             tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
             ApiError::Internal
@@ -418,22 +376,44 @@ impl AdmissionService {
                 .check(&chain, now)
                 .unwrap_or_else(|input| CertificateOutcome {
                     model: None,
-                    problems: vec![Reason::new(ReasonCode::CertMalformed, input)],
+                    problems: vec![Reason::new(ReasonCode::CertMalformed, input.to_string())],
                 });
-        let customer = self.app.store.customer(&d.customer_id).await?;
-        let screening = self.app.store.screening(&d.customer_id).await?;
-        let reasons = decide(&AdmissionInput {
-            certificate: &certificate,
+        Ok(Facts {
+            certificate,
+            customer: self.app.store.customer(&d.customer_id).await?,
+            screening: self.app.store.screening(&d.customer_id).await?,
+        })
+    }
+}
+
+/// What the admission checks of a renewal read from outside the request.
+struct Facts {
+    certificate: CertificateOutcome,
+    customer: Option<Customer>,
+    screening: Option<Screening>,
+}
+
+impl Facts {
+    fn input<'a>(
+        &'a self,
+        d: &'a Deployment,
+        workload: &'a Workload,
+        orders: &'a [Order],
+        max_verification_age: Option<UnixMillis>,
+        now: UnixMillis,
+    ) -> AdmissionInput<'a> {
+        AdmissionInput {
+            certificate: &self.certificate,
             measured_digest: &d.model_digest,
-            customer: customer.as_ref(),
+            customer: self.customer.as_ref(),
             customer_id: &d.customer_id,
-            screening: screening.as_ref(),
+            screening: self.screening.as_ref(),
             workload,
             orders,
             deployment_id: Some(&d.deployment_id),
+            max_verification_age,
             now,
-        });
-        Ok((reasons, customer))
+        }
     }
 }
 
@@ -551,7 +531,7 @@ fn refused(c: Conflict) -> Status {
     if orders_changed(&c) {
         ApiError::Aborted("the orders in force kept changing; retry".into()).into()
     } else {
-        ApiError::from(crate::store::StoreError::Conflict(c)).into()
+        crate::store::StoreError::Conflict(c).into()
     }
 }
 
@@ -598,7 +578,7 @@ impl Admission for AdmissionService {
         let who = principal(&request)?;
         let proto::ReleaseRequest { deployment_id } = request.into_inner();
         let before = self.owned_deployment(&who, &deployment_id).await?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         // Releasing is idempotent: an already released or terminated
         // deployment is returned as it is. A deployment whose lease ran out
         // is still released: the scheduler confirms the workload stopped.
@@ -628,8 +608,7 @@ impl Admission for AdmissionService {
         self.app
             .store
             .update_deployment(&before, &after, &record, None, entry)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::info!(deployment_id = %deployment_id, "deployment released");
         Ok(Response::new(proto::ReleaseResponse {
             deployment: Some(deployment_to_proto(&after, now)),
@@ -643,7 +622,7 @@ impl Admission for AdmissionService {
         let who = principal(&request)?;
         let proto::GetDeploymentRequest { deployment_id } = request.into_inner();
         let d = self.owned_deployment(&who, &deployment_id).await?;
-        Ok(Response::new(deployment_to_proto(&d, now_millis())))
+        Ok(Response::new(deployment_to_proto(&d, self.app.clock.now())))
     }
 
     async fn list_deployments(
@@ -677,7 +656,7 @@ impl Admission for AdmissionService {
         let limit = page::limit(page_size, &mut v);
         let after = page::parse_id_token(List::Deployments, &page_token, &mut v);
         ApiError::check(v)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let filter = DeploymentFilter {
             customer_id: (!customer_id.is_empty()).then_some(customer_id),
             model_digest: (!model_digest.is_empty()).then_some(model_digest),

@@ -19,7 +19,7 @@ use super::convert::{
 };
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, App};
+use super::{principal, App};
 use crate::attribution::{
     derive, disclosed_identities, AttributedDeployment, Bound, CertificateFacts, IdentityRecord,
     LifecycleEvent, LifecycleKind, ProvenEntry, Report,
@@ -353,7 +353,7 @@ impl AttributionService {
         };
 
         // Recorded before anything is read.
-        let now = now_millis();
+        let now = self.app.clock.now();
         let request_id = format!("att-{}", uuid::Uuid::new_v4().simple());
         let flagged = legal_process.instrument == Instrument::Emergency;
         let request = AttributionRequest {
@@ -396,7 +396,7 @@ impl AttributionService {
             entries: BTreeMap::new(),
             parsed: BTreeMap::new(),
         };
-        let answered_at = now_millis();
+        let answered_at = self.app.clock.now();
         let oid_base_arc = crate::pki::profile::oid_to_string(self.app.trust.profile().base_arc());
         let mut attributed = Vec::with_capacity(deployments.len());
         let facts: Vec<u64> = deployments

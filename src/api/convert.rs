@@ -63,16 +63,7 @@ pub fn optional_request_millis(
     }
 }
 
-/// RFC 3339 in UTC with milliseconds, as licences and the CLI print times.
-pub fn rfc3339(ms: UnixMillis) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use crate::clock::rfc3339;
 
 pub fn reason_code(code: ReasonCode) -> proto::ReasonCode {
     use proto::ReasonCode as P;
@@ -98,6 +89,7 @@ pub fn reason_code(code: ReasonCode) -> proto::ReasonCode {
         ReasonCode::DeploymentNotActive => P::DeploymentNotActive,
         ReasonCode::ScreeningUnresolved => P::ScreeningUnresolved,
         ReasonCode::OrderActive => P::OrderActive,
+        ReasonCode::KycStale => P::KycStale,
     }
 }
 

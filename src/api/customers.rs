@@ -13,11 +13,10 @@ use super::convert::{
 };
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, App};
+use super::{principal, App};
 use crate::domain::customer::Screening;
 use crate::domain::customer::{
-    check_identifier, new_commitment_salt, validate_identity, Customer, CustomerStatus,
-    FieldViolation, ScreeningStatus,
+    check_identifier, validate_identity, Customer, CustomerStatus, FieldViolation, ScreeningStatus,
 };
 use crate::domain::limits::MAX_RECORD_BYTES;
 use crate::ledger::entry::{
@@ -25,6 +24,7 @@ use crate::ledger::entry::{
 };
 use crate::proto;
 use crate::proto::customers_server::Customers;
+use crate::random::commitment_salt;
 use crate::store::{
     conflict_apart, retry_on_conflict, Conflict, CustomerFilter, StoreError, CONFLICT_ATTEMPTS,
 };
@@ -82,12 +82,7 @@ impl CustomersService {
     }
 
     async fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
-        let screening = self
-            .app
-            .store
-            .screening(&c.customer_id)
-            .await
-            .map_err(ApiError::from)?;
+        let screening = self.app.store.screening(&c.customer_id).await?;
         Ok(Response::new(customer_to_proto(c, screening.as_ref())))
     }
 }
@@ -136,7 +131,7 @@ impl Customers for CustomersService {
             status,
             details,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v: Vec<FieldViolation> = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         let kind = proto::CustomerKind::try_from(kind)
@@ -194,7 +189,7 @@ impl Customers for CustomersService {
             version: 1,
             updated_at: now,
             updated_by: who.spiffe_id.clone(),
-            commitment_salt: new_commitment_salt(),
+            commitment_salt: commitment_salt()?,
             details,
             purged: false,
         };
@@ -226,7 +221,7 @@ impl Customers for CustomersService {
             country,
             details,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         ApiError::check(v)?;
@@ -273,15 +268,10 @@ impl Customers for CustomersService {
             version: current.version + 1,
             updated_at: now,
             updated_by: who.spiffe_id.clone(),
-            commitment_salt: new_commitment_salt(),
+            commitment_salt: commitment_salt()?,
             ..current
         };
-        let previous = self
-            .app
-            .store
-            .screening(&customer_id)
-            .await
-            .map_err(ApiError::from)?;
+        let previous = self.app.store.screening(&customer_id).await?;
         let screening = self
             .put_screened(
                 &next,
@@ -310,8 +300,7 @@ impl Customers for CustomersService {
                 .app
                 .store
                 .customer_as_of(&customer_id, t)
-                .await
-                .map_err(ApiError::from)?
+                .await?
                 .ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "customer {customer_id} has no version at or before {}",
@@ -414,9 +403,9 @@ impl Customers for CustomersService {
             status,
             status_reason: reason,
             version: current.version + 1,
-            updated_at: now_millis(),
+            updated_at: self.app.clock.now(),
             updated_by: who.spiffe_id.clone(),
-            commitment_salt: new_commitment_salt(),
+            commitment_salt: commitment_salt()?,
             ..current
         };
         let entry = customer_entry(
@@ -426,11 +415,7 @@ impl Customers for CustomersService {
             &who.spiffe_id,
             "",
         );
-        self.app
-            .store
-            .put_customer(&next, None, entry)
-            .await
-            .map_err(ApiError::from)?;
+        self.app.store.put_customer(&next, None, entry).await?;
         tracing::info!(%customer_id, status = status.as_str(), version = next.version, "customer status changed");
         self.answer(&next).await
     }
@@ -463,21 +448,20 @@ impl Customers for CustomersService {
         let Some(outcome) = outcome else {
             return Err(ApiError::Internal.into());
         };
-        let now = now_millis();
+        let now = self.app.clock.now();
         let current = self.newest(&customer_id).await?;
         let screening = self
             .app
             .store
             .screening(&customer_id)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .filter(|s| s.status == ScreeningStatus::PotentialMatch)
             .ok_or_else(|| {
                 ApiError::FailedPrecondition(format!(
                     "customer {customer_id} has no unresolved potential match"
                 ))
             })?;
-        let resolution_salt = new_commitment_salt();
+        let resolution_salt = commitment_salt()?;
         let note_commitment = crate::ledger::entry::text_commitment(&resolution_salt, &note);
         let mut resolved = crate::domain::customer::Screening {
             revision: screening.revision + 1,
@@ -490,6 +474,7 @@ impl Customers for CustomersService {
             ..screening
         };
         // A confirmed match suspends the customer in the same commit.
+        let salt = commitment_salt()?;
         let suspended = (outcome == ScreeningStatus::ConfirmedMatch
             && current.status != CustomerStatus::Suspended
             && current.status != CustomerStatus::Closed)
@@ -499,7 +484,7 @@ impl Customers for CustomersService {
                 version: current.version + 1,
                 updated_at: now,
                 updated_by: who.spiffe_id.clone(),
-                commitment_salt: new_commitment_salt(),
+                commitment_salt: salt,
                 ..current.clone()
             });
         if let Some(c) = &suspended {
@@ -520,15 +505,13 @@ impl Customers for CustomersService {
                 self.app
                     .store
                     .put_customer(c, Some(&resolved), entry)
-                    .await
-                    .map_err(ApiError::from)?;
+                    .await?;
             }
             None => {
                 self.app
                     .store
                     .put_screenings(std::slice::from_ref(&resolved), entry)
-                    .await
-                    .map_err(ApiError::from)?;
+                    .await?;
             }
         }
         tracing::info!(%customer_id, outcome = outcome.as_str(), "screening resolved");

@@ -58,7 +58,7 @@ impl Ledger for LedgerService {
         request: Request<proto::GetCheckpointRequest>,
     ) -> Result<Response<proto::GetCheckpointResponse>, Status> {
         let proto::GetCheckpointRequest { first_size } = request.into_inner();
-        let latest = self.app.store.checkpoint().await.map_err(ApiError::from)?;
+        let latest = self.app.store.checkpoint().await?;
         if first_size > latest.checkpoint.size {
             return Err(ApiError::invalid(
                 "first_size",
@@ -76,8 +76,7 @@ impl Ledger for LedgerService {
             self.app
                 .store
                 .consistency_proof(first_size, latest.checkpoint.size)
-                .await
-                .map_err(ApiError::from)?
+                .await?
         };
         Ok(Response::new(proto::GetCheckpointResponse {
             size: latest.checkpoint.size,
@@ -95,14 +94,7 @@ impl Ledger for LedgerService {
         if count == 0 || count > MAX_ENTRIES {
             return Err(ApiError::invalid("count", format!("1 to {MAX_ENTRIES}")).into());
         }
-        let signed = self
-            .app
-            .store
-            .checkpoint()
-            .await
-            .map_err(ApiError::from)?
-            .checkpoint
-            .size;
+        let signed = self.app.store.checkpoint().await?.checkpoint.size;
         if start >= signed {
             return Err(ApiError::invalid(
                 "start",
@@ -118,8 +110,7 @@ impl Ledger for LedgerService {
             .app
             .store
             .entries(start, count)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .into_iter()
             .zip(start..)
             .map(|(data, index)| proto::LedgerEntry { index, data })
@@ -145,16 +136,10 @@ impl Ledger for LedgerService {
             .app
             .store
             .entries(index, 1)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .pop()
             .ok_or_else(|| ApiError::NotFound(format!("ledger entry {index} not found")))?;
-        let proof = self
-            .app
-            .store
-            .inclusion_proof(index, tree_size)
-            .await
-            .map_err(ApiError::from)?;
+        let proof = self.app.store.inclusion_proof(index, tree_size).await?;
         Ok(Response::new(proto::GetInclusionProofResponse {
             index,
             tree_size,
@@ -186,8 +171,7 @@ impl Ledger for LedgerService {
             self.app
                 .store
                 .consistency_proof(first_size, second_size)
-                .await
-                .map_err(ApiError::from)?
+                .await?
         };
         Ok(Response::new(proto::GetConsistencyProofResponse {
             first_size,

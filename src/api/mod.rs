@@ -15,18 +15,20 @@ pub mod status;
 pub mod trust;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::{Request, Status};
 
 use crate::auth::Principal;
-use crate::domain::UnixMillis;
+use crate::clock::Clock;
 use crate::ledger::note::Signer;
 use crate::store::Store;
 use crate::trust::TrustState;
 
 /// Everything the services share. Built once by the server.
 pub struct App {
+    /// Where handlers and background tasks read the time: the system clock
+    /// in production, a manual one in tests.
+    pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub trust: TrustState,
     /// The server certificate, client CA, client CRLs and deny-list in
@@ -34,6 +36,9 @@ pub struct App {
     pub tls: Arc<crate::tls::TlsState>,
     pub licence_signer: Signer,
     pub lease_millis: i64,
+    /// How old a verified customer's verification may be (`None`: no
+    /// limit); older ones are denied `KYC_STALE`.
+    pub max_verification_age: Option<crate::clock::UnixMillis>,
     /// The loaded sanctions list's screener and the hit threshold.
     pub screening: crate::kyc::ScreeningState,
     /// Closed customers' personal data is purged after this long.
@@ -54,19 +59,6 @@ pub struct App {
     /// Damage found in the store: the server stops reporting SERVING at the
     /// first, and the metrics endpoint counts them.
     pub corruption: Arc<crate::store::CorruptionWatch>,
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
-
-pub fn now_millis() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// The caller, as the auth layer established it. Its absence means the

@@ -53,7 +53,7 @@ impl Operations for OperationsService {
                 .map_err(|e| crate::store::StoreError::Io(format!("backup temp file: {e}")))?;
             Ok::<_, crate::store::StoreError>((file, summary))
         };
-        let (mut file, summary) = taken.await.map_err(|e| Status::from(ApiError::from(e)))?;
+        let (mut file, summary) = taken.await?;
         tracing::info!(
             principal = %principal.spiffe_id,
             ledger_size = summary.header.ledger_size,

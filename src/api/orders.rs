@@ -11,12 +11,11 @@ use tonic::{Request, Response, Status};
 use super::convert::{optional_request_millis, request_millis, timestamp};
 use super::page::{self, List};
 use super::status::ApiError;
-use super::{now_millis, principal, App};
+use super::{principal, App};
 use crate::auth::Principal;
 use crate::domain::customer::{check_identifier, check_text, FieldViolation};
 use crate::domain::order::{
-    Ack, Action, Approval, EventKind, Order, OrderError, OrderEvent, OrderState, Step, Target,
-    TargetKind,
+    Ack, Action, Approval, EventKind, Order, OrderEvent, OrderState, Step, Target, TargetKind,
 };
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
@@ -35,10 +34,6 @@ impl OrdersService {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
     }
-}
-
-fn order_error(e: OrderError) -> ApiError {
-    ApiError::FailedPrecondition(e.to_string())
 }
 
 fn target_kind_str(k: TargetKind) -> &'static str {
@@ -207,7 +202,7 @@ pub async fn notify(app: &App, revision: u64) -> Result<(), ApiError> {
 /// Marks every active order past its expiry EXPIRED (releasing what a
 /// suspension suspended). Returns how many expired.
 pub async fn expire_due(app: &App, who: &str) -> Result<usize, ApiError> {
-    let now = now_millis();
+    let now = app.clock.now();
     let mut n = 0;
     for o in app.store.active_orders().await? {
         if o.expires_at.is_some_and(|t| t <= now) {
@@ -428,7 +423,7 @@ impl Orders for OrdersService {
             legal_basis,
             expires_at,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v = Vec::new();
         let target = target_from_proto(target, &mut v);
         let action = match proto::OrderAction::try_from(action) {
@@ -476,7 +471,7 @@ impl Orders for OrdersService {
             lift_reason: String::new(),
             ended_at: None,
             revision: 0,
-            reason_salt: crate::domain::customer::new_commitment_salt(),
+            reason_salt: crate::random::commitment_salt()?,
         };
         let order = apply(
             &self.app,
@@ -488,7 +483,7 @@ impl Orders for OrdersService {
                 }
                 let mut o = issued.clone();
                 // The issuer's approval counts once.
-                let step = o.approve(&who.spiffe_id, now).map_err(order_error)?;
+                let step = o.approve(&who.spiffe_id, now)?;
                 let mut events = vec![EventKind::Issued];
                 if step == Step::Activated {
                     events.push(EventKind::Activated);
@@ -514,14 +509,14 @@ impl Orders for OrdersService {
         let who = principal(&request)?;
         let proto::ApproveOrderRequest { order_id } = request.into_inner();
         check_order_id(&order_id)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let order = apply(
             &self.app,
             &who.spiffe_id,
             &order_id,
             |stored| {
                 let mut o = stored.ok_or_else(|| not_found(&order_id))?;
-                let step = o.approve(&who.spiffe_id, now).map_err(order_error)?;
+                let step = o.approve(&who.spiffe_id, now)?;
                 let mut events = vec![EventKind::Approved];
                 if step == Step::Activated {
                     events.push(EventKind::Activated);
@@ -552,14 +547,14 @@ impl Orders for OrdersService {
             check_text("reason", &reason, 2048, &mut v);
         }
         ApiError::check(v)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let order = apply(
             &self.app,
             &who.spiffe_id,
             &order_id,
             |stored| {
                 let mut o = stored.ok_or_else(|| not_found(&order_id))?;
-                let kind = match o.lift(&who.spiffe_id, &reason, now).map_err(order_error)? {
+                let kind = match o.lift(&who.spiffe_id, &reason, now)? {
                     Step::Lifted => EventKind::Lifted,
                     _ => EventKind::LiftRequested,
                 };
@@ -593,7 +588,7 @@ impl Orders for OrdersService {
             .ok_or_else(|| not_found(&order_id))?;
         Ok(Response::new(order_to_proto(
             &o,
-            now_millis(),
+            self.app.clock.now(),
             Audience::of(&who),
         )))
     }
@@ -628,7 +623,7 @@ impl Orders for OrdersService {
             _ => None,
         };
         ApiError::check(v)?;
-        let now = now_millis();
+        let now = self.app.clock.now();
         let filter = OrderFilter { state, target, now };
         let (store, filter) = (&self.app.store, &filter);
         let (orders, next) = page::fill(
@@ -691,7 +686,7 @@ impl Orders for OrdersService {
             stopped_at,
             outcome,
         } = request.into_inner();
-        let now = now_millis();
+        let now = self.app.clock.now();
         let mut v = Vec::new();
         check_identifier("order_id", &order_id, &mut v);
         check_identifier("deployment_id", &deployment_id, &mut v);
@@ -891,16 +886,15 @@ fn watch(
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::error!(error = %e, "reading order events failed");
                         st.done = true;
                         let last = st.last;
-                        return Some((
-                            Err(Status::unavailable(format!(
+                        let status = super::status::resumable(e, || {
+                            format!(
                                 "order events cannot be read now; reconnect with \
                                  since_revision={last}"
-                            ))),
-                            st,
-                        ));
+                            )
+                        });
+                        return Some((Err(status), st));
                     }
                 }
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::status::ApiError;
+use super::status::{blocking, ApiError};
 use super::{principal, App};
 use crate::proto;
 use crate::proto::trust_server::Trust;
@@ -55,17 +55,7 @@ impl Trust for TrustService {
             return Err(ApiError::invalid("crl", "larger than 2 MiB").into());
         }
         let app = self.app.clone();
-        tokio::task::spawn_blocking(move || app.trust.put_crl(&crl))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(|e| match e {
-                crate::trust::PutCrlError::Invalid(m) => ApiError::invalid("crl", m),
-                crate::trust::PutCrlError::Stale(m) => ApiError::FailedPrecondition(m),
-                crate::trust::PutCrlError::Io(m) => {
-                    tracing::error!(error = %m, "CRL could not be persisted");
-                    ApiError::Unavailable
-                }
-            })?;
+        blocking(move || app.trust.put_crl(&crl)).await??;
         tracing::info!(principal = %who.spiffe_id, "CRL installed");
         Ok(Response::new(self.status()))
     }
@@ -77,13 +67,11 @@ impl Trust for TrustService {
         let who = principal(&request)?;
         let proto::ReloadRequest {} = request.into_inner();
         let app = self.app.clone();
-        let tls = tokio::task::spawn_blocking(move || {
+        let tls = blocking(move || {
             app.trust.reload()?;
-            app.tls.reload().map_err(|e| e.to_string())
+            Ok::<_, ApiError>(app.tls.reload()?)
         })
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(ApiError::FailedPrecondition)?;
+        .await??;
         tracing::info!(principal = %who.spiffe_id, tls_changed = tls.changed, "trust directory and TLS files reloaded");
         Ok(Response::new(self.status()))
     }
@@ -131,7 +119,7 @@ impl Trust for TrustService {
         let Some(format) = format else {
             return Err(ApiError::Internal.into());
         };
-        let parsed = tokio::task::spawn_blocking(move || {
+        let parsed = blocking(move || {
             let alt = (!alt_content.is_empty()).then(|| ListSource {
                 file_name: "alt_content",
                 bytes: &alt_content,
@@ -147,16 +135,7 @@ impl Trust for TrustService {
                 alt,
             )
         })
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|e| {
-            let field = if e.to_string().starts_with("alt_content") {
-                "alt_content"
-            } else {
-                "content"
-            };
-            ApiError::invalid(field, e.to_string())
-        })?;
+        .await??;
         let (name, version, sha256) = (
             parsed.name.clone(),
             parsed.version.clone(),
@@ -168,13 +147,9 @@ impl Trust for TrustService {
             parsed,
             &who.spiffe_id,
             "",
-            super::now_millis(),
+            self.app.clock.now(),
         )
-        .await
-        .map_err(|e| match e {
-            crate::kyc::KycError::Invalid(m) => ApiError::invalid("content", m),
-            crate::kyc::KycError::Store(e) => ApiError::from(e),
-        })?;
+        .await?;
         tracing::info!(principal = %who.spiffe_id, list = %name, %version, entries = loaded.entries, screened = loaded.screened, potential_matches = loaded.potential_matches, "sanctions list loaded");
         let n = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
         Ok(Response::new(proto::LoadSanctionsListResponse {

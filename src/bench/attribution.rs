@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{percentile, tempfile_dir};
-use crate::domain::customer::{new_commitment_salt, Customer, CustomerKind, CustomerStatus};
+use crate::domain::customer::{Customer, CustomerKind, CustomerStatus};
 use crate::domain::deployment::{CertificateSummary, Deployment, DeploymentState, Workload};
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{CertificateRef, CustomerRef, Entry, Event};
@@ -116,7 +116,7 @@ fn customer(i: usize, now: UnixMillis) -> Customer {
         version: 1,
         updated_at: now,
         updated_by: "spiffe://warden.bench/kyc/bench".into(),
-        commitment_salt: new_commitment_salt(),
+        commitment_salt: super::synthetic_salt(i as u64),
         details: CustomerDetails {
             registration_number: format!("HRB {i}"),
             legal_form: "GmbH".into(),
@@ -317,7 +317,7 @@ pub(crate) async fn load(
                     released_at: None,
                     admitted_by: SCHEDULER.into(),
                     certificate: (*summary).clone(),
-                    chain_sha256: crate::api::sha256_hex(chain.as_bytes()),
+                    chain_sha256: crate::clock::sha256_hex(chain.as_bytes()),
                     renewals: 0,
                     order_id: None,
                     facts: Vec::new(),
@@ -415,7 +415,7 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     let base = tempfile_dir()?;
     let (dev, config) = super::process::prepare_dev(&base)?;
     let app = crate::server::build_app(&config).await?;
-    let now = crate::api::now_millis();
+    let now = crate::clock::now_millis();
     let history = History {
         deployments: args.deployments,
         customers: args.customers,
@@ -631,7 +631,7 @@ mod tests {
             days: 2,
             writers: 4,
         };
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         let l = load(&app, &dev.dir, &h, now).await.unwrap();
         let released = (0..h.deployments)
             .filter(|&i| l.shape.planned(i).released_at.is_some())

@@ -124,7 +124,7 @@ async fn loaded(args: &ColdStartBenchArgs, base: &Path) -> anyhow::Result<LoadRe
         "loading {} customers and {} deployments ...",
         args.customers, args.deployments
     );
-    let l = load(&app, &dev.dir, &history, crate::api::now_millis()).await?;
+    let l = load(&app, &dev.dir, &history, crate::clock::now_millis()).await?;
     // Close the store: the server must open it as after a restart.
     let closed = app.store.closed();
     drop(app);

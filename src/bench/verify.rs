@@ -98,7 +98,7 @@ pub fn measure(config: &Config, fresh: &[String], cached: &str) -> anyhow::Resul
     let verifier = Verifier::new(config.trust.require_crls);
     let trust = TrustState::load(&config.trust).map_err(anyhow::Error::msg)?;
     let (for_verify, for_check) = fresh.split_at(fresh.len() / 2);
-    let secs = crate::api::now_millis() / 1000;
+    let secs = crate::clock::now_millis() / 1000;
     let now = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(secs)?));
 
     let mut verify = Vec::with_capacity(for_verify.len());

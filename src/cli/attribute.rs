@@ -29,10 +29,7 @@ use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::attribution_client::AttributionClient;
 
-/// Exit status for a usage error found after parsing (as clap's own).
-const EXIT_USAGE: i32 = 2;
-/// Exit status when a saved report does not verify.
-const EXIT_NOT_VERIFIED: i32 = 1;
+use super::exit::{ERROR as EXIT_NOT_VERIFIED, USAGE as EXIT_USAGE};
 
 const ATTRIBUTE_HELP: &str = "Selectors (exactly one):
 
@@ -278,12 +275,12 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
                 .into_iter()
                 .map(|f| FieldViolation::new(f.field, f.description))
                 .collect();
-            anyhow::anyhow!(violations_message(
-                "the server refused the request (INVALID_ARGUMENT):",
-                &v
-            ))
+            super::commands::refused(
+                s.code(),
+                violations_message("the server refused the request (INVALID_ARGUMENT):", &v),
+            )
         }
-        _ => anyhow::anyhow!("{:?}: {}", s.code(), s.message()),
+        _ => super::commands::refused(s.code(), format!("{:?}: {}", s.code(), s.message())),
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn backup(c: &ClientArgs, args: BackupArgs) -> anyhow::Result<i32> {
     let written = taken.and_then(|paused| {
         let summary = backup::verify_file(&partial)
             .context("the backup just written does not check out; it was not kept")?;
-        std::fs::rename(&partial, &args.out).with_context(|| {
+        crate::fsutil::rename_durably(&partial, &args.out).with_context(|| {
             format!(
                 "cannot rename {} to {}",
                 partial.display(),

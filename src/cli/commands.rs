@@ -145,10 +145,16 @@ pub(super) fn status_error(s: tonic::Status) -> anyhow::Error {
                     field => msg.push_str(&format!("\n  {field}: {}", v.description)),
                 }
             }
-            anyhow::anyhow!(msg)
+            refused(s.code(), msg)
         }
-        _ => anyhow::anyhow!("{:?}: {}", s.code(), s.message()),
+        _ => refused(s.code(), format!("{:?}: {}", s.code(), s.message())),
     }
+}
+
+/// A server's error answer, keeping its code for the exit status
+/// ([`super::exit::for_error`]).
+pub(super) fn refused(code: tonic::Code, message: String) -> anyhow::Error {
+    anyhow::Error::new(super::exit::ServerRefused { code, message })
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -360,8 +366,7 @@ async fn deployment(c: &ClientArgs, cmd: DeploymentCommand) -> anyhow::Result<()
     Ok(())
 }
 
-/// Exit status for a usage error found after parsing.
-const EXIT_USAGE: i32 = 2;
+use super::exit::USAGE as EXIT_USAGE;
 
 async fn sanctions(c: &ClientArgs, cmd: SanctionsCommand) -> anyhow::Result<i32> {
     let SanctionsCommand::Load {
@@ -497,7 +502,12 @@ async fn trust(c: &ClientArgs, cmd: TrustCommand) -> anyhow::Result<()> {
 fn certs(cmd: CertsCommand) -> anyhow::Result<()> {
     match cmd {
         CertsCommand::Init { out } => {
-            crate::pki::dev::generate_dev_pki(&out, &crate::pki::Profile::default(), false)?;
+            crate::pki::dev::generate_dev_pki(
+                &out,
+                &crate::pki::Profile::default(),
+                &crate::auth::Role::ALL.map(crate::auth::Role::as_str),
+                false,
+            )?;
             println!("development PKI written to {}", out.display());
         }
         CertsCommand::Revoke {

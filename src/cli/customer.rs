@@ -909,7 +909,7 @@ mod tests {
 
     #[test]
     fn the_examples_parse_and_are_valid_records() {
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         for (file, kind) in [
             (
                 "beta-labs.json",

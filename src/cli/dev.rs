@@ -160,7 +160,12 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<Config> {
         .with_context(|| format!("cannot create {}", layout.dir.display()))?;
     let profile = Profile::default();
     if !layout.dir.join("trust").exists() {
-        crate::pki::dev::generate_dev_pki(&layout.dir, &profile, false)?;
+        crate::pki::dev::generate_dev_pki(
+            &layout.dir,
+            &profile,
+            &crate::auth::Role::ALL.map(crate::auth::Role::as_str),
+            false,
+        )?;
         eprintln!("generated a development PKI in {}", layout.dir.display());
     }
     for (name, key, vkey) in [
@@ -279,7 +284,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = prepare(&args)?;
     let app = crate::server::build_app(&config).await?;
     if app.store.customer(SAMPLE_CUSTOMER).await?.is_none() {
-        let now = crate::api::now_millis();
+        let now = crate::clock::now_millis();
         let customer = Customer {
             customer_id: SAMPLE_CUSTOMER.into(),
             kind: CustomerKind::Organisation,
@@ -290,7 +295,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             version: 1,
             updated_at: now,
             updated_by: "warden-dev".into(),
-            commitment_salt: crate::domain::customer::new_commitment_salt(),
+            commitment_salt: crate::random::commitment_salt()?,
             details: sample_details(now),
             purged: false,
         };

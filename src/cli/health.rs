@@ -26,7 +26,7 @@ use tonic_health::pb::HealthCheckRequest;
 use super::ClientArgs;
 
 /// Exit status when the server answers but is not serving.
-pub const EXIT_NOT_SERVING: i32 = 1;
+pub const EXIT_NOT_SERVING: i32 = super::exit::ERROR;
 
 /// Identity used with the development certificates when neither --role nor
 /// --cert is given: health needs no role, so the read-only one will do.
@@ -181,7 +181,7 @@ mod tests {
             })
             .unwrap(),
         );
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(crate::server::metrics::registry());
         let (reporter, health) = tonic_health::server::health_reporter();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -21,7 +21,7 @@ use crate::proto;
 use crate::proto::ledger_client::LedgerClient;
 
 /// Exit status when the log is proven to have misbehaved.
-pub const EXIT_INCONSISTENT: i32 = 4;
+pub const EXIT_INCONSISTENT: i32 = super::exit::INCONSISTENT;
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
@@ -220,10 +220,15 @@ async fn verify(
         println!("included: entry {index} at size {}", new.size);
     }
     // Only now remember the new checkpoint: it verified in every respect.
-    let tmp = state.with_extension("tmp");
-    std::fs::write(&tmp, &r.checkpoint)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, state).with_context(|| format!("cannot replace {}", state.display()))?;
+    // Durably: a checkpoint forgotten after a power cut would let a log
+    // rolled back in between pass the next check.
+    crate::fsutil::write_atomic(
+        state,
+        r.checkpoint.as_bytes(),
+        crate::fsutil::Mode::Default,
+        crate::fsutil::Durability::Synced,
+    )
+    .with_context(|| format!("cannot replace {}", state.display()))?;
     print!("{}", r.checkpoint);
     Ok(0)
 }

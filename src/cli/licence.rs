@@ -53,7 +53,7 @@ pub fn run(c: &ClientArgs, a: VerifyLicenceArgs) -> anyhow::Result<i32> {
         accelerators: a.accelerators,
         certificate_fingerprint: None,
     };
-    let now = crate::api::now_millis();
+    let now = crate::clock::now_millis();
     match verify(&note, &verifier, now, Duration::from_secs(a.skew), &expect) {
         Ok(licence) => {
             print_licence(c.json, verifier.name(), &licence);

@@ -1,9 +1,10 @@
 //! Subcommands. Server-side commands (`dev`, `serve`, `certs`, `evaluator`,
 //! `digest`) run locally; the rest are gRPC clients of a running warden.
 //!
-//! Exit status: 0 success or allow; 1 error (the message says what to do);
-//! 2 usage error; 3 the server answered DENY, or a licence was refused; 4 the ledger is proven
-//! inconsistent (evidence printed).
+//! Exit statuses are decided in [`exit`]: 0 success or allow; 1 error (the
+//! message says what to do); 2 usage error; 3 the server answered DENY, or
+//! a licence was refused; 4 the ledger is proven inconsistent (evidence
+//! printed).
 
 pub mod attribute;
 pub mod backup;
@@ -11,6 +12,7 @@ pub mod client;
 mod commands;
 pub mod customer;
 pub mod dev;
+pub mod exit;
 pub mod health;
 pub mod ledger;
 pub mod licence;
@@ -26,7 +28,7 @@ pub use commands::run;
 pub use customer::CustomerCommand;
 
 /// Exit status for a DENY answer.
-pub const EXIT_DENIED: i32 = 3;
+pub const EXIT_DENIED: i32 = exit::DENIED;
 
 /// An error and its causes, `: `-separated, as the CLI prints it; a cause
 /// that an error already quoted in its own message is not repeated.

@@ -671,7 +671,7 @@ async fn connect(c: &ClientArgs, default_role: &str) -> anyhow::Result<OrdersCli
 pub async fn run(c: &ClientArgs, cmd: OrderCommand) -> anyhow::Result<i32> {
     let order = match cmd {
         OrderCommand::Issue(a) => {
-            let now = crate::api::now_millis();
+            let now = crate::clock::now_millis();
             let expires_at = match (a.expires_at, a.expires_in) {
                 (Some(t), _) => Some(t),
                 (None, Some(d)) => {
@@ -739,7 +739,9 @@ pub async fn run(c: &ClientArgs, cmd: OrderCommand) -> anyhow::Result<i32> {
             .ack_order(proto::AckOrderRequest {
                 order_id,
                 deployment_id,
-                stopped_at: Some(timestamp(stopped_at.unwrap_or_else(crate::api::now_millis))),
+                stopped_at: Some(timestamp(
+                    stopped_at.unwrap_or_else(crate::clock::now_millis),
+                )),
                 outcome,
             })
             .await

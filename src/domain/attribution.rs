@@ -282,7 +282,7 @@ pub struct Disclosure {
     pub ledger_index: u64,
     pub deployment_ids: Vec<String>,
     /// The identity versions disclosed, as the ledger commits to them.
-    pub identities: Vec<crate::ledger::entry::CustomerRef>,
+    pub identities: Vec<super::commitment::CustomerRef>,
 }
 
 /// The record kept of every attribution request.

@@ -203,16 +203,6 @@ pub struct Screening {
     pub resolved_at: Option<UnixMillis>,
 }
 
-/// A fresh commitment salt: 32 random bytes, hex.
-pub fn new_commitment_salt() -> String {
-    let mut salt = [0u8; 32];
-    // SystemRandom only fails if the OS has no randomness source, in which
-    // case TLS would not work either; an empty salt is then still a valid
-    // (unsalted) commitment rather than a crash.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt);
-    hex::encode(salt)
-}
-
 /// What is wrong with a field of an input, named as the API names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {

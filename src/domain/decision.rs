@@ -1,10 +1,10 @@
-//! The admission policy: a pure function from everything warden knows about
-//! a request to the list of reasons it must be denied. An empty list is an
-//! allow. Every failing check is reported, not only the first, so a
-//! scheduler's operator can fix everything in one round.
+//! The admission and renewal policy: pure functions from everything warden
+//! knows about a request to the list of reasons it must be denied. An empty
+//! list is an allow. Every failing check is reported, not only the first, so
+//! a scheduler's operator can fix everything in one round.
 
 use super::customer::{Customer, CustomerStatus, Screening, ScreeningStatus};
-use super::deployment::{CertificateSummary, Workload};
+use super::deployment::{CertificateSummary, Deployment, DeploymentState, Workload};
 use super::order::{Order, Subject};
 use super::reason::{Reason, ReasonCode};
 use super::UnixMillis;
@@ -44,6 +44,9 @@ pub struct AdmissionInput<'a> {
     pub orders: &'a [Order],
     /// Set for a renewal.
     pub deployment_id: Option<&'a str>,
+    /// How old a verified customer's verification may be; `None`: no
+    /// limit.
+    pub max_verification_age: Option<UnixMillis>,
     pub now: UnixMillis,
 }
 
@@ -102,7 +105,7 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
                 c.status.as_str()
             ),
         )),
-        Some(_) => {}
+        Some(c) => reasons.extend(stale_verification(c, input.max_verification_age, input.now)),
     }
     let (fingerprint, evaluator) = input.certificate.model.as_ref().map_or(("", ""), |m| {
         (m.summary.fingerprint.as_str(), m.summary.evaluator.as_str())
@@ -147,6 +150,90 @@ pub fn decide(input: &AdmissionInput<'_>) -> Vec<Reason> {
         ));
     }
     reasons
+}
+
+const DAY_MILLIS: UnixMillis = 86_400_000;
+
+/// A verified customer whose verification is older than `max_age` at `now`
+/// must be verified again: circumstances and ownership change. A record
+/// without a verification time has an unknown age and counts as stale
+/// (fail closed). The reason names the limit, never the date (the record is
+/// the customer's).
+fn stale_verification(
+    c: &Customer,
+    max_age: Option<UnixMillis>,
+    now: UnixMillis,
+) -> Option<Reason> {
+    let max_age = max_age?;
+    let verified_at = c.details.verification.as_ref().and_then(|v| v.verified_at);
+    let days = max_age / DAY_MILLIS;
+    let message = match verified_at {
+        Some(at) if now.saturating_sub(at) <= max_age => return None,
+        Some(_) => format!(
+            "the customer's verification is older than {days} days (kyc.max_verification_age_days); verify the record again"
+        ),
+        None => format!(
+            "the customer record has no verification time, and verifications older than {days} days are refused"
+        ),
+    };
+    Some(Reason::new(ReasonCode::KycStale, message))
+}
+
+/// Whether a renewal of `d` at `now` runs the admission checks again (and
+/// so needs their input): only while its lease is running. Otherwise its
+/// state alone denies the renewal.
+pub fn renewal_rechecks(d: &Deployment, now: UnixMillis) -> bool {
+    d.state_at(now) == DeploymentState::Active
+}
+
+/// The renewal policy: every reason a renewal of `d` at `now` must be
+/// denied. A running deployment passes the admission checks again on the
+/// facts as they are now (`recheck`, given when [`renewal_rechecks`]), so a
+/// renewal fails once anything changed: an expired or revoked certificate, a
+/// customer no longer verified, an order. A stopped deployment is denied by
+/// its state.
+pub fn renew(d: &Deployment, recheck: Option<&AdmissionInput<'_>>, now: UnixMillis) -> Vec<Reason> {
+    let reason = match d.state_at(now) {
+        DeploymentState::Active => {
+            if let Some(input) = recheck {
+                return decide(input);
+            }
+            // A running deployment is never renewed unchecked.
+            debug_assert!(
+                false,
+                "a renewal of a running deployment without its checks"
+            );
+            Reason::new(
+                ReasonCode::DeploymentNotActive,
+                "the admission checks were not run",
+            )
+        }
+        state @ (DeploymentState::Suspended | DeploymentState::Terminated)
+            if d.order_id.is_some() =>
+        {
+            Reason::new(
+                ReasonCode::OrderActive,
+                format!(
+                    "the deployment is {} by order {}",
+                    if state == DeploymentState::Suspended {
+                        "suspended"
+                    } else {
+                        "terminated"
+                    },
+                    d.order_id.as_deref().unwrap_or_default()
+                ),
+            )
+        }
+        DeploymentState::Expired => Reason::new(
+            ReasonCode::LeaseExpired,
+            "the lease expired; the workload must stop and be admitted again",
+        ),
+        other => Reason::new(
+            ReasonCode::DeploymentNotActive,
+            format!("the deployment is {other:?}, not active"),
+        ),
+    };
+    vec![reason]
 }
 
 #[cfg(test)]
@@ -210,6 +297,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -235,6 +323,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -266,6 +355,7 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
@@ -294,9 +384,208 @@ mod tests {
             screening: None,
             orders: &[],
             deployment_id: None,
+            max_verification_age: None,
             now: 0,
             workload: &w,
         };
         assert!(decide(&input).is_empty());
+    }
+
+    fn deployment(state: DeploymentState, order_id: Option<&str>) -> Deployment {
+        Deployment {
+            deployment_id: "d1".into(),
+            request_id: "r1".into(),
+            customer_id: "c1".into(),
+            customer_version: 1,
+            model_digest: format!("sha256:{}", "a".repeat(64)),
+            workload: workload("eu-west-1", 8),
+            state,
+            admitted_at: 0,
+            lease_expires_at: 1_000,
+            released_at: None,
+            admitted_by: String::new(),
+            certificate: CertificateSummary::default(),
+            chain_sha256: String::new(),
+            renewals: 0,
+            order_id: order_id.map(String::from),
+            facts: Vec::new(),
+            last_renewal: None,
+        }
+    }
+
+    #[test]
+    fn a_renewal_is_denied_by_the_state_of_a_deployment_that_is_not_running() {
+        use DeploymentState::*;
+        // (state, holding order, now) -> the one reason, or the checks re-run
+        for (state, order, now, expected) in [
+            (Active, None, 999, None),
+            (Active, None, 1_000, Some(ReasonCode::LeaseExpired)),
+            (Suspended, Some("ord-1"), 10, Some(ReasonCode::OrderActive)),
+            (Terminated, Some("ord-1"), 10, Some(ReasonCode::OrderActive)),
+            (Terminated, None, 10, Some(ReasonCode::DeploymentNotActive)),
+            (Released, None, 10, Some(ReasonCode::DeploymentNotActive)),
+            (Expired, None, 10, Some(ReasonCode::LeaseExpired)),
+        ] {
+            let d = deployment(state, order);
+            assert_eq!(renewal_rechecks(&d, now), expected.is_none(), "{state:?}");
+            if let Some(code) = expected {
+                assert_eq!(
+                    codes(&renew(&d, None, now)),
+                    vec![code],
+                    "{state:?} at {now}"
+                );
+            }
+        }
+        let held = renew(&deployment(Suspended, Some("ord-7")), None, 10);
+        assert_eq!(
+            held[0].message,
+            "the deployment is suspended by order ord-7"
+        );
+    }
+
+    #[test]
+    fn a_running_deployment_is_renewed_on_the_admission_checks_as_they_are_now() {
+        let d = deployment(DeploymentState::Active, None);
+        let mut m = model();
+        m.regions = Some(vec!["us-east-1".into()]);
+        let cert = CertificateOutcome {
+            model: Some(m),
+            problems: vec![Reason::new(ReasonCode::CertRevoked, "revoked")],
+        };
+        let c = customer(CustomerStatus::Suspended);
+        let mut input = AdmissionInput {
+            certificate: &cert,
+            measured_digest: &d.model_digest,
+            customer: Some(&c),
+            customer_id: &d.customer_id,
+            screening: None,
+            orders: &[],
+            deployment_id: Some(&d.deployment_id),
+            max_verification_age: None,
+            now: 10,
+            workload: &d.workload,
+        };
+        assert_eq!(
+            codes(&renew(&d, Some(&input), 10)),
+            vec![
+                ReasonCode::CertRevoked,
+                ReasonCode::RegionOutOfScope,
+                ReasonCode::CustomerNotVerified
+            ]
+        );
+        let fine = CertificateOutcome {
+            model: Some(model()),
+            problems: vec![],
+        };
+        let verified = customer(CustomerStatus::Verified);
+        input.certificate = &fine;
+        input.customer = Some(&verified);
+        assert!(renew(&d, Some(&input), 10).is_empty());
+    }
+
+    #[test]
+    fn a_verification_older_than_the_limit_is_stale() {
+        use crate::domain::customer::Verification;
+        const DAY: UnixMillis = 86_400_000;
+        let now = 1_000 * DAY;
+        let cert = CertificateOutcome {
+            model: Some(model()),
+            problems: vec![],
+        };
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let w = workload("eu-west-1", 8);
+        // (status, verified at, limit) -> reasons
+        for (status, verified_at, limit, expected) in [
+            (
+                CustomerStatus::Verified,
+                Some(now - 400 * DAY),
+                None,
+                vec![],
+            ),
+            (CustomerStatus::Verified, None, None, vec![]),
+            (
+                CustomerStatus::Verified,
+                Some(now - 365 * DAY),
+                Some(365 * DAY),
+                vec![],
+            ),
+            (
+                CustomerStatus::Verified,
+                Some(now - 10 * DAY),
+                Some(365 * DAY),
+                vec![],
+            ),
+            (
+                CustomerStatus::Verified,
+                Some(now + DAY),
+                Some(365 * DAY),
+                vec![],
+            ),
+            (
+                CustomerStatus::Verified,
+                Some(now - 365 * DAY - 1),
+                Some(365 * DAY),
+                vec![ReasonCode::KycStale],
+            ),
+            (
+                CustomerStatus::Verified,
+                None,
+                Some(365 * DAY),
+                vec![ReasonCode::KycStale],
+            ),
+            // A customer not verified is reported as such, not also stale.
+            (
+                CustomerStatus::Pending,
+                Some(now - 400 * DAY),
+                Some(365 * DAY),
+                vec![ReasonCode::CustomerNotVerified],
+            ),
+        ] {
+            let mut c = customer(status);
+            c.details.verification = Some(Verification {
+                verified_at,
+                ..Verification::default()
+            });
+            let input = AdmissionInput {
+                certificate: &cert,
+                measured_digest: &digest,
+                customer: Some(&c),
+                customer_id: "c1",
+                screening: None,
+                orders: &[],
+                deployment_id: None,
+                max_verification_age: limit,
+                now,
+                workload: &w,
+            };
+            let reasons = decide(&input);
+            assert_eq!(
+                codes(&reasons),
+                expected,
+                "{status:?} {verified_at:?} {limit:?}"
+            );
+            if let Some(r) = reasons.iter().find(|r| r.code == ReasonCode::KycStale) {
+                assert!(r.message.contains("365 days"), "{}", r.message);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Every state a deployment can be in gets a renewal answer: the
+        /// checks run again exactly while the lease runs, and otherwise
+        /// exactly one reason denies it.
+        #[test]
+        fn every_deployment_state_has_a_renewal_answer(
+            state in proptest::sample::select(DeploymentState::ALL.to_vec()),
+            held in proptest::prelude::any::<bool>(),
+            now in 0i64..2_000,
+        ) {
+            let d = deployment(state, held.then_some("ord-1"));
+            if renewal_rechecks(&d, now) {
+                proptest::prop_assert_eq!(d.state_at(now), DeploymentState::Active);
+            } else {
+                proptest::prop_assert_eq!(renew(&d, None, now).len(), 1);
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! A deployment: one admitted workload serving one model for one customer,
-//! alive while its lease is renewed.
+//! alive while its lease is renewed. The rules for its lease and for what
+//! its lifecycle records are here, so that every engine keeps them alike.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +97,55 @@ pub struct Deployment {
     pub last_renewal: Option<u64>,
 }
 
+/// The end of a lease granted at `now`: `lease_millis` later, but never
+/// past `licence_end`, the end of the licence period (the certificate's
+/// notAfter).
+pub fn lease_end(now: UnixMillis, lease_millis: i64, licence_end: UnixMillis) -> UnixMillis {
+    now.saturating_add(lease_millis).min(licence_end)
+}
+
 impl Deployment {
+    /// This deployment after a renewal allowed at `now`: a new lease, one
+    /// more renewal, the workload as renewed (its endpoints), and the
+    /// customer record version the renewal relied on, if it read one.
+    pub fn renewed(
+        &self,
+        now: UnixMillis,
+        lease_millis: i64,
+        workload: Workload,
+        customer_version: Option<u64>,
+    ) -> Deployment {
+        Deployment {
+            lease_expires_at: lease_end(now, lease_millis, self.certificate.not_after),
+            renewals: self.renewals + 1,
+            workload,
+            customer_version: customer_version.unwrap_or(self.customer_version),
+            ..self.clone()
+        }
+    }
+
+    /// Notes in the lifecycle the ledger entry `index` of a decision that
+    /// turned `before` into `self`. An allowed renewal that changed only
+    /// the lease replaces the one before it as `last_renewal` (they are
+    /// counted in `renewals`, so a long-running deployment's record stays
+    /// small); every other decision is a fact. Returns whether the
+    /// deployment claims its endpoints at this entry: an allowed renewal
+    /// that changed them (whoever claimed an endpoint last runs it).
+    pub fn note_decision(
+        &mut self,
+        before: &Deployment,
+        allowed_renewal: bool,
+        index: u64,
+    ) -> bool {
+        if allowed_renewal && self.workload.endpoints == before.workload.endpoints {
+            self.last_renewal = Some(index);
+            false
+        } else {
+            self.facts.push(index);
+            allowed_renewal
+        }
+    }
+
     /// The state as seen at `now`: an active deployment whose lease ran out
     /// is expired even before anything rewrote the record.
     pub fn state_at(&self, now: UnixMillis) -> DeploymentState {
@@ -130,9 +179,8 @@ impl Deployment {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_active_deployment_reads_as_expired_once_its_lease_ran_out() {
-        let d = Deployment {
+    fn deployment() -> Deployment {
+        Deployment {
             deployment_id: "d".into(),
             request_id: "r".into(),
             customer_id: "c".into(),
@@ -150,7 +198,12 @@ mod tests {
             order_id: None,
             facts: Vec::new(),
             last_renewal: None,
-        };
+        }
+    }
+
+    #[test]
+    fn an_active_deployment_reads_as_expired_once_its_lease_ran_out() {
+        let d = deployment();
         assert_eq!(d.state_at(999), DeploymentState::Active);
         assert_eq!(d.state_at(1_000), DeploymentState::Expired);
         let released = Deployment {
@@ -158,5 +211,97 @@ mod tests {
             ..d
         };
         assert_eq!(released.state_at(5_000), DeploymentState::Released);
+    }
+
+    #[test]
+    fn a_lease_never_outlives_the_licence_period() {
+        // (now, lease, licence end) -> end of the lease
+        for (now, lease, end, expected) in [
+            (1_000, 300_000, 1_000_000, 301_000),
+            (1_000, 300_000, 200_000, 200_000),
+            (1_000, 300_000, 301_000, 301_000),
+            (1_000, 300_000, 0, 0),
+            (i64::MAX - 5, 300_000, i64::MAX, i64::MAX),
+        ] {
+            assert_eq!(lease_end(now, lease, end), expected, "{now} {lease} {end}");
+        }
+    }
+
+    #[test]
+    fn a_renewal_extends_the_lease_counts_itself_and_keeps_the_rest() {
+        let mut d = deployment();
+        d.certificate.not_after = 10_000;
+        let w = Workload {
+            endpoints: vec!["10.0.0.2:8000".into()],
+            ..d.workload.clone()
+        };
+        let r = d.renewed(500, 1_000, w.clone(), Some(3));
+        assert_eq!(
+            (
+                r.lease_expires_at,
+                r.renewals,
+                &r.workload,
+                r.customer_version
+            ),
+            (1_500, 1, &w, 3)
+        );
+        let r = r.renewed(9_500, 1_000, w.clone(), None);
+        assert_eq!(
+            (r.lease_expires_at, r.renewals, r.customer_version),
+            (10_000, 2, 3)
+        );
+        assert_eq!(
+            Deployment {
+                lease_expires_at: d.lease_expires_at,
+                renewals: 0,
+                workload: d.workload.clone(),
+                customer_version: 1,
+                ..r
+            },
+            d
+        );
+    }
+
+    #[test]
+    fn only_renewals_that_change_nothing_but_the_lease_stay_out_of_the_facts() {
+        let before = deployment();
+        let moved = Workload {
+            endpoints: vec!["10.0.0.9:8000".into()],
+            ..before.workload.clone()
+        };
+        // (endpoints changed, allowed renewal) -> (last renewal, facts, claims)
+        for (changed, allowed_renewal, expected) in [
+            (false, true, (Some(7), vec![], false)),
+            (true, true, (None, vec![7], true)),
+            (false, false, (None, vec![7], false)),
+            (true, false, (None, vec![7], false)),
+        ] {
+            let mut after = before.clone();
+            if changed {
+                after.workload = moved.clone();
+            }
+            let claims = after.note_decision(&before, allowed_renewal, 7);
+            assert_eq!(
+                (after.last_renewal, after.facts, claims),
+                expected,
+                "changed={changed} allowed_renewal={allowed_renewal}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// A lease ends at the earlier of its length and the licence end,
+        /// and never before it began unless the licence already ended.
+        #[test]
+        fn a_lease_ends_at_the_earlier_bound(
+            now in 0i64..=crate::domain::limits::MAX_TIME,
+            lease in 1i64..=86_400_000,
+            end in 0i64..=crate::domain::limits::MAX_TIME,
+        ) {
+            let e = lease_end(now, lease, end);
+            proptest::prop_assert!(e <= end && e <= now + lease);
+            proptest::prop_assert!(e == end || e == now + lease);
+            proptest::prop_assert_eq!(e > now, end > now);
+        }
     }
 }

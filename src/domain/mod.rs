@@ -3,13 +3,13 @@
 //! be tested with plain unit and property tests.
 
 pub mod attribution;
+pub mod commitment;
 pub mod customer;
 pub mod decision;
 pub mod deployment;
+pub mod idempotency;
 pub mod limits;
 pub mod order;
 pub mod reason;
 
-/// Milliseconds since the Unix epoch. warden stores and compares all times in
-/// this one unit.
-pub type UnixMillis = i64;
+pub use crate::clock::UnixMillis;

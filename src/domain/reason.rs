@@ -28,11 +28,12 @@ pub enum ReasonCode {
     DeploymentNotActive,
     ScreeningUnresolved,
     OrderActive,
+    KycStale,
 }
 
 impl ReasonCode {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [ReasonCode; 21] = [
+    pub const ALL: [ReasonCode; 22] = [
         Self::CertMalformed,
         Self::CertUntrusted,
         Self::CertExpired,
@@ -54,6 +55,7 @@ impl ReasonCode {
         Self::DeploymentNotActive,
         Self::ScreeningUnresolved,
         Self::OrderActive,
+        Self::KycStale,
     ];
 
     /// Position in [`ReasonCode::ALL`]: a dense index for per-code counters.
@@ -85,6 +87,7 @@ impl ReasonCode {
             Self::DeploymentNotActive => "DEPLOYMENT_NOT_ACTIVE",
             Self::ScreeningUnresolved => "SCREENING_UNRESOLVED",
             Self::OrderActive => "ORDER_ACTIVE",
+            Self::KycStale => "KYC_STALE",
         }
     }
 }

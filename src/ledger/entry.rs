@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::commitment::{commitment, text_commitment, CustomerRef};
 use crate::domain::customer::Customer;
 use crate::domain::deployment::Workload;
 use crate::domain::reason::ReasonCode;
@@ -50,47 +51,6 @@ impl Entry {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
-    }
-}
-
-/// What a customer record version is in the ledger: never its content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerRef {
-    pub customer_id: String,
-    pub version: u64,
-    /// `sha256:<hex>` of `salt || record JSON` (see [`commitment`]).
-    pub commitment: String,
-}
-
-/// `sha256:<hex>` of `salt || text`: binds free text (an order's reason, a
-/// resolution note) without letting anyone test guesses against the ledger.
-pub fn text_commitment(salt: &str, text: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    let mut h = Sha256::new();
-    h.update(salt.as_bytes());
-    h.update(text.as_bytes());
-    format!("sha256:{}", hex::encode(h.finalize()))
-}
-
-/// Salted commitment to one customer record version. The salt is stored
-/// with the record, so whoever holds the record can show it is the one
-/// committed to, and nobody can test guesses against the ledger.
-pub fn commitment(customer: &Customer) -> String {
-    use sha2::{Digest as _, Sha256};
-    let mut h = Sha256::new();
-    h.update(customer.commitment_salt.as_bytes());
-    h.update(serde_json::to_vec(customer).unwrap_or_default());
-    format!("sha256:{}", hex::encode(h.finalize()))
-}
-
-impl CustomerRef {
-    pub fn of(customer: &Customer) -> Self {
-        Self {
-            customer_id: customer.customer_id.clone(),
-            version: customer.version,
-            commitment: commitment(customer),
-        }
     }
 }
 

@@ -28,8 +28,6 @@ use crate::pki::profile::{EvaluationClaims, EvaluationResult, Field, Profile, Re
 use crate::pki::verify::TrustBundle;
 use crate::pki::PkiError;
 
-/// Roles that get a dev client certificate: every role warden knows.
-pub const ROLES: [crate::auth::Role; 6] = crate::auth::Role::ALL;
 /// SPIFFE trust domain of the dev client certificates.
 pub const DEV_TRUST_DOMAIN: &str = "warden.dev";
 /// Workload name used in the dev client certificates' SPIFFE IDs.
@@ -637,11 +635,14 @@ pub struct DevPki {
 /// mtls/clients/<role>.pem, <role>.key   URI SAN spiffe://warden.dev/<role>/dev
 /// ```
 ///
-/// Keys are PKCS#8 PEM, mode 0600. Refuses to overwrite an existing
-/// `trust/` unless `overwrite`.
+/// One client certificate for each of `roles` (the CLI passes every role
+/// warden knows; this module sits below the one that defines them). Keys
+/// are PKCS#8 PEM, mode 0600. Refuses to overwrite an existing `trust/`
+/// unless `overwrite`.
 pub fn generate_dev_pki(
     dir: &Path,
     profile: &Profile,
+    roles: &[&str],
     overwrite: bool,
 ) -> Result<DevPki, PkiError> {
     let trust_dir = dir.join("trust");
@@ -709,7 +710,7 @@ pub fn generate_dev_pki(
     let server_cert = w("mtls/server.pem", server.cert_pem.as_bytes(), MODE_PUBLIC)?;
     let server_key = w("mtls/server.key", server.key_pem.as_bytes(), MODE_SECRET)?;
     let mut clients = Vec::new();
-    for role in ROLES {
+    for role in roles {
         let id = format!("spiffe://{DEV_TRUST_DOMAIN}/{role}/{DEV_CLIENT_NAME}");
         let c = mtls.client_cert(&id)?;
         let cert = w(
@@ -747,13 +748,15 @@ mod tests {
     use rustls_pki_types::{ServerName, UnixTime};
     use x509_parser::extensions::GeneralName;
 
+    const ROLES: [&str; 3] = ["scheduler", "kyc", "admin"];
+
     #[test]
     fn dev_pki_files_and_certs() {
         let tmp = tempfile::tempdir().unwrap();
         let profile = Profile::default();
-        let dev = generate_dev_pki(tmp.path(), &profile, false).unwrap();
+        let dev = generate_dev_pki(tmp.path(), &profile, &ROLES, false).unwrap();
         // Refuses to clobber unless asked.
-        assert!(generate_dev_pki(tmp.path(), &profile, false).is_err());
+        assert!(generate_dev_pki(tmp.path(), &profile, &ROLES, false).is_err());
 
         let mut expected: Vec<String> = vec![
             "trust/roots/regulator-root.pem".into(),
@@ -873,7 +876,7 @@ mod tests {
             KeyPair::from_pem(&std::fs::read_to_string(key).unwrap()).unwrap();
         }
         // overwrite=true regenerates.
-        generate_dev_pki(tmp.path(), &profile, true).unwrap();
+        generate_dev_pki(tmp.path(), &profile, &ROLES, true).unwrap();
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::sequencer::{t, META_CHECKPOINT, META_SIZE};
+use super::sled::sequencer::{t, META_CHECKPOINT, META_SIZE};
 use super::StoreError;
 
 const MAGIC: &[u8; 8] = b"WARDENBK";
@@ -146,7 +146,9 @@ fn len_u32(n: usize, what: &str) -> Result<u32, StoreError> {
     u32::try_from(n)
         .ok()
         .filter(|&n| n <= MAX_FIELD)
-        .ok_or_else(|| StoreError::Io(format!("{what} of {n} bytes is too large for a backup")))
+        .ok_or_else(|| {
+            StoreError::Invariant(format!("{what} of {n} bytes is too large for a backup"))
+        })
 }
 
 /// Writes every tree of `trees` (in [`t::NAMES`] order) to `out`. The caller
@@ -179,7 +181,8 @@ pub(crate) fn write_snapshot(
         checkpoint,
         trees: t::NAMES.iter().map(|n| n.to_string()).collect(),
     };
-    let header_json = serde_json::to_vec(&header).map_err(|e| StoreError::Io(e.to_string()))?;
+    let header_json = serde_json::to_vec(&header)
+        .map_err(|e| StoreError::Invariant(format!("encoding the backup header: {e}")))?;
     let mut w = Hashing {
         inner: BufWriter::with_capacity(1 << 20, out),
         sha: Sha256::new(),
@@ -480,10 +483,10 @@ pub fn backup_offline(dir: &Path, out: &mut dyn Write) -> Result<BackupSummary, 
     if !is_store(dir) {
         return Err(BackupError::NotAStore(dir.to_path_buf()));
     }
-    Ok(super::guard::engine(|| {
-        let db = super::sled_store::open_db(dir)?;
-        let trees = super::sled_store::open_trees(&db)?;
-        write_snapshot(&trees, out, crate::api::now_millis())
+    Ok(super::sled::engine::engine(|| {
+        let db = super::sled::open_db(dir)?;
+        let trees = super::sled::open_trees(&db)?;
+        write_snapshot(&trees, out, crate::clock::now_millis())
     })?)
 }
 
@@ -510,10 +513,10 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
         }
     }
     let result = (|| {
-        let db = match super::guard::engine(|| super::sled_store::open_db(dir)) {
+        let db = match super::sled::engine::engine(|| super::sled::open_db(dir)) {
             Err(e) if !empty && e.is_corruption() => {
                 remove_damaged_store(dir, &e)?;
-                super::sled_store::open_db(dir)?
+                super::sled::open_db(dir)?
             }
             opened => opened?,
         };
@@ -525,12 +528,12 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
             for name in db.tree_names() {
                 if db.drop_tree(&name).is_err() {
                     // The default tree cannot be dropped; empty it.
-                    db.clear().map_err(|e| StoreError::Io(e.to_string()))?;
+                    db.clear().map_err(StoreError::from)?;
                 }
             }
         }
         import(from, checked.bytes, &db)?;
-        db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        db.flush().map_err(StoreError::from)?;
         Ok(())
     })();
     if result.is_err() && empty {
@@ -580,7 +583,7 @@ fn remove_damaged_store(dir: &Path, why: &StoreError) -> Result<(), BackupError>
 }
 
 fn import(from: &Path, len: u64, db: &sled::Db) -> Result<(), BackupError> {
-    let sled_err = |e: sled::Error| BackupError::Store(StoreError::Io(e.to_string()));
+    let sled_err = |e: sled::Error| BackupError::Store(StoreError::from(e));
     let mut tree: Option<sled::Tree> = None;
     let mut batch = sled::Batch::default();
     let mut pending = 0usize;
@@ -612,6 +615,6 @@ fn import(from: &Path, len: u64, db: &sled::Db) -> Result<(), BackupError> {
         t.apply_batch(batch).map_err(sled_err)?;
     }
     // Trees the backup did not hold (none today) exist empty, as in a new store.
-    super::sled_store::open_trees(db)?;
+    super::sled::open_trees(db)?;
     Ok(())
 }

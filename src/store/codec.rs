@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::StoreError;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(value).map_err(|e| StoreError::Io(e.to_string()))?;
+    let json = serde_json::to_vec(value)
+        .map_err(|e| StoreError::Invariant(format!("encoding a record: {e}")))?;
     Ok(encode_raw(&json))
 }
 
@@ -55,7 +56,7 @@ pub fn decode_raw<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StoreError>
 /// is framed with [`encode_raw`].
 pub fn push_entry(batch: &mut Vec<u8>, entry: &[u8]) -> Result<(), StoreError> {
     let len = u32::try_from(entry.len())
-        .map_err(|_| StoreError::Io("ledger entry larger than 4 GiB".into()))?;
+        .map_err(|_| StoreError::Invariant("ledger entry larger than 4 GiB".into()))?;
     batch.extend_from_slice(&len.to_le_bytes());
     batch.extend_from_slice(entry);
     Ok(())

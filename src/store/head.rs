@@ -11,7 +11,8 @@
 //! another tree at the head's size, has lost acknowledged writes, and
 //! warden refuses to start on it.
 //!
-//! The file is replaced by rename without a sync. After a power cut it may
+//! The file is replaced atomically but without a sync
+//! ([`Durability::Unsynced`]). After a power cut it may
 //! be older than the store (it then covers less, which is harmless) or
 //! missing or unreadable (the check is skipped with a warning); it is never
 //! newer than the store, because it is written after the store's flush. It
@@ -21,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
+use crate::fsutil::{Durability, FileError, Mode};
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::note::Verifier;
 use crate::ledger::tree::{self, Hash};
@@ -32,11 +34,15 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Replaces the head with `note` (a signed checkpoint).
-pub(crate) fn write(dir: &Path, note: &str) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&tmp, note)?;
-    std::fs::rename(&tmp, path(dir))
+/// Replaces the head with `note` (a signed checkpoint). Unsynced: see
+/// the module doc for why that is safe.
+pub(crate) fn write(dir: &Path, note: &str) -> Result<(), FileError> {
+    crate::fsutil::write_atomic(
+        &path(dir),
+        note.as_bytes(),
+        Mode::Default,
+        Durability::Unsynced,
+    )
 }
 
 /// Removes the head, if there is one.

@@ -12,7 +12,6 @@
 //! as something a retry could fix.
 
 pub mod backup;
-pub mod check;
 mod codec;
 mod conflict;
 /// The behavioural contract of [`Store`], run against every engine.
@@ -20,15 +19,14 @@ mod conflict;
 pub mod conformance;
 mod guard;
 pub mod head;
-mod index;
 mod sealed;
-mod sequencer;
-mod sled_store;
+mod sled;
 
 pub use conflict::{conflict_apart, retry_on_conflict, Conflict, CONFLICT_ATTEMPTS};
 pub use guard::{CorruptionWatch, Guarded};
-pub use sequencer::SignedCheckpoint;
-pub use sled_store::SledStore;
+pub use sled::check;
+pub use sled::sequencer::SignedCheckpoint;
+pub use sled::SledStore;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -41,7 +39,7 @@ use crate::domain::reason::Reason;
 use crate::domain::UnixMillis;
 use crate::ledger::entry::Entry;
 use crate::ledger::tree::Hash;
-pub use sequencer::OrderChange;
+pub use sled::sequencer::OrderChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +54,12 @@ pub enum StoreError {
     Conflict(Conflict),
     #[error("store is locked by another process (one warden per data directory): {0}")]
     Locked(String),
+    /// A state that cannot happen unless warden's code or its stored data
+    /// is wrong (a value that does not encode, a proof asked beyond the
+    /// tree, a panic): not I/O, so no retry helps. Damage a checksum or
+    /// sled found is [`StoreError::Corrupt`] instead.
+    #[error("broken invariant: {0}")]
+    Invariant(String),
     /// Stored personal data that does not open with the configured keys.
     #[error(transparent)]
     Pii(#[from] crate::pii::PiiError),
@@ -84,30 +88,9 @@ impl StoreError {
     }
 }
 
-/// sled reports damage it finds in its files (a page whose checksum does
-/// not match, an internal inconsistency) apart from I/O errors; the first
-/// are corruption, only the last may be transient.
-/// What a corruption error names when sled did not say which record.
+/// What a corruption error names when the engine did not say which
+/// record.
 pub(crate) const ENGINE_KEY: &str = "storage file";
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
-                key: ENGINE_KEY.into(),
-                detail: match at {
-                    Some(at) => format!("sled found damaged data at {at:?}"),
-                    None => "sled found damaged data".into(),
-                },
-            },
-            sled::Error::ReportableBug(what) => StoreError::Corrupt {
-                key: ENGINE_KEY.into(),
-                detail: format!("sled found its stored state inconsistent: {what}"),
-            },
-            e => StoreError::Io(e.to_string()),
-        }
-    }
-}
 
 /// What kind of call a decision answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

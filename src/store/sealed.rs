@@ -43,7 +43,7 @@ fn screening_aad(id: &str, revision: u64) -> Vec<u8> {
 }
 
 fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Io(format!("encoding a record: {e}"))
+    StoreError::Invariant(format!("encoding a record: {e}"))
 }
 
 impl StoredCustomer {

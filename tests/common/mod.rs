@@ -6,12 +6,15 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use warden::auth::Role;
+use warden::clock::{Clock, ManualClock};
 use warden::config::{
     AdmissionConfig, Config, KycConfig, LedgerConfig, LicenceConfig, LimitsConfig, OrdersConfig,
     TlsConfig, TrustConfig,
@@ -45,6 +48,9 @@ pub struct TestEnv {
     /// Verifier of the ledger's checkpoints.
     pub ledger: Verifier,
     pub config: Config,
+    /// The clock the servers of this environment read; `None` is the
+    /// system clock. Set it with [`TestEnv::manual_clock`].
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 pub fn write(path: &Path, data: impl AsRef<[u8]>) {
@@ -131,6 +137,7 @@ impl TestEnv {
                 screening_threshold: 0.9,
                 retention_days: 365,
                 purge_interval_seconds: 3600,
+                max_verification_age_days: 0,
             },
             orders: OrdersConfig::default(),
             limits: LimitsConfig::default(),
@@ -145,7 +152,17 @@ impl TestEnv {
             mtls,
             clients,
             config,
+            clock: None,
         }
+    }
+
+    /// Servers started from now on read a manual clock, standing at the
+    /// current time until the test moves it: time passes by
+    /// `clock.advance(..)`, never by sleeping. Returns that clock.
+    pub fn manual_clock(&mut self) -> Arc<ManualClock> {
+        self.clock
+            .get_or_insert_with(|| Arc::new(ManualClock::starting_now()))
+            .clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -174,7 +191,8 @@ impl TestEnv {
     }
 
     pub async fn start(&self) -> TestServer {
-        TestServer::start(&self.config).await
+        let clock = self.clock.clone().map(|c| c as Arc<dyn Clock>);
+        TestServer::start_on(&self.config, clock).await
     }
 
     /// A channel authenticated as `role`.
@@ -274,7 +292,7 @@ pub fn config_toml(c: &Config) -> String {
          [admission]\nlease_seconds = {}\n\
          [licence]\nkey = {}\n\
          [ledger]\nkey = {}\n\
-         [kyc]\npii_key_file = {}\n\
+         [kyc]\npii_key_file = {}\nmax_verification_age_days = {}\n\
          [limits]\nmax_connections = {}\nmax_connections_per_principal = {}\n\
          max_handshakes = {}\nhandshake_timeout_seconds = {}\nidle_timeout_seconds = {}\n\
          keepalive_interval_seconds = {}\nkeepalive_timeout_seconds = {}\n\
@@ -294,6 +312,7 @@ pub fn config_toml(c: &Config) -> String {
         p(&c.licence.key),
         p(&c.ledger.key),
         p(&c.kyc.pii_key_file),
+        c.kyc.max_verification_age_days,
         l.max_connections,
         l.max_connections_per_principal,
         l.max_handshakes,
@@ -354,14 +373,23 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: &Config) -> Self {
-        let app = warden::server::build_app(config).await.unwrap();
+        Self::start_on(config, None).await
+    }
+
+    /// Starts a server reading `clock` (the system clock if `None`).
+    pub async fn start_on(config: &Config, clock: Option<Arc<dyn Clock>>) -> Self {
+        let app = match clock {
+            Some(clock) => warden::server::build_app_with_clock(config, clock).await,
+            None => warden::server::build_app(config).await,
+        }
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let metrics = warden::server::bind_metrics(config).await.unwrap();
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
         if let Some(metrics) = metrics {
-            tokio::spawn(warden::metrics::serve(
+            tokio::spawn(warden::server::metrics::serve(
                 metrics,
                 app.clone(),
                 shutdown.clone(),
@@ -430,5 +458,30 @@ pub fn organisation(id: &str, status: proto::CustomerStatus) -> proto::RegisterC
         country: "DE".into(),
         status: status as i32,
         details: Some(org_details()),
+    }
+}
+
+/// Moves `clock` forward by `step` and looks again, until `check` holds:
+/// for work a background task does when the clock reaches its next tick
+/// (retention purge, order expiry, the TLS files check). Advancing on every
+/// look means a task that went back to sleep late still wakes. Fails the
+/// test if `check` still does not hold after 10 s of real time.
+pub async fn after_ticks<F, Fut>(clock: &ManualClock, step: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        clock.advance(step);
+        if check().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        // Let the woken task run before looking again.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

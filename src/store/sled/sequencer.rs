@@ -27,10 +27,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{decode, encode, encode_raw, push_entry};
 use super::index;
-use super::sealed::{StoredCustomer, StoredScreening};
-use super::{AdmitRecorded, Conflict, DecisionRecord, StateCounts, StoreError};
 use crate::domain::attribution::normalize_endpoint;
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::order::OrderState;
@@ -39,6 +36,9 @@ use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree::{self, Hash, HashReader};
 use crate::metrics::Histogram;
+use crate::store::codec::{decode, encode, encode_raw, push_entry};
+use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::{AdmitRecorded, Conflict, DecisionRecord, StateCounts, StoreError};
 
 /// Indices into the tree slice every transaction spans.
 pub(crate) mod t {
@@ -247,6 +247,8 @@ pub(crate) fn customer_key(id: &str, version: u64) -> Vec<u8> {
     k
 }
 
+/// Where the first decision under a request id is found: request ids are
+/// scoped to their caller ([`crate::domain::idempotency`]).
 fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
     format!("{principal}\0{request_id}").into_bytes()
 }
@@ -266,7 +268,8 @@ pub(crate) fn hash_error(e: tree::TreeError) -> StoreError {
             key: format!("{}/{i}", t::NAMES[t::HASHES]),
             detail: "a stored hash of the ledger is missing or unreadable".into(),
         },
-        e => StoreError::Io(e.to_string()),
+        tree::TreeError::Storage(e) => StoreError::Io(e),
+        e => StoreError::Invariant(e.to_string()),
     }
 }
 
@@ -724,16 +727,10 @@ fn apply(
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
             let mut after = after.clone();
-            if decision.kind == super::DecisionKind::Renew
-                && decision.allowed
-                && after.workload.endpoints == before.workload.endpoints
-            {
-                after.last_renewal = Some(index);
-            } else {
-                after.facts.push(index);
-                if decision.kind == super::DecisionKind::Renew && decision.allowed {
-                    claim_endpoints(plan, &after, decision.at, index);
-                }
+            let allowed_renewal =
+                decision.kind == crate::store::DecisionKind::Renew && decision.allowed;
+            if after.note_decision(before, allowed_renewal, index) {
+                claim_endpoints(plan, &after, decision.at, index);
             }
             plan.put_deployment(Some(before), &after)?;
             plan.put(
@@ -839,7 +836,7 @@ fn apply_order(
     change: &OrderChange,
     index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
-    use crate::domain::order::{Action, EventKind, OrderEvent};
+    use crate::domain::order::{EventKind, OrderEvent};
     let mut order = change.order.clone();
     let key = order.order_id.as_bytes().to_vec();
     let stored: Option<crate::domain::order::Order> = plan.get_decoded(t::ORDERS, &key)?;
@@ -852,27 +849,14 @@ fn apply_order(
     }
     let mut changed: Vec<String> = Vec::new();
     if change.activate {
-        let state = match order.action {
-            Action::Suspend => DeploymentState::Suspended,
-            Action::Terminate => DeploymentState::Terminated,
-        };
         for id in keys_in(plan, t::DEPLOYMENTS)? {
             let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
                 continue;
             };
-            // A termination also ends what another order only suspended.
-            let stoppable = d.state_at(change.now) == DeploymentState::Active
-                || (order.action == Action::Terminate && d.state == DeploymentState::Suspended);
-            if stoppable && order.target.matches_deployment(&d) {
+            if let Some(mut after) = order.stop(&d, change.now) {
                 changed.push(d.deployment_id.clone());
-                let d_before = d.clone();
-                let mut after = Deployment {
-                    state,
-                    order_id: Some(order.order_id.clone()),
-                    ..d
-                };
                 after.facts.push(index);
-                plan.put_deployment(Some(&d_before), &after)?;
+                plan.put_deployment(Some(&d), &after)?;
             }
         }
         order.matched_deployments.clone_from(&changed);
@@ -884,40 +868,22 @@ fn apply_order(
             if let Some(o) =
                 plan.get_decoded::<crate::domain::order::Order>(t::ACTIVE_ORDERS, &key)?
             {
-                if o.order_id != order.order_id && o.in_force(change.now) {
+                if o.in_force(change.now) {
                     others.push(o);
                 }
             }
         }
-        for id in &order.matched_deployments {
-            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? else {
+        for id in keys_in(plan, t::DEPLOYMENTS)? {
+            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
                 continue;
             };
-            if d.state == DeploymentState::Suspended
-                && d.order_id.as_deref() == Some(order.order_id.as_str())
-            {
-                let before = d.clone();
-                let after = match others.iter().find(|o| o.target.matches_deployment(&d)) {
-                    Some(o) => Deployment {
-                        state: match o.action {
-                            Action::Suspend => DeploymentState::Suspended,
-                            Action::Terminate => DeploymentState::Terminated,
-                        },
-                        order_id: Some(o.order_id.clone()),
-                        ..d
-                    },
-                    None => {
-                        changed.push(d.deployment_id.clone());
-                        let mut after = Deployment {
-                            state: DeploymentState::Active,
-                            order_id: None,
-                            ..d
-                        };
-                        after.facts.push(index);
-                        after
-                    }
-                };
-                plan.put_deployment(Some(&before), &after)?;
+            if let Some(release) = order.release(&d, &others) {
+                let mut after = release.after;
+                if release.resumed {
+                    changed.push(d.deployment_id.clone());
+                    after.facts.push(index);
+                }
+                plan.put_deployment(Some(&d), &after)?;
             }
         }
     }
@@ -1046,7 +1012,7 @@ impl Sequencer {
     ///   waits for two flushes.
     ///
     /// With `head_dir`, each checkpoint is also written to the ledger head
-    /// there ([`super::head`]) before its waiters are answered.
+    /// there ([`crate::store::head`]) before its waiters are answered.
     pub(crate) fn spawn(
         db: sled::Db,
         trees: Arc<[sled::Tree]>,
@@ -1173,7 +1139,7 @@ fn plan_loop(
             previous = None;
         }
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::guard::engine(|| plan_batch(trees, previous.as_deref(), size, &batch))
+            super::engine::engine(|| plan_batch(trees, previous.as_deref(), size, &batch))
         }));
         let mut replies: Vec<Reply> = batch.drain(..).map(|a| a.reply).collect();
         shared.planning.store(false, Ordering::SeqCst);
@@ -1191,7 +1157,7 @@ fn plan_loop(
                 fail(
                     None,
                     std::mem::take(&mut replies),
-                    &StoreError::Io("sequencer batch panicked".into()),
+                    &StoreError::Invariant("sequencer batch panicked".into()),
                 );
                 empty(size)
             }
@@ -1271,7 +1237,7 @@ fn commit_loop(
         let previous_checkpoint = unpersisted.as_ref().map(|u| u.checkpoint.clone());
         let mut written = false;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::guard::engine(|| {
+            super::engine::engine(|| {
                 commit(
                     db,
                     trees,
@@ -1284,7 +1250,7 @@ fn commit_loop(
                 )
             })
         }))
-        .unwrap_or_else(|_| Err(StoreError::Io("sequencer commit panicked".into())));
+        .unwrap_or_else(|_| Err(StoreError::Invariant("sequencer commit panicked".into())));
         match result {
             Ok(checkpoint) => {
                 // The previous checkpoint is on disk now: publish it (to
@@ -1292,7 +1258,7 @@ fn commit_loop(
                 // covers.
                 if let Some(done) = unpersisted.take() {
                     if let Some(dir) = head_dir {
-                        if let Err(e) = super::head::write(dir, &done.checkpoint.note) {
+                        if let Err(e) = crate::store::head::write(dir, &done.checkpoint.note) {
                             tracing::warn!(error = %e, "cannot write the ledger head");
                         }
                     }
@@ -1371,6 +1337,7 @@ fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &StoreError)
                 key: key.clone(),
                 detail: detail.clone(),
             },
+            StoreError::Invariant(what) => StoreError::Invariant(what.clone()),
             other => StoreError::Io(other.to_string()),
         };
         let _ = reply.send(Err(e));
@@ -1532,11 +1499,11 @@ fn commit(
     };
     let note = checkpoint
         .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
+        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
     Ok(Some(SignedCheckpoint {
         checkpoint,
         note,
-        signed_at: crate::api::now_millis(),
+        signed_at: crate::clock::now_millis(),
     }))
 }
 

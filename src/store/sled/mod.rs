@@ -12,24 +12,16 @@
 //! against its stored checkpoint and against the [`head`] kept beside the
 //! store. The data directory is created readable by its owner only.
 
+pub mod check;
+pub(crate) mod engine;
+pub(crate) mod index;
+pub(crate) mod sequencer;
+
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::codec::{decode, decode_entries, key_name};
-use super::guard::engine;
-use super::head;
-use super::sealed::{StoredCustomer, StoredScreening};
-use super::sequencer::{
-    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
-    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
-    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
-};
-use super::{index, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
-use super::{
-    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
-};
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
@@ -41,6 +33,41 @@ use crate::ledger::note::{Signer, Verifier};
 use crate::ledger::tree::{self, Hash};
 use crate::pii::Keyring;
 use crate::screening::SanctionsList;
+use crate::store::codec::{decode, decode_entries, key_name};
+use crate::store::head;
+use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::{
+    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
+};
+use crate::store::{AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
+use engine::engine;
+use sequencer::{
+    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
+    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
+    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
+};
+
+/// sled reports damage it finds in its files (a page whose checksum does
+/// not match, an internal inconsistency) apart from I/O errors; the first
+/// are corruption, only the last may be transient.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                key: crate::store::ENGINE_KEY.into(),
+                detail: match at {
+                    Some(at) => format!("sled found damaged data at {at:?}"),
+                    None => "sled found damaged data".into(),
+                },
+            },
+            sled::Error::ReportableBug(what) => StoreError::Corrupt {
+                key: crate::store::ENGINE_KEY.into(),
+                detail: format!("sled found its stored state inconsistent: {what}"),
+            },
+            e => StoreError::Io(e.to_string()),
+        }
+    }
+}
 
 pub struct SledStore {
     reader: Arc<Reader>,
@@ -78,7 +105,7 @@ fn be_u64(v: &[u8]) -> Option<u64> {
 fn appended(outcome: AdmitRecorded) -> Result<u64, StoreError> {
     match outcome {
         AdmitRecorded::New(index) => Ok(index),
-        AdmitRecorded::Replay(_) => Err(StoreError::Io(
+        AdmitRecorded::Replay(_) => Err(StoreError::Invariant(
             "a state change was answered as a replay; nothing was recorded".into(),
         )),
     }
@@ -308,7 +335,7 @@ fn count_states(trees: &[sled::Tree]) -> Result<(), StoreError> {
         bump(&mut counts.orders, o.state);
     }
     trees[t::META]
-        .insert(META_STATE_COUNTS, super::codec::encode(&counts)?)
+        .insert(META_STATE_COUNTS, crate::store::codec::encode(&counts)?)
         .map_err(io)?;
     Ok(())
 }
@@ -382,8 +409,8 @@ fn verify_ledger(
     };
     let note = checkpoint
         .sign(signer)
-        .map_err(|e| StoreError::Io(format!("signing checkpoint: {e}")))?;
-    let signed_at = crate::api::now_millis();
+        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
+    let signed_at = crate::clock::now_millis();
     let meta = &trees[t::META];
     meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
     meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
@@ -425,7 +452,7 @@ pub(crate) fn read_ledger(
                 .map_err(scan_failed(t::META))?
                 .and_then(|v| be_u64(&v))
                 .and_then(|at| UnixMillis::try_from(at).ok())
-                .unwrap_or_else(crate::api::now_millis);
+                .unwrap_or_else(crate::clock::now_millis);
             Some(SignedCheckpoint {
                 checkpoint: cp,
                 note,
@@ -1021,7 +1048,7 @@ impl Store for SledStore {
         list: &SanctionsList,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        let encoded = super::codec::encode(list)?;
+        let encoded = crate::store::codec::encode(list)?;
         let applied = self
             .sequencer
             .submit(
@@ -1254,14 +1281,14 @@ impl Store for SledStore {
     async fn backup(
         &self,
         mut out: std::fs::File,
-    ) -> Result<(std::fs::File, super::backup::BackupSummary), StoreError> {
-        let created_at = crate::api::now_millis();
+    ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
+        let created_at = crate::clock::now_millis();
         let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
         blocking(move || {
             let summary = sequencer.paused(|| {
                 let start = std::time::Instant::now();
                 let mut summary =
-                    super::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
+                    crate::store::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
                 summary.paused = start.elapsed();
                 Ok::<_, StoreError>(summary)
             })?;
@@ -1277,7 +1304,7 @@ impl Store for SledStore {
         })
     }
 
-    async fn stats(&self) -> Result<super::StoreStats, StoreError> {
+    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
         let (ledger_size, checkpoint_signed_at) = {
             let c = match self.latest.read() {
                 Ok(c) => c,
@@ -1285,7 +1312,7 @@ impl Store for SledStore {
             };
             (c.checkpoint.size, c.signed_at)
         };
-        Ok(super::StoreStats {
+        Ok(crate::store::StoreStats {
             ledger_size,
             checkpoint_signed_at,
             states: self
