@@ -22,12 +22,14 @@ use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::store::{SledStore, Store};
 
+mod activation;
 mod admission;
 mod attribution;
 mod cold_start;
 mod digest;
 mod process;
 mod verify;
+pub use activation::ActivationBenchArgs;
 pub use admission::AdmissionBenchArgs;
 pub use attribution::AttributionBenchArgs;
 pub use cold_start::ColdStartBenchArgs;
@@ -51,6 +53,10 @@ pub enum BenchCommand {
     /// driven over mTLS by concurrent callers (transport floor, admit with
     /// a cached and a fresh chain, renew, deny).
     Admission(AdmissionBenchArgs),
+    /// Order activation in a large store (1,000,000 deployments): the
+    /// commit time of an activation and the latency of the admissions
+    /// running at the same time.
+    Activation(ActivationBenchArgs),
     /// Model-evaluation chain verification, in-process: fresh chains and
     /// a cached one.
     Verify(VerifyBenchArgs),
@@ -321,6 +327,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Orders(args) => orders(args).await,
         BenchCommand::Attribution(args) => attribution::run(args).await,
         BenchCommand::Admission(args) => admission::run(args).await,
+        BenchCommand::Activation(args) => activation::run(args).await,
         BenchCommand::Verify(args) => {
             tokio::task::spawn_blocking(move || verify::run(&args)).await?
         }

@@ -26,8 +26,10 @@
 //! directly or round about (`tests/layering.rs` checks every `crate::` path
 //! in `src/`). Where a module sits follows from what it imports:
 //!
-//! 1. **leaves**: [`clock`] (time, the injectable [`clock::Clock`], hashing)
-//!    and [`proto`] (generated wire types). They import nothing of ours.
+//! 1. **leaves**: [`clock`] (time, the injectable [`clock::Clock`], hashing),
+//!    [`random`] (salts from the OS, failing closed), [`fsutil`] (the one
+//!    crash-safe file replace) and [`proto`] (generated wire types). They
+//!    import nothing of ours.
 //! 2. **[`domain`]**: pure types and rules; no I/O, no clock (the time is
 //!    passed in).
 //! 3. **building blocks**: [`digest`], [`ledger`], [`pki`], [`screening`],

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 /// Layers, lowest first, and the top-level modules in each. Keep in step
 /// with the crate documentation in `src/lib.rs`.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["clock", "proto"]),
+    ("leaves", &["clock", "random", "fsutil", "proto"]),
     ("domain", &["domain"]),
     (
         "building blocks",

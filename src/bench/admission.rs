@@ -190,7 +190,7 @@ async fn drive(
 
 /// The admission request every admit case sends, apart from its chain and
 /// digest.
-fn admit_request(customer: &str, digest: &str, chain: &str) -> p::AdmitRequest {
+pub(crate) fn admit_request(customer: &str, digest: &str, chain: &str) -> p::AdmitRequest {
     p::AdmitRequest {
         request_id: uuid::Uuid::new_v4().simple().to_string(),
         customer_id: customer.into(),
@@ -207,7 +207,7 @@ fn admit_request(customer: &str, digest: &str, chain: &str) -> p::AdmitRequest {
     }
 }
 
-fn expect(r: &p::AdmitResponse, allow: bool) -> anyhow::Result<()> {
+pub(crate) fn expect(r: &p::AdmitResponse, allow: bool) -> anyhow::Result<()> {
     let want = if allow {
         p::Decision::Allow
     } else {
@@ -222,13 +222,13 @@ fn expect(r: &p::AdmitResponse, allow: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-const CUSTOMER: &str = "bench-customer";
+pub(crate) const CUSTOMER: &str = "bench-customer";
 
-/// Registers the VERIFIED customer every admission names.
-async fn register_customer(kyc: Channel) -> anyhow::Result<()> {
+/// Registers a VERIFIED customer for admissions to name.
+pub(crate) async fn register_customer(kyc: Channel, customer_id: &str) -> anyhow::Result<()> {
     let mut c = crate::proto::customers_client::CustomersClient::new(kyc);
     c.register_customer(p::RegisterCustomerRequest {
-        customer_id: CUSTOMER.into(),
+        customer_id: customer_id.into(),
         kind: p::CustomerKind::Organisation as i32,
         legal_name: "Benchmark Customer Ltd".into(),
         country: "DE".into(),
@@ -337,6 +337,7 @@ async fn run_in(args: &AdmissionBenchArgs, base: &std::path::Path) -> anyhow::Re
         dev_client(&dev.dir, dev.listen.port(), "kyc")
             .connect("kyc")
             .await?,
+        CUSTOMER,
     )
     .await?;
 
