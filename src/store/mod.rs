@@ -14,6 +14,9 @@
 pub mod backup;
 mod codec;
 mod conflict;
+/// The behavioural contract of [`Store`], run against every engine.
+#[doc(hidden)]
+pub mod conformance;
 mod guard;
 pub mod head;
 mod sealed;
