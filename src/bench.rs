@@ -542,7 +542,7 @@ async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
     use crate::proto::{self as p};
     let base = tempfile_dir()?;
     let (dev, config) = process::prepare_dev(&base)?;
-    let app = crate::server::build_app(&config)?;
+    let app = crate::server::build_app(&config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -9,7 +9,9 @@ use crate::domain::customer::{Customer, CustomerStatus, Screening, ScreeningHit,
 use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event, ScreeningRef};
 use crate::screening::{SanctionsList, Screener};
-use crate::store::{CustomerFilter, Store, StoreError};
+use crate::store::{
+    retry_on_conflict, Conflict, CustomerFilter, Store, StoreError, CONFLICT_ATTEMPTS,
+};
 
 /// The loaded list's screener, swapped whole when a list is loaded.
 pub struct ScreeningState {
@@ -27,8 +29,8 @@ const RESCREEN_CHUNK: usize = 500;
 
 impl ScreeningState {
     /// Builds the screener of the stored list, if one was loaded.
-    pub fn load(store: &dyn Store, threshold: f64) -> Result<Self, String> {
-        let current = match store.sanctions_list().map_err(|e| e.to_string())? {
+    pub async fn load(store: &dyn Store, threshold: f64) -> Result<Self, String> {
+        let current = match store.sanctions_list().await.map_err(|e| e.to_string())? {
             Some(list) => Some(Arc::new(
                 Screener::new(&list).map_err(|e| format!("stored sanctions list: {e}"))?,
             )),
@@ -199,31 +201,38 @@ pub async fn load_list(
     let mut screened = 0u64;
     let mut potential = 0u64;
     loop {
-        let page =
-            store.list_customers(&CustomerFilter::default(), after.as_deref(), RESCREEN_CHUNK)?;
+        let page = store
+            .list_customers(&CustomerFilter::default(), after.as_deref(), RESCREEN_CHUNK)
+            .await?;
         let Some(last) = page.last() else { break };
         let next_after = last.customer_id.clone();
-        let mut chunk = page;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match rescreen(store, state, &chunk, principal, request_id, now).await {
-                Ok((n, p)) => {
-                    screened += n;
-                    potential += p;
-                    break;
+        let page = &page;
+        // A customer changed while the chunk was screened (the only
+        // conflicts a screening write reports): read the chunk's newest
+        // versions and screen them again.
+        let (n, p) = retry_on_conflict(
+            CONFLICT_ATTEMPTS,
+            |_| true,
+            |attempt| async move {
+                let chunk = if attempt == 1 {
+                    page.clone()
+                } else {
+                    let mut newest = Vec::with_capacity(page.len());
+                    for c in page {
+                        newest.extend(store.customer(&c.customer_id).await?);
+                    }
+                    newest
+                };
+                match rescreen(store, state, &chunk, principal, request_id, now).await {
+                    Err(KycError::Store(StoreError::Conflict(c))) => Ok(Err(c)),
+                    r => r.map(Ok),
                 }
-                // A customer changed while the chunk was screened: read the
-                // chunk's newest versions and screen them again.
-                Err(KycError::Store(StoreError::Conflict(_))) if attempt < 5 => {
-                    chunk = chunk
-                        .iter()
-                        .filter_map(|c| store.customer(&c.customer_id).transpose())
-                        .collect::<Result<_, _>>()?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            },
+        )
+        .await?
+        .map_err(|c| KycError::Store(StoreError::Conflict(c)))?;
+        screened += n;
+        potential += p;
         after = Some(next_after);
     }
     Ok(ListLoaded {
@@ -249,7 +258,7 @@ async fn rescreen(
             continue;
         }
         screened += 1;
-        let previous = store.screening(&c.customer_id)?;
+        let previous = store.screening(&c.customer_id).await?;
         let next = state.screen(c, previous.as_ref(), now);
         if next.status == ScreeningStatus::PotentialMatch {
             potential += 1;
@@ -308,7 +317,7 @@ pub async fn purge_due(
     let mut after: Option<String> = None;
     let mut purged = 0;
     loop {
-        let page = store.list_customers(&filter, after.as_deref(), 500)?;
+        let page = store.list_customers(&filter, after.as_deref(), 500).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.customer_id.clone());
         for c in page {
@@ -327,8 +336,11 @@ pub async fn purge_due(
             );
             match store.purge_customer(&c.customer_id, c.version, entry).await {
                 Ok(_) => purged += 1,
-                // Changed meanwhile: the next run looks again.
-                Err(StoreError::Conflict(_)) => {}
+                // Changed meanwhile (a newer version, or nothing left to
+                // purge): the next run looks again; no retry now.
+                Err(StoreError::Conflict(
+                    Conflict::CustomerChanged { .. } | Conflict::NothingToPurge,
+                )) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -197,13 +197,13 @@ fn open_store(
 
 /// Opens the store, loads keys and the trust bundle: everything the
 /// services share. The services read the time from the system clock.
-pub fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
-    build_app_with_clock(config, Arc::new(SystemClock))
+pub async fn build_app(config: &Config) -> Result<Arc<App>, ServerError> {
+    build_app_with_clock(config, Arc::new(SystemClock)).await
 }
 
 /// [`build_app`] on a given clock: tests pass a
 /// [`ManualClock`](crate::clock::ManualClock) and move time themselves.
-pub fn build_app_with_clock(
+pub async fn build_app_with_clock(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<App>, ServerError> {
@@ -218,8 +218,9 @@ pub fn build_app_with_clock(
     let corruption = Arc::new(crate::store::CorruptionWatch::default());
     let store = open_store(config, ledger_signer, keys, &corruption)?;
     let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
+        .await
         .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;
-    let (order_revision, _) = store.order_revisions()?;
+    let (order_revision, _) = store.order_revisions().await?;
     let seconds_to_millis = |s: u64| {
         i64::try_from(s)
             .unwrap_or(i64::MAX / 1000)

@@ -32,7 +32,10 @@ use crate::licence::Licence;
 use crate::metrics::DecisionCall;
 use crate::proto;
 use crate::proto::admission_server::Admission;
-use crate::store::{AdmitRecorded, DecisionKind, DecisionRecord, DeploymentFilter, StoreError};
+use crate::store::{
+    conflict_apart, retry_on_conflict, AdmitRecorded, Conflict, DecisionKind, DecisionRecord,
+    DeploymentFilter, CONFLICT_ATTEMPTS,
+};
 
 pub struct AdmissionService {
     app: Arc<App>,
@@ -56,24 +59,24 @@ impl AdmissionService {
     /// Loads a deployment the caller may act on: schedulers see only the
     /// deployments they admitted; a stranger's id reads as not found, so ids
     /// cannot be probed.
-    fn owned_deployment(&self, who: &Principal, id: &str) -> Result<Deployment, ApiError> {
+    async fn owned_deployment(&self, who: &Principal, id: &str) -> Result<Deployment, ApiError> {
         let mut v = Vec::new();
         check_identifier("deployment_id", id, &mut v);
         ApiError::check(v)?;
-        let d = self.app.store.deployment(id)?;
+        let d = self.app.store.deployment(id).await?;
         match d {
             Some(d) if who.role != Role::Scheduler || d.admitted_by == who.spiffe_id => Ok(d),
             _ => Err(ApiError::NotFound(format!("deployment {id} not found"))),
         }
     }
 
-    /// One admission attempt; `None` when the orders in force changed
-    /// while it was decided.
+    /// One admission attempt; a conflict when the store refused it (the
+    /// orders in force changed while it was decided).
     async fn admit_once(
         &self,
         who: &Principal,
         message: proto::AdmitRequest,
-    ) -> Result<Option<Response<proto::AdmitResponse>>, Status> {
+    ) -> Result<Result<Response<proto::AdmitResponse>, Conflict>, Status> {
         let request_sha256 = sha256_hex(&message.encode_to_vec());
         let proto::AdmitRequest {
             request_id,
@@ -115,10 +118,10 @@ impl AdmissionService {
             return Err(ApiError::Internal.into());
         };
 
-        let (_, orders_seen) = self.app.store.order_revisions()?;
-        let orders = self.app.store.active_orders()?;
-        let customer = self.app.store.customer(&customer_id)?;
-        let screening = self.app.store.screening(&customer_id)?;
+        let (_, orders_seen) = self.app.store.order_revisions().await?;
+        let orders = self.app.store.active_orders().await?;
+        let customer = self.app.store.customer(&customer_id).await?;
+        let screening = self.app.store.screening(&customer_id).await?;
         let reasons = decide(&AdmissionInput {
             certificate: &certificate,
             measured_digest: &model_digest,
@@ -220,9 +223,9 @@ impl AdmissionService {
                 entry,
             )
             .await;
-        let recorded = match recorded {
-            Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r?,
+        let recorded = match conflict_apart(recorded)? {
+            Ok(recorded) => recorded,
+            Err(c) => return Ok(Err(c)),
         };
         let answer = match recorded {
             AdmitRecorded::New(index) => {
@@ -252,16 +255,16 @@ impl AdmissionService {
             principal = %who.spiffe_id,
             "admission decided"
         );
-        Ok(Some(Response::new(admit_response(&answer))))
+        Ok(Ok(Response::new(admit_response(&answer))))
     }
 
-    /// One renewal attempt; `None` when the orders in force changed while
-    /// it was decided.
+    /// One renewal attempt; a conflict when the store refused it (the
+    /// orders in force, or the deployment, changed while it was decided).
     async fn renew_once(
         &self,
         who: &Principal,
         message: proto::RenewRequest,
-    ) -> Result<Option<Response<proto::RenewResponse>>, Status> {
+    ) -> Result<Result<Response<proto::RenewResponse>, Conflict>, Status> {
         let proto::RenewRequest {
             deployment_id,
             endpoints,
@@ -269,17 +272,17 @@ impl AdmissionService {
         let mut v = Vec::new();
         check_endpoints("endpoints", &endpoints, &mut v);
         ApiError::check(v)?;
-        let before = self.owned_deployment(who, &deployment_id)?;
+        let before = self.owned_deployment(who, &deployment_id).await?;
         let now = self.app.clock.now();
         let mut workload = before.workload.clone();
         if !endpoints.is_empty() {
             workload.endpoints = endpoints;
         }
 
-        let (_, orders_seen) = self.app.store.order_revisions()?;
-        let orders = self.app.store.active_orders()?;
+        let (_, orders_seen) = self.app.store.order_revisions().await?;
+        let orders = self.app.store.active_orders().await?;
         let facts = if renewal_rechecks(&before, now) {
-            Some(self.facts(&before, now)?)
+            Some(self.facts(&before, now).await?)
         } else {
             None
         };
@@ -330,14 +333,14 @@ impl AdmissionService {
                 endpoints: after.workload.endpoints.clone(),
             },
         );
-        let ledger_index = match self
+        let written = self
             .app
             .store
             .update_deployment(&before, &after, &record, Some(orders_seen), entry)
-            .await
-        {
-            Err(StoreError::Conflict(what)) if what == ORDERS_CHANGED => return Ok(None),
-            r => r?,
+            .await;
+        let ledger_index = match conflict_apart(written)? {
+            Ok(index) => index,
+            Err(c) => return Ok(Err(c)),
         };
         self.app.metrics.decided(DecisionCall::Renew, &reasons);
         tracing::info!(
@@ -346,7 +349,7 @@ impl AdmissionService {
             reasons = ?reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
             "renewal decided"
         );
-        Ok(Some(Response::new(proto::RenewResponse {
+        Ok(Ok(Response::new(proto::RenewResponse {
             decision: if allowed {
                 proto::Decision::Allow
             } else {
@@ -362,8 +365,8 @@ impl AdmissionService {
     /// What the admission checks of an existing deployment read, as it is
     /// now: its certificate chain verified again, its customer and the
     /// customer's screening.
-    fn facts(&self, d: &Deployment, now: UnixMillis) -> Result<Facts, ApiError> {
-        let chain = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
+    async fn facts(&self, d: &Deployment, now: UnixMillis) -> Result<Facts, ApiError> {
+        let chain = self.app.store.chain(&d.chain_sha256).await?.ok_or_else(|| {
             tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
             ApiError::Internal
         })?;
@@ -377,8 +380,8 @@ impl AdmissionService {
                 });
         Ok(Facts {
             certificate,
-            customer: self.app.store.customer(&d.customer_id)?,
-            screening: self.app.store.screening(&d.customer_id)?,
+            customer: self.app.store.customer(&d.customer_id).await?,
+            screening: self.app.store.screening(&d.customer_id).await?,
         })
     }
 }
@@ -516,12 +519,21 @@ fn lifecycle_record(
     }
 }
 
-/// How often a request is decided again when an order came into force
-/// while it was decided.
-const ORDER_RETRIES: usize = 5;
+/// The conflict that makes an admission or renewal decide again: an order
+/// came into force (or ended) while it was decided. Any other conflict is
+/// the caller's to retry.
+fn orders_changed(c: &Conflict) -> bool {
+    *c == Conflict::OrdersChanged
+}
 
-/// The conflict the store reports when the orders in force changed.
-const ORDERS_CHANGED: &str = "the orders in force";
+/// What a caller is told about a conflict an admission or renewal ended in.
+fn refused(c: Conflict) -> Status {
+    if orders_changed(&c) {
+        ApiError::Aborted("the orders in force kept changing; retry".into()).into()
+    } else {
+        crate::store::StoreError::Conflict(c).into()
+    }
+}
 
 fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -537,12 +549,12 @@ impl Admission for AdmissionService {
         let message = request.into_inner();
         // An order that came into force while this request was decided
         // makes the store refuse the decision; decide again.
-        for _ in 0..ORDER_RETRIES {
-            if let Some(answer) = self.admit_once(&who, message.clone()).await? {
-                return Ok(answer);
-            }
-        }
-        Err(ApiError::Aborted("the orders in force kept changing; retry".into()).into())
+        let (who, message) = (&who, &message);
+        retry_on_conflict(CONFLICT_ATTEMPTS, orders_changed, |_| {
+            self.admit_once(who, message.clone())
+        })
+        .await?
+        .map_err(refused)
     }
 
     async fn renew(
@@ -551,12 +563,12 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::RenewResponse>, Status> {
         let who = principal(&request)?;
         let message = request.into_inner();
-        for _ in 0..ORDER_RETRIES {
-            if let Some(answer) = self.renew_once(&who, message.clone()).await? {
-                return Ok(answer);
-            }
-        }
-        Err(ApiError::Aborted("the orders in force kept changing; retry".into()).into())
+        let (who, message) = (&who, &message);
+        retry_on_conflict(CONFLICT_ATTEMPTS, orders_changed, |_| {
+            self.renew_once(who, message.clone())
+        })
+        .await?
+        .map_err(refused)
     }
 
     async fn release(
@@ -565,7 +577,7 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::ReleaseResponse>, Status> {
         let who = principal(&request)?;
         let proto::ReleaseRequest { deployment_id } = request.into_inner();
-        let before = self.owned_deployment(&who, &deployment_id)?;
+        let before = self.owned_deployment(&who, &deployment_id).await?;
         let now = self.app.clock.now();
         // Releasing is idempotent: an already released or terminated
         // deployment is returned as it is. A deployment whose lease ran out
@@ -609,7 +621,7 @@ impl Admission for AdmissionService {
     ) -> Result<Response<proto::Deployment>, Status> {
         let who = principal(&request)?;
         let proto::GetDeploymentRequest { deployment_id } = request.into_inner();
-        let d = self.owned_deployment(&who, &deployment_id)?;
+        let d = self.owned_deployment(&who, &deployment_id).await?;
         Ok(Response::new(deployment_to_proto(&d, self.app.clock.now())))
     }
 
@@ -652,14 +664,17 @@ impl Admission for AdmissionService {
             admitted_by: (who.role == Role::Scheduler).then(|| who.spiffe_id.clone()),
             now,
         };
-        let store = &self.app.store;
+        let (store, filter) = (&self.app.store, &filter);
         let (deployments, next) = page::fill(
             limit,
             after,
-            |after, n| Ok(store.list_deployments(&filter, after.map(String::as_str), n)?),
+            |after: Option<String>, n| async move {
+                Ok(store.list_deployments(filter, after.as_deref(), n).await?)
+            },
             |d| d.deployment_id.clone(),
             |d| Ok(deployment_to_proto(d, now)),
-        )?;
+        )
+        .await?;
         Ok(Response::new(proto::ListDeploymentsResponse {
             deployments,
             next_page_token: next

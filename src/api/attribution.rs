@@ -35,16 +35,11 @@ use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::attribution_server::Attribution;
-use crate::store::AdmittedBy;
+use crate::store::{AdmittedBy, Cursor};
 
 /// Deployments per answer unless asked otherwise, and at most.
 const DEFAULT_PAGE: usize = 10;
 const MAX_PAGE: usize = 50;
-/// Index keys one answer examines at most (model and customer windows); a
-/// longer history continues on the next page.
-const SCAN_BUDGET: usize = 5_000;
-/// Index keys read per store call while scanning.
-const SCAN_CHUNK: usize = 256;
 
 pub struct AttributionService {
     app: Arc<App>,
@@ -150,8 +145,20 @@ fn selector_input(
     }
 }
 
-/// The cursor a page token carries, for the selectors that page.
-fn cursor_of(selector: &Selector, token: &str, v: &mut Vec<FieldViolation>) -> Option<Vec<u8>> {
+/// A page token of the model and customer selectors: the store's cursor
+/// in hex, which only the store interprets.
+fn page_token(cursor: &Cursor) -> String {
+    hex::encode(cursor.as_bytes())
+}
+
+/// The cursor a page token carries, for the selectors that page; the store
+/// says whether it is one of this selector's.
+async fn cursor_of(
+    store: &dyn crate::store::Store,
+    selector: &Selector,
+    token: &str,
+    v: &mut Vec<FieldViolation>,
+) -> Option<Cursor> {
     if token.is_empty() {
         return None;
     }
@@ -166,8 +173,9 @@ fn cursor_of(selector: &Selector, token: &str, v: &mut Vec<FieldViolation>) -> O
             return None;
         }
     };
-    match hex::decode(token) {
-        Ok(c) if crate::store::admitted_cursor_matches(by, &c) => Some(c),
+    let cursor = hex::decode(token).ok().map(Cursor::from_bytes);
+    match cursor {
+        Some(c) if store.admitted_cursor_valid(by, &c).await => Some(c),
         _ => {
             v.push(FieldViolation::new(
                 "page_token",
@@ -196,7 +204,7 @@ struct Assembly {
 impl Assembly {
     /// Reads and parses the entries at `indexes` not read yet, each stored
     /// batch once; every one must exist.
-    fn fetch(&mut self, app: &App, indexes: &[u64]) -> Result<(), ApiError> {
+    async fn fetch(&mut self, app: &App, indexes: &[u64]) -> Result<(), ApiError> {
         let missing: Vec<u64> = indexes
             .iter()
             .copied()
@@ -205,7 +213,7 @@ impl Assembly {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut found = app.store.entries_at(&missing)?;
+        let mut found = app.store.entries_at(&missing).await?;
         for index in missing {
             let Some(bytes) = found.remove(&index) else {
                 tracing::error!(index, "a recorded fact's ledger entry is missing");
@@ -221,8 +229,8 @@ impl Assembly {
         Ok(())
     }
 
-    fn read(&mut self, app: &App, index: u64) -> Result<&Entry, ApiError> {
-        self.fetch(app, &[index])?;
+    async fn read(&mut self, app: &App, index: u64) -> Result<&Entry, ApiError> {
+        self.fetch(app, &[index]).await?;
         Ok(&self.parsed[&index])
     }
 }
@@ -231,21 +239,21 @@ impl AttributionService {
     /// The deployments a selector matches on this page, each with the
     /// token of a page that would start after it, and the next page's
     /// token.
-    fn select(
+    async fn select(
         &self,
         selector: &Selector,
-        mut cursor: Option<Vec<u8>>,
+        cursor: Option<Cursor>,
         page: usize,
     ) -> Result<(Vec<(Deployment, String)>, String), ApiError> {
         let store = &self.app.store;
         let alone = |d: Option<Deployment>| d.into_iter().map(|d| (d, String::new())).collect();
         match selector {
             Selector::Deployment { deployment_id } => {
-                Ok((alone(store.deployment(deployment_id)?), String::new()))
+                Ok((alone(store.deployment(deployment_id).await?), String::new()))
             }
             Selector::Endpoint { endpoint, at } => {
-                let found = match store.endpoint_claim(endpoint, *at)? {
-                    Some(claim) => store.deployment(&claim.deployment_id)?,
+                let found = match store.endpoint_claim(endpoint, *at).await? {
+                    Some(claim) => store.deployment(&claim.deployment_id).await?,
                     None => None,
                 };
                 Ok((alone(found), String::new()))
@@ -265,47 +273,32 @@ impl AttributionService {
                 } else {
                     AdmittedBy::Customer(subject)
                 };
-                let mut found = Vec::new();
-                let mut scanned = 0;
-                loop {
-                    let chunk = store.admitted_before(by, *to, cursor.as_deref(), SCAN_CHUNK)?;
-                    let exhausted = chunk.len() < SCAN_CHUNK;
-                    for admitted in chunk {
-                        scanned += 1;
-                        // Most of a window's scan is deployments that
-                        // ended before it: their end is in the index.
-                        let ended_before = admitted.ended_at.is_some_and(|end| end < *from);
-                        if !ended_before {
-                            if let Some(d) = store.deployment(&admitted.deployment_id)? {
-                                if d.end() >= *from {
-                                    found.push((d, hex::encode(&admitted.cursor)));
-                                }
-                            }
-                        }
-                        cursor = Some(admitted.cursor);
-                        if found.len() >= page || scanned >= SCAN_BUDGET {
-                            return Ok((found, cursor.map(hex::encode).unwrap_or_default()));
-                        }
-                    }
-                    if exhausted {
-                        return Ok((found, String::new()));
-                    }
-                }
+                let found = store
+                    .admitted_in(by, *from, *to, cursor.as_ref(), page)
+                    .await?;
+                Ok((
+                    found
+                        .deployments
+                        .into_iter()
+                        .map(|(d, c)| (d, page_token(&c)))
+                        .collect(),
+                    found.next.as_ref().map(page_token).unwrap_or_default(),
+                ))
             }
         }
     }
 
-    fn identity(
+    async fn identity(
         &self,
         asm: &mut Assembly,
         customer_id: &str,
         version: u64,
     ) -> Result<Option<IdentityRecord>, ApiError> {
         let store = &self.app.store;
-        let Some(record) = store.customer_version(customer_id, version)? else {
+        let Some(record) = store.customer_version(customer_id, version).await? else {
             return Ok(None);
         };
-        let Some(ledger_index) = store.customer_version_index(customer_id, version)? else {
+        let Some(ledger_index) = store.customer_version_index(customer_id, version).await? else {
             tracing::warn!(
                 customer_id,
                 version,
@@ -313,7 +306,7 @@ impl AttributionService {
             );
             return Ok(None);
         };
-        let entry = asm.read(&self.app, ledger_index)?;
+        let entry = asm.read(&self.app, ledger_index).await?;
         let Some(committed) = crate::attribution::customer_ref(entry) else {
             tracing::error!(
                 ledger_index,
@@ -350,9 +343,10 @@ impl AttributionService {
             }
             n => n,
         };
-        let cursor = selector
-            .as_ref()
-            .and_then(|s| cursor_of(s, &message.page_token, &mut v));
+        let cursor = match &selector {
+            Some(s) => cursor_of(&*self.app.store, s, &message.page_token, &mut v).await,
+            None => None,
+        };
         ApiError::check(v)?;
         let (Some(legal_process), Some(selector)) = (legal_process, selector) else {
             return Err(ApiError::Internal);
@@ -396,7 +390,7 @@ impl AttributionService {
         }
 
         let t_request = t0.elapsed();
-        let (deployments, mut next_page_token) = self.select(&selector, cursor, page)?;
+        let (deployments, mut next_page_token) = self.select(&selector, cursor, page).await?;
         let t_select = t0.elapsed();
         let mut asm = Assembly {
             entries: BTreeMap::new(),
@@ -409,11 +403,11 @@ impl AttributionService {
             .iter()
             .flat_map(|(d, _)| d.facts.iter().chain(d.last_renewal.iter()).copied())
             .collect();
-        asm.fetch(&self.app, &facts)?;
+        asm.fetch(&self.app, &facts).await?;
         // The answer stops before the deployment that would take it past
         // the page budget; the next page starts after the last one in it.
         let mut budget = page::Budget::new(page);
-        let proof_bytes = proof_allowance(self.app.store.checkpoint().checkpoint.size);
+        let proof_bytes = proof_allowance(self.app.store.checkpoint().await?.checkpoint.size);
         let mut proved = BTreeSet::new();
         for (k, (d, _)) in deployments.iter().enumerate() {
             let Some(&admission_index) = d.facts.first() else {
@@ -427,14 +421,14 @@ impl AttributionService {
                 _ => None,
             };
             let identity_at_admission = match admitted_version {
-                Some(version) => self.identity(&mut asm, &d.customer_id, version)?,
+                Some(version) => self.identity(&mut asm, &d.customer_id, version).await?,
                 None => None,
             };
-            let identity_current = match self.app.store.customer(&d.customer_id)? {
-                Some(c) => self.identity(&mut asm, &d.customer_id, c.version)?,
+            let identity_current = match self.app.store.customer(&d.customer_id).await? {
+                Some(c) => self.identity(&mut asm, &d.customer_id, c.version).await?,
                 None => None,
             };
-            let chain_pem = self.app.store.chain(&d.chain_sha256)?.ok_or_else(|| {
+            let chain_pem = self.app.store.chain(&d.chain_sha256).await?.ok_or_else(|| {
                 tracing::error!(deployment_id = %d.deployment_id, "certificate chain of a deployment is missing");
                 ApiError::Internal
             })?;
@@ -499,11 +493,11 @@ impl AttributionService {
             .store
             .record_disclosure(request_index, &disclosure, entry)
             .await?;
-        asm.read(&self.app, request_index)?;
-        asm.read(&self.app, disclosure_index)?;
+        asm.read(&self.app, request_index).await?;
+        asm.read(&self.app, disclosure_index).await?;
 
         let t_disclosed = t0.elapsed();
-        let checkpoint = self.app.store.checkpoint();
+        let checkpoint = self.app.store.checkpoint().await?;
         let size = checkpoint.checkpoint.size;
         if size <= disclosure_index {
             tracing::error!(
@@ -520,7 +514,7 @@ impl AttributionService {
                 // Read for a deployment left to the next page.
                 continue;
             }
-            let proof = self.app.store.inclusion_proof(index, size)?;
+            let proof = self.app.store.inclusion_proof(index, size).await?;
             entries.push(ProvenEntry {
                 index,
                 entry: String::from_utf8(bytes).map_err(|_| ApiError::Internal)?,
@@ -801,10 +795,11 @@ impl Attribution for AttributionService {
         let (requests, next) = page::fill(
             limit,
             before,
-            |before, n| Ok(store.attribution_requests(before.copied(), n)?),
+            |before, n| async move { Ok(store.attribution_requests(before, n).await?) },
             |r| r.ledger_index,
             |r| Ok(request_to_proto(r)),
-        )?;
+        )
+        .await?;
         let next_page_token = next
             .map(|i| page::index_token(List::AttributionRequests, i))
             .unwrap_or_default();

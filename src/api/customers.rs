@@ -25,7 +25,9 @@ use crate::ledger::entry::{
 use crate::proto;
 use crate::proto::customers_server::Customers;
 use crate::random::commitment_salt;
-use crate::store::{CustomerFilter, StoreError, LIST_REPLACED};
+use crate::store::{
+    conflict_apart, retry_on_conflict, Conflict, CustomerFilter, StoreError, CONFLICT_ATTEMPTS,
+};
 
 pub struct CustomersService {
     app: Arc<App>,
@@ -36,10 +38,11 @@ impl CustomersService {
         Self { app }
     }
 
-    fn newest(&self, customer_id: &str) -> Result<Customer, ApiError> {
+    async fn newest(&self, customer_id: &str) -> Result<Customer, ApiError> {
         self.app
             .store
-            .customer(customer_id)?
+            .customer(customer_id)
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} not found")))
     }
 
@@ -54,30 +57,32 @@ impl CustomersService {
         who: &str,
         now: crate::domain::UnixMillis,
     ) -> Result<Screening, ApiError> {
-        for _ in 0..5 {
+        let list_replaced = |c: &Conflict| *c == Conflict::ListReplaced;
+        let written = retry_on_conflict(CONFLICT_ATTEMPTS, list_replaced, |_| async move {
             let screening = self.app.screening.screen(c, previous, now);
             let entry = customer_entry(c, change, Some(&screening), who, "");
-            match self
+            let written = self
                 .app
                 .store
                 .put_customer(c, Some(&screening), entry)
-                .await
-            {
-                Err(StoreError::Conflict(what)) if what == LIST_REPLACED => continue,
-                r => {
-                    r?;
-                    self.app.screening.stored([&screening]);
-                    return Ok(screening);
-                }
+                .await;
+            Ok::<_, StoreError>(conflict_apart(written)?.map(|_| screening))
+        })
+        .await?;
+        match written {
+            Ok(screening) => {
+                self.app.screening.stored([&screening]);
+                Ok(screening)
             }
+            Err(c) if list_replaced(&c) => Err(ApiError::Aborted(
+                "the sanctions list kept changing; retry".into(),
+            )),
+            Err(c) => Err(StoreError::Conflict(c).into()),
         }
-        Err(ApiError::Aborted(
-            "the sanctions list kept changing; retry".into(),
-        ))
     }
 
-    fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
-        let screening = self.app.store.screening(&c.customer_id)?;
+    async fn answer(&self, c: &Customer) -> Result<Response<proto::Customer>, Status> {
+        let screening = self.app.store.screening(&c.customer_id).await?;
         Ok(Response::new(customer_to_proto(c, screening.as_ref())))
     }
 }
@@ -220,7 +225,7 @@ impl Customers for CustomersService {
         let mut v = Vec::new();
         check_identifier("customer_id", &customer_id, &mut v);
         ApiError::check(v)?;
-        let current = self.newest(&customer_id)?;
+        let current = self.newest(&customer_id).await?;
         let mut v = Vec::new();
         check_record_size(&legal_name, &country, details.as_ref(), &mut v);
         let details = match details_from_proto(details) {
@@ -266,7 +271,7 @@ impl Customers for CustomersService {
             commitment_salt: commitment_salt()?,
             ..current
         };
-        let previous = self.app.store.screening(&customer_id)?;
+        let previous = self.app.store.screening(&customer_id).await?;
         let screening = self
             .put_screened(
                 &next,
@@ -290,11 +295,12 @@ impl Customers for CustomersService {
         let as_of = optional_request_millis("as_of", as_of.as_ref(), &mut v);
         ApiError::check(v)?;
         let c = match as_of {
-            None => self.newest(&customer_id)?,
+            None => self.newest(&customer_id).await?,
             Some(t) => self
                 .app
                 .store
-                .customer_as_of(&customer_id, t)?
+                .customer_as_of(&customer_id, t)
+                .await?
                 .ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "customer {customer_id} has no version at or before {}",
@@ -302,7 +308,7 @@ impl Customers for CustomersService {
                     ))
                 })?,
         };
-        self.answer(&c)
+        self.answer(&c).await
     }
 
     async fn list_customers(
@@ -334,19 +340,23 @@ impl Customers for CustomersService {
             status,
             country: (!country.is_empty()).then_some(country),
         };
-        let store = &self.app.store;
+        let (store, filter) = (&self.app.store, &filter);
         let (customers, next) = page::fill(
             limit,
             after,
-            |after, n| Ok(store.list_customers(&filter, after.map(String::as_str), n)?),
-            |c| c.customer_id.clone(),
-            |c| {
-                Ok(customer_to_proto(
-                    c,
-                    store.screening(&c.customer_id)?.as_ref(),
-                ))
+            // Each with its screening, read as the page is.
+            |after: Option<String>, n| async move {
+                let mut screened = Vec::new();
+                for c in store.list_customers(filter, after.as_deref(), n).await? {
+                    let screening = store.screening(&c.customer_id).await?;
+                    screened.push((c, screening));
+                }
+                Ok(screened)
             },
-        )?;
+            |(c, _)| c.customer_id.clone(),
+            |(c, screening)| Ok(customer_to_proto(c, screening.as_ref())),
+        )
+        .await?;
         let next_page_token = next
             .map(|id| page::id_token(List::Customers, &id))
             .unwrap_or_default();
@@ -382,7 +392,7 @@ impl Customers for CustomersService {
         let Some(status) = status else {
             return Err(ApiError::Internal.into());
         };
-        let current = self.newest(&customer_id)?;
+        let current = self.newest(&customer_id).await?;
         if current.status == CustomerStatus::Closed {
             return Err(ApiError::FailedPrecondition(format!(
                 "customer {customer_id} is CLOSED; a closed customer cannot change status"
@@ -407,7 +417,7 @@ impl Customers for CustomersService {
         );
         self.app.store.put_customer(&next, None, entry).await?;
         tracing::info!(%customer_id, status = status.as_str(), version = next.version, "customer status changed");
-        self.answer(&next)
+        self.answer(&next).await
     }
 
     async fn resolve_screening(
@@ -439,11 +449,12 @@ impl Customers for CustomersService {
             return Err(ApiError::Internal.into());
         };
         let now = self.app.clock.now();
-        let current = self.newest(&customer_id)?;
+        let current = self.newest(&customer_id).await?;
         let screening = self
             .app
             .store
-            .screening(&customer_id)?
+            .screening(&customer_id)
+            .await?
             .filter(|s| s.status == ScreeningStatus::PotentialMatch)
             .ok_or_else(|| {
                 ApiError::FailedPrecondition(format!(
@@ -504,6 +515,6 @@ impl Customers for CustomersService {
             }
         }
         tracing::info!(%customer_id, outcome = outcome.as_str(), "screening resolved");
-        self.answer(&suspended.unwrap_or(current))
+        self.answer(&suspended.unwrap_or(current)).await
     }
 }

@@ -27,8 +27,8 @@ impl LedgerService {
 
     /// Resolves a requested size (0 = latest) against the latest signed
     /// checkpoint.
-    fn signed_size(&self, field: &str, requested: u64) -> Result<(u64, String), ApiError> {
-        let latest = self.app.store.checkpoint();
+    async fn signed_size(&self, field: &str, requested: u64) -> Result<(u64, String), ApiError> {
+        let latest = self.app.store.checkpoint().await?;
         let size = if requested == 0 {
             latest.checkpoint.size
         } else {
@@ -58,7 +58,7 @@ impl Ledger for LedgerService {
         request: Request<proto::GetCheckpointRequest>,
     ) -> Result<Response<proto::GetCheckpointResponse>, Status> {
         let proto::GetCheckpointRequest { first_size } = request.into_inner();
-        let latest = self.app.store.checkpoint();
+        let latest = self.app.store.checkpoint().await?;
         if first_size > latest.checkpoint.size {
             return Err(ApiError::invalid(
                 "first_size",
@@ -75,7 +75,8 @@ impl Ledger for LedgerService {
         } else {
             self.app
                 .store
-                .consistency_proof(first_size, latest.checkpoint.size)?
+                .consistency_proof(first_size, latest.checkpoint.size)
+                .await?
         };
         Ok(Response::new(proto::GetCheckpointResponse {
             size: latest.checkpoint.size,
@@ -93,7 +94,7 @@ impl Ledger for LedgerService {
         if count == 0 || count > MAX_ENTRIES {
             return Err(ApiError::invalid("count", format!("1 to {MAX_ENTRIES}")).into());
         }
-        let signed = self.app.store.checkpoint().checkpoint.size;
+        let signed = self.app.store.checkpoint().await?.checkpoint.size;
         if start >= signed {
             return Err(ApiError::invalid(
                 "start",
@@ -108,7 +109,8 @@ impl Ledger for LedgerService {
         let entries = self
             .app
             .store
-            .entries(start, count)?
+            .entries(start, count)
+            .await?
             .into_iter()
             .zip(start..)
             .map(|(data, index)| proto::LedgerEntry { index, data })
@@ -122,7 +124,7 @@ impl Ledger for LedgerService {
         request: Request<proto::GetInclusionProofRequest>,
     ) -> Result<Response<proto::GetInclusionProofResponse>, Status> {
         let proto::GetInclusionProofRequest { index, tree_size } = request.into_inner();
-        let (tree_size, checkpoint) = self.signed_size("tree_size", tree_size)?;
+        let (tree_size, checkpoint) = self.signed_size("tree_size", tree_size).await?;
         if index >= tree_size {
             return Err(ApiError::invalid(
                 "index",
@@ -133,10 +135,11 @@ impl Ledger for LedgerService {
         let data = self
             .app
             .store
-            .entries(index, 1)?
+            .entries(index, 1)
+            .await?
             .pop()
             .ok_or_else(|| ApiError::NotFound(format!("ledger entry {index} not found")))?;
-        let proof = self.app.store.inclusion_proof(index, tree_size)?;
+        let proof = self.app.store.inclusion_proof(index, tree_size).await?;
         Ok(Response::new(proto::GetInclusionProofResponse {
             index,
             tree_size,
@@ -154,7 +157,7 @@ impl Ledger for LedgerService {
             first_size,
             second_size,
         } = request.into_inner();
-        let (second_size, checkpoint) = self.signed_size("second_size", second_size)?;
+        let (second_size, checkpoint) = self.signed_size("second_size", second_size).await?;
         if first_size > second_size {
             return Err(ApiError::invalid(
                 "first_size",
@@ -165,7 +168,10 @@ impl Ledger for LedgerService {
         let proof = if first_size == 0 {
             Vec::new()
         } else {
-            self.app.store.consistency_proof(first_size, second_size)?
+            self.app
+                .store
+                .consistency_proof(first_size, second_size)
+                .await?
         };
         Ok(Response::new(proto::GetConsistencyProofResponse {
             first_size,

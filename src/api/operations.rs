@@ -1,6 +1,7 @@
 //! `Operations`: what an administrator runs against a live warden. Today
-//! that is `Backup`: sled allows one process per data directory, so a
-//! backup of a running warden has to be taken by warden itself.
+//! that is `Backup`: the embedded store allows one process per data
+//! directory, so a backup of a running warden has to be taken by warden
+//! itself.
 //!
 //! The snapshot is written to an anonymous temporary file (under `TMPDIR`)
 //! with commits paused ([`crate::store::Store::backup`]), then streamed from
@@ -45,16 +46,15 @@ impl Operations for OperationsService {
         let principal = super::principal(&request)?;
         let proto::BackupRequest {} = request.into_inner();
         let store = self.app.store.clone();
-        let taken = super::status::blocking(move || {
-            let mut file = tempfile::tempfile()
+        let taken = async {
+            let file = tempfile::tempfile()
                 .map_err(|e| crate::store::StoreError::Io(format!("backup temp file: {e}")))?;
-            let summary = store.backup(&mut file)?;
+            let (mut file, summary) = store.backup(file).await?;
             file.rewind()
                 .map_err(|e| crate::store::StoreError::Io(format!("backup temp file: {e}")))?;
             Ok::<_, crate::store::StoreError>((file, summary))
-        })
-        .await?;
-        let (mut file, summary) = taken?;
+        };
+        let (mut file, summary) = taken.await?;
         tracing::info!(
             principal = %principal.spiffe_id,
             ledger_size = summary.header.ledger_size,

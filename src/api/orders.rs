@@ -21,10 +21,10 @@ use crate::domain::UnixMillis;
 use crate::ledger::entry::{Entry, Event};
 use crate::proto;
 use crate::proto::orders_server::Orders;
-use crate::store::{OrderChange, StoreError};
-
-/// Attempts when another change to the same order got in first.
-const RETRIES: usize = 5;
+use crate::store::{
+    conflict_apart, retry_on_conflict, Conflict, OrderChange, OrderFilter, StoreError,
+    CONFLICT_ATTEMPTS,
+};
 
 pub struct OrdersService {
     app: Arc<App>,
@@ -57,8 +57,13 @@ pub async fn apply(
     ack: Option<String>,
     now: UnixMillis,
 ) -> Result<Order, ApiError> {
-    for _ in 0..RETRIES {
-        let stored = app.store.order(order_id)?;
+    let change = &change;
+    let ack = &ack;
+    // Another change to the same order got in first: apply this one to
+    // what it left.
+    let order_changed = |c: &Conflict| matches!(c, Conflict::OrderChanged { .. });
+    let applied = retry_on_conflict(CONFLICT_ATTEMPTS, order_changed, |_| async move {
+        let stored = app.store.order(order_id).await?;
         let was_active = stored
             .as_ref()
             .is_some_and(|o| o.state == OrderState::Active);
@@ -100,25 +105,26 @@ pub async fn apply(
                 entry,
             )
             .await;
-        match result {
-            Ok(revision) => {
-                // The change is committed: a failure to wake watchers must
-                // not make it look failed (they catch up on the next one).
-                if let Err(e) = notify(app, revision) {
-                    tracing::error!(error = ?e, "waking order watchers failed");
-                }
-                return app
-                    .store
-                    .order(order_id)?
-                    .ok_or_else(|| ApiError::NotFound(format!("order {order_id} not found")));
+        Ok::<_, ApiError>(conflict_apart(result)?)
+    })
+    .await?;
+    match applied {
+        Ok(revision) => {
+            // The change is committed: a failure to wake watchers must
+            // not make it look failed (they catch up on the next one).
+            if let Err(e) = notify(app, revision).await {
+                tracing::error!(error = ?e, "waking order watchers failed");
             }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+            app.store
+                .order(order_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("order {order_id} not found")))
         }
+        Err(c) if order_changed(&c) => Err(ApiError::Aborted(format!(
+            "order {order_id} kept changing; retry"
+        ))),
+        Err(c) => Err(StoreError::Conflict(c).into()),
     }
-    Err(ApiError::Aborted(format!(
-        "order {order_id} kept changing; retry"
-    )))
 }
 
 /// The newest order events as sent to watchers, so a thousand watchers
@@ -161,20 +167,27 @@ impl RecentEvents {
 /// Wakes the watchers up to `revision`, which must be durable with every
 /// revision before it (the store may already hold later ones that are
 /// not), caching the new events first.
-pub fn notify(app: &App, revision: u64) -> Result<(), ApiError> {
-    let mut recent = app.recent_events.write();
-    let cached = recent
-        .back()
-        .map_or_else(|| *app.order_revision.borrow(), |e| e.revision);
+pub async fn notify(app: &App, revision: u64) -> Result<(), ApiError> {
+    let newest = |recent: &Recent| {
+        recent
+            .back()
+            .map_or_else(|| *app.order_revision.borrow(), |e| e.revision)
+    };
+    let cached = newest(&app.recent_events.write());
     if revision > cached {
-        for e in app.store.order_events(cached, revision, RECENT)? {
-            recent.push_back(Arc::new(event_to_proto(&e)));
+        // Read without holding the cache: another change may cache some of
+        // these meanwhile, and only those past its newest are added, so the
+        // cache stays consecutive.
+        let events = app.store.order_events(cached, revision, RECENT).await?;
+        let mut recent = app.recent_events.write();
+        let cached = newest(&recent);
+        for e in events.iter().filter(|e| e.revision > cached) {
+            recent.push_back(Arc::new(event_to_proto(e)));
         }
         while recent.len() > RECENT {
             recent.pop_front();
         }
     }
-    drop(recent);
     app.order_revision.send_if_modified(|r| {
         if revision > *r {
             *r = revision;
@@ -191,7 +204,7 @@ pub fn notify(app: &App, revision: u64) -> Result<(), ApiError> {
 pub async fn expire_due(app: &App, who: &str) -> Result<usize, ApiError> {
     let now = app.clock.now();
     let mut n = 0;
-    for o in app.store.active_orders()? {
+    for o in app.store.active_orders().await? {
         if o.expires_at.is_some_and(|t| t <= now) {
             let id = o.order_id.clone();
             let expired = apply(
@@ -569,7 +582,9 @@ impl Orders for OrdersService {
         let o = self
             .app
             .store
-            .order(&order_id)?
+            .order(&order_id)
+            .await
+            .map_err(ApiError::from)?
             .ok_or_else(|| not_found(&order_id))?;
         Ok(Response::new(order_to_proto(
             &o,
@@ -609,18 +624,18 @@ impl Orders for OrdersService {
         };
         ApiError::check(v)?;
         let now = self.app.clock.now();
-        let keep = |o: &Order| {
-            state.is_none_or(|s| s == o.state_at(now))
-                && target.as_ref().is_none_or(|t| *t == o.target)
-        };
-        let store = &self.app.store;
+        let filter = OrderFilter { state, target, now };
+        let (store, filter) = (&self.app.store, &filter);
         let (orders, next) = page::fill(
             limit,
             after,
-            |after, n| Ok(store.list_orders(&keep, after.map(String::as_str), n)?),
+            |after: Option<String>, n| async move {
+                Ok(store.list_orders(filter, after.as_deref(), n).await?)
+            },
             |o| o.order_id.clone(),
             |o| Ok(order_to_proto(o, now, audience)),
-        )?;
+        )
+        .await?;
         Ok(Response::new(proto::ListOrdersResponse {
             orders,
             next_page_token: next
@@ -695,7 +710,7 @@ impl Orders for OrdersService {
             Some(Ok(t)) => t,
         };
         ApiError::check(v)?;
-        own_deployment(&self.app, &who, &deployment_id)?;
+        own_deployment(&self.app, &who, &deployment_id).await?;
         let order = apply(
             &self.app,
             &who.spiffe_id,
@@ -735,8 +750,8 @@ impl Orders for OrdersService {
 }
 
 /// A scheduler acknowledges only deployments it admitted.
-fn own_deployment(app: &App, who: &Principal, id: &str) -> Result<(), ApiError> {
-    match app.store.deployment(id)? {
+async fn own_deployment(app: &App, who: &Principal, id: &str) -> Result<(), ApiError> {
+    match app.store.deployment(id).await? {
         Some(d) if d.admitted_by == who.spiffe_id => Ok(()),
         _ => Err(ApiError::NotFound(format!("deployment {id} not found"))),
     }
@@ -861,6 +876,7 @@ fn watch(
                         .app
                         .store
                         .order_events(st.last, up_to, 256)
+                        .await
                         .map(|events| events.iter().map(|e| Arc::new(event_to_proto(e))).collect()),
                 };
                 match fetched {

@@ -169,18 +169,21 @@ impl Budget {
 
 /// One page of a list, read from `fetch(after, n)`, which returns up to `n`
 /// stored items following the position `after` (from the start when
-/// `None`) in list order. `position` names an item's position and
+/// `None`) in list order. (`after` is owned, so that the future `fetch`
+/// returns borrows nothing of the call it came from.) `position` names an item's position and
 /// `convert` makes its wire form. Returns the page and, when items remain
 /// after it, the position of its last item: the next page starts there.
-pub fn fill<S, K, T>(
+pub async fn fill<S, K, T, F>(
     limit: usize,
     start: Option<K>,
-    mut fetch: impl FnMut(Option<&K>, usize) -> Result<Vec<S>, ApiError>,
+    mut fetch: impl FnMut(Option<K>, usize) -> F,
     position: impl Fn(&S) -> K,
     mut convert: impl FnMut(&S) -> Result<T, ApiError>,
 ) -> Result<(Vec<T>, Option<K>), ApiError>
 where
     T: Message,
+    K: Clone,
+    F: std::future::Future<Output = Result<Vec<S>, ApiError>>,
 {
     let mut budget = Budget::new(limit);
     let mut page = Vec::new();
@@ -189,7 +192,7 @@ where
     loop {
         // One more than the page can take, to learn whether any remain.
         let want = (limit.saturating_sub(page.len()) + 1).min(FETCH_CHUNK);
-        let chunk = fetch(after.as_ref(), want)?;
+        let chunk = fetch(after.clone(), want).await?;
         let exhausted = chunk.len() < want;
         for item in &chunk {
             let wire = convert(item)?;
@@ -271,24 +274,29 @@ mod tests {
     /// page them.
     fn pages(n: u64, size: usize, limit: usize) -> Vec<(Vec<Vec<u8>>, Option<u64>)> {
         let store: Vec<u64> = (0..n).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let (page, next) = fill(
-                limit,
-                start,
-                |after: Option<&u64>, want| {
-                    Ok(store
-                        .iter()
-                        .copied()
-                        .filter(|i| after.is_none_or(|a| i > a))
-                        .take(want)
-                        .collect())
-                },
-                |i| *i,
-                |_| Ok(vec![7u8; size]),
-            )
-            .unwrap();
+            let (page, next) = rt
+                .block_on(fill(
+                    limit,
+                    start,
+                    |after: Option<u64>, want| {
+                        let chunk = store
+                            .iter()
+                            .copied()
+                            .filter(|i| after.is_none_or(|a| *i > a))
+                            .take(want)
+                            .collect();
+                        std::future::ready(Ok(chunk))
+                    },
+                    |i| *i,
+                    |_| Ok(vec![7u8; size]),
+                ))
+                .unwrap();
             out.push((page, next));
             match next {
                 Some(n) => start = Some(n),

@@ -413,23 +413,6 @@ mod tests {
         assert!(!s.message().contains("checksum"), "{}", s.message());
     }
 
-    #[test]
-    fn damage_sled_reports_is_data_loss_and_io_stays_unavailable() {
-        let s = status_of(StoreError::from(sled::Error::Corruption {
-            at: None,
-            bt: (),
-        }));
-        assert_eq!(s.code(), Code::DataLoss);
-        let s = status_of(StoreError::from(sled::Error::ReportableBug(
-            "no page".into(),
-        )));
-        assert_eq!(s.code(), Code::DataLoss);
-        let s = status_of(StoreError::from(sled::Error::Io(std::io::Error::other(
-            "disk busy",
-        ))));
-        assert_eq!(s.code(), Code::Unavailable);
-    }
-
     fn pki_io() -> crate::pki::PkiError {
         crate::pki::PkiError::io("/trust/crls/x.crl", std::io::Error::other("disk full"))
     }
@@ -472,7 +455,7 @@ mod tests {
             ),
             (
                 "store conflict",
-                StoreError::Conflict("x".into()).into(),
+                StoreError::Conflict(crate::store::Conflict::OrdersChanged).into(),
                 Code::Aborted,
             ),
             (

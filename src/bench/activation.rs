@@ -75,7 +75,7 @@ struct Measured {
 
 async fn run_in(args: &ActivationBenchArgs, base: &std::path::Path) -> anyhow::Result<()> {
     let (dev, config) = super::process::prepare_dev(base)?;
-    let app = crate::server::build_app(&config)?;
+    let app = crate::server::build_app(&config).await?;
     let now = crate::clock::now_millis();
     let history = History {
         deployments: args.deployments,

@@ -369,7 +369,8 @@ pub(crate) async fn load(
                     return Ok(());
                 };
                 let before = store
-                    .deployment(&d.deployment_id)?
+                    .deployment(&d.deployment_id)
+                    .await?
                     .context("an admitted deployment is missing")?;
                 let after = Deployment {
                     state: DeploymentState::Released,
@@ -400,7 +401,7 @@ pub(crate) async fn load(
         })
         .await?
     };
-    let entries = app.store.checkpoint().checkpoint.size;
+    let entries = app.store.checkpoint().await?.checkpoint.size;
     Ok(Loaded {
         shape,
         customers_time,
@@ -413,7 +414,7 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     use crate::proto::{self as p, attribute_request::Selector as S};
     let base = tempfile_dir()?;
     let (dev, config) = super::process::prepare_dev(&base)?;
-    let app = crate::server::build_app(&config)?;
+    let app = crate::server::build_app(&config).await?;
     let now = crate::clock::now_millis();
     let history = History {
         deployments: args.deployments,
@@ -523,12 +524,8 @@ pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     // paused while every tree is copied to a local file. Taken after the
     // queries, so its writes do not disturb their timings.
     let backup = {
-        let store = backup_store;
-        tokio::task::spawn_blocking(move || {
-            let mut file = tempfile::tempfile()?;
-            anyhow::Ok(store.backup(&mut file)?)
-        })
-        .await??
+        let file = tempfile::tempfile()?;
+        backup_store.backup(file).await?.1
     };
     eprintln!(
         "backup of the loaded store: {} records, {:.1} MB, writes paused {:.0} ms",
@@ -624,8 +621,8 @@ mod tests {
     async fn load_writes_the_planned_history() {
         let base = tempfile_dir().unwrap();
         let (dev, config) = super::super::process::prepare_dev(&base).unwrap();
-        let app = crate::server::build_app(&config).unwrap();
-        let before = app.store.checkpoint().checkpoint.size;
+        let app = crate::server::build_app(&config).await.unwrap();
+        let before = app.store.checkpoint().await.unwrap().checkpoint.size;
         let h = History {
             deployments: 60,
             customers: 7,
@@ -642,10 +639,13 @@ mod tests {
         assert!(released > 0 && released < h.deployments);
         let expected = before + (h.customers + h.deployments + released) as u64;
         assert_eq!(l.entries, expected);
-        assert_eq!(app.store.checkpoint().checkpoint.size, expected);
+        assert_eq!(
+            app.store.checkpoint().await.unwrap().checkpoint.size,
+            expected
+        );
         for i in [0, 59] {
             let plan = l.shape.planned(i);
-            let d = app.store.deployment(&plan.id).unwrap().unwrap();
+            let d = app.store.deployment(&plan.id).await.unwrap().unwrap();
             assert_eq!(d.model_digest, plan.model);
             assert_eq!(
                 d.state,

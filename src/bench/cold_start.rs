@@ -110,7 +110,7 @@ async fn loaded(args: &ColdStartBenchArgs, base: &Path) -> anyhow::Result<LoadRe
     );
     std::fs::create_dir_all(base)?;
     let (dev, config) = prepare_dev(base)?;
-    let app = crate::server::build_app(&config)?;
+    let app = crate::server::build_app(&config).await?;
     let history = History {
         deployments: args.deployments,
         customers: args.customers,

@@ -253,11 +253,11 @@ pub async fn restore(c: &ClientArgs, args: RestoreArgs) -> anyhow::Result<i32> {
 /// Opens the restored store as `warden serve` would, then closes it;
 /// returns the signed checkpoint it verified against.
 async fn check_restored(config: &crate::config::Config) -> anyhow::Result<String> {
-    let app = crate::server::build_app(config).context(
+    let app = crate::server::build_app(config).await.context(
         "the restored store does not pass warden's start-up check (is this the config, with \
          the ledger and PII keys, of the warden the backup came from?)",
     )?;
-    let note = app.store.checkpoint().note;
+    let note = app.store.checkpoint().await?.note;
     let closed = app.store.closed();
     drop(app);
     closed.cancelled().await;

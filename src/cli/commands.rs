@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dev(args) => super::dev::run(args).await.map(|_| 0),
         Command::Serve { config } => {
             let config = crate::config::Config::load(&config)?;
-            let app = crate::server::build_app(&config)?;
+            let app = crate::server::build_app(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -282,8 +282,8 @@ fn sample_details(now: crate::domain::UnixMillis) -> crate::domain::customer::Cu
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = prepare(&args)?;
-    let app = crate::server::build_app(&config)?;
-    if app.store.customer(SAMPLE_CUSTOMER)?.is_none() {
+    let app = crate::server::build_app(&config).await?;
+    if app.store.customer(SAMPLE_CUSTOMER).await?.is_none() {
         let now = crate::clock::now_millis();
         let customer = Customer {
             customer_id: SAMPLE_CUSTOMER.into(),

@@ -22,7 +22,7 @@ pub fn registry() -> Metrics {
 
 /// The Prometheus text exposition of `app`'s metrics and of what it
 /// reports about its store and screening.
-pub fn render(app: &App) -> String {
+pub async fn render(app: &App) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let o = &mut out;
     app.metrics.render_into(o);
@@ -50,7 +50,7 @@ pub fn render(app: &App) -> String {
         app.corruption.count()
     );
 
-    match app.store.stats() {
+    match app.store.stats().await {
         Ok(stats) => {
             header(
                 o,
@@ -143,8 +143,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = respond(&app, &req);
-                async move { Ok::<_, std::convert::Infallible>(response) }
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&app, &req).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -160,7 +160,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     }
 }
 
-fn respond<B>(
+async fn respond<B>(
     app: &App,
     req: &http::Request<B>,
 ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
@@ -168,7 +168,7 @@ fn respond<B>(
         (&http::Method::GET | &http::Method::HEAD, "/metrics") => (
             http::StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render(app),
+            render(app).await,
         ),
         (_, "/metrics") => (
             http::StatusCode::METHOD_NOT_ALLOWED,

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::sequencer::{t, META_CHECKPOINT, META_SIZE};
+use super::sled::{t, META_CHECKPOINT, META_SIZE};
 use super::StoreError;
 
 const MAGIC: &[u8; 8] = b"WARDENBK";
@@ -483,9 +483,9 @@ pub fn backup_offline(dir: &Path, out: &mut dyn Write) -> Result<BackupSummary, 
     if !is_store(dir) {
         return Err(BackupError::NotAStore(dir.to_path_buf()));
     }
-    Ok(super::guard::engine(|| {
-        let db = super::sled_store::open_db(dir)?;
-        let trees = super::sled_store::open_trees(&db)?;
+    Ok(super::sled::engine::engine(|| {
+        let db = super::sled::open_db(dir)?;
+        let trees = super::sled::open_trees(&db)?;
         write_snapshot(&trees, out, crate::clock::now_millis())
     })?)
 }
@@ -513,10 +513,10 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
         }
     }
     let result = (|| {
-        let db = match super::guard::engine(|| super::sled_store::open_db(dir)) {
+        let db = match super::sled::engine::engine(|| super::sled::open_db(dir)) {
             Err(e) if !empty && e.is_corruption() => {
                 remove_damaged_store(dir, &e)?;
-                super::sled_store::open_db(dir)?
+                super::sled::open_db(dir)?
             }
             opened => opened?,
         };
@@ -615,6 +615,6 @@ fn import(from: &Path, len: u64, db: &sled::Db) -> Result<(), BackupError> {
         t.apply_batch(batch).map_err(sled_err)?;
     }
     // Trees the backup did not hold (none today) exist empty, as in a new store.
-    super::sled_store::open_trees(db)?;
+    super::sled::open_trees(db)?;
     Ok(())
 }

@@ -7,20 +7,17 @@
 //! reporting SERVING, and the metrics endpoint reports the count. Nothing
 //! here decides what a caller is told; `api::status` maps the error.
 //!
-//! A panic inside sled (it panics on some damaged files instead of
-//! returning an error) becomes a corruption error at the call that hit it
-//! ([`engine`]), saying where sled failed, instead of unwinding through the
-//! caller with a backtrace. Panics anywhere else are left alone.
-
-use std::cell::{Cell, RefCell};
-use std::panic::AssertUnwindSafe;
+//! What counts as corruption is the engine's to report; the sled engine,
+//! for one, reports a panic inside sled as corruption of the call that hit
+//! it.
 
 use async_trait::async_trait;
 
 use super::backup::BackupSummary;
 use super::{
-    AdmitRecorded, Admitted, AdmittedBy, CustomerFilter, DecisionRecord, DeploymentFilter,
-    EndpointClaim, OrderChange, SignedCheckpoint, Store, StoreError, StoreStats,
+    AdmitRecorded, AdmittedBy, AdmittedPage, Cursor, CustomerFilter, DecisionRecord,
+    DeploymentFilter, EndpointClaim, OrderChange, OrderFilter, SignedCheckpoint, Store, StoreError,
+    StoreStats,
 };
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
@@ -66,84 +63,6 @@ impl CorruptionWatch {
     }
 }
 
-thread_local! {
-    /// True while this thread runs inside [`engine`].
-    static GUARDED: Cell<bool> = const { Cell::new(false) };
-    /// What the panic hook saw of a panic inside sled on this thread.
-    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Whether a panic happened in sled's own code.
-fn in_engine(file: &str) -> bool {
-    file.split(['/', '\\']).any(|c| c.starts_with("sled-"))
-}
-
-/// The panic's message and where in sled it happened, short.
-fn describe(info: &std::panic::PanicHookInfo<'_>) -> String {
-    let payload = info.payload();
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
-    match info.location() {
-        Some(l) => {
-            let file = l.file();
-            let from = file
-                .split(['/', '\\'])
-                .position(|c| c.starts_with("sled-"))
-                .map_or(file.to_string(), |i| {
-                    file.split(['/', '\\'])
-                        .skip(i)
-                        .collect::<Vec<_>>()
-                        .join("/")
-                });
-            format!("{message} (in {from}:{})", l.line())
-        }
-        None => message,
-    }
-}
-
-/// Installs, once per process, a panic hook that keeps quiet about panics
-/// inside sled while a thread is in [`engine`] (they are reported as
-/// corruption by it) and hands every other panic to the hook before it.
-fn install_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let quiet =
-                GUARDED.with(Cell::get) && info.location().is_some_and(|l| in_engine(l.file()));
-            if quiet {
-                CAUGHT.with(|c| *c.borrow_mut() = Some(describe(info)));
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Runs `f`, which calls into sled; a panic inside sled becomes
-/// [`StoreError::Corrupt`] naming where sled failed, printed nowhere. Any
-/// other panic goes on unwinding.
-pub(crate) fn engine<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    install_hook();
-    CAUGHT.with(|c| c.borrow_mut().take());
-    let outer = GUARDED.with(|g| g.replace(true));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    GUARDED.with(|g| g.set(outer));
-    match result {
-        Ok(r) => r,
-        Err(payload) => match CAUGHT.with(|c| c.borrow_mut().take()) {
-            Some(what) => Err(StoreError::Corrupt {
-                key: super::ENGINE_KEY.into(),
-                detail: format!("sled failed reading its files: {what}"),
-            }),
-            None => std::panic::resume_unwind(payload),
-        },
-    }
-}
-
 /// A store whose every call is watched for corruption (see the module
 /// docs).
 pub struct Guarded<S> {
@@ -156,39 +75,44 @@ impl<S: Store> Guarded<S> {
         Self { inner, watch }
     }
 
-    fn seen<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Awaits one call into the inner store, counting the corruption it
+    /// reports: every method below is this around the same method of
+    /// `inner`.
+    async fn guard<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let r = call.await;
         if let Err(e) = &r {
             self.watch.record(e);
         }
         r
     }
-
-    fn read<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.seen(engine(f))
-    }
 }
 
 #[async_trait]
 impl<S: Store> Store for Guarded<S> {
-    fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
-        self.read(|| self.inner.customer(customer_id))
+    async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
+        self.guard(self.inner.customer(customer_id)).await
     }
 
-    fn customer_as_of(
+    async fn customer_as_of(
         &self,
         customer_id: &str,
         as_of: UnixMillis,
     ) -> Result<Option<Customer>, StoreError> {
-        self.read(|| self.inner.customer_as_of(customer_id, as_of))
+        self.guard(self.inner.customer_as_of(customer_id, as_of))
+            .await
     }
 
-    fn list_customers(
+    async fn list_customers(
         &self,
         filter: &CustomerFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Customer>, StoreError> {
-        self.read(|| self.inner.list_customers(filter, after, limit))
+        self.guard(self.inner.list_customers(filter, after, limit))
+            .await
     }
 
     async fn put_customer(
@@ -197,11 +121,12 @@ impl<S: Store> Store for Guarded<S> {
         screening: Option<&Screening>,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(self.inner.put_customer(customer, screening, entry).await)
+        self.guard(self.inner.put_customer(customer, screening, entry))
+            .await
     }
 
-    fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
-        self.read(|| self.inner.screening(customer_id))
+    async fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
+        self.guard(self.inner.screening(customer_id)).await
     }
 
     async fn put_screenings(
@@ -209,11 +134,12 @@ impl<S: Store> Store for Guarded<S> {
         screenings: &[Screening],
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(self.inner.put_screenings(screenings, entry).await)
+        self.guard(self.inner.put_screenings(screenings, entry))
+            .await
     }
 
-    fn sanctions_list(&self) -> Result<Option<crate::screening::SanctionsList>, StoreError> {
-        self.read(|| self.inner.sanctions_list())
+    async fn sanctions_list(&self) -> Result<Option<crate::screening::SanctionsList>, StoreError> {
+        self.guard(self.inner.sanctions_list()).await
     }
 
     async fn put_sanctions_list(
@@ -221,7 +147,7 @@ impl<S: Store> Store for Guarded<S> {
         list: &crate::screening::SanctionsList,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(self.inner.put_sanctions_list(list, entry).await)
+        self.guard(self.inner.put_sanctions_list(list, entry)).await
     }
 
     async fn purge_customer(
@@ -230,11 +156,11 @@ impl<S: Store> Store for Guarded<S> {
         latest_version: u64,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(
+        self.guard(
             self.inner
-                .purge_customer(customer_id, latest_version, entry)
-                .await,
+                .purge_customer(customer_id, latest_version, entry),
         )
+        .await
     }
 
     async fn record_admission(
@@ -245,11 +171,11 @@ impl<S: Store> Store for Guarded<S> {
         orders_seen: u64,
         entry: Entry,
     ) -> Result<AdmitRecorded, StoreError> {
-        self.seen(
+        self.guard(
             self.inner
-                .record_admission(decision, deployment, chain_pem, orders_seen, entry)
-                .await,
+                .record_admission(decision, deployment, chain_pem, orders_seen, entry),
         )
+        .await
     }
 
     async fn update_deployment(
@@ -260,96 +186,107 @@ impl<S: Store> Store for Guarded<S> {
         orders_seen: Option<u64>,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(
+        self.guard(
             self.inner
-                .update_deployment(before, after, decision, orders_seen, entry)
-                .await,
+                .update_deployment(before, after, decision, orders_seen, entry),
         )
+        .await
     }
 
     async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
-        self.seen(self.inner.change_order(change, entry).await)
+        self.guard(self.inner.change_order(change, entry)).await
     }
 
-    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.read(|| self.inner.order(order_id))
+    async fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.guard(self.inner.order(order_id)).await
     }
 
-    fn list_orders(
+    async fn list_orders(
         &self,
-        keep: &dyn Fn(&Order) -> bool,
+        filter: &OrderFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        self.read(|| self.inner.list_orders(keep, after, limit))
+        self.guard(self.inner.list_orders(filter, after, limit))
+            .await
     }
 
-    fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.read(|| self.inner.active_orders())
+    async fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.guard(self.inner.active_orders()).await
     }
 
-    fn order_events(
+    async fn order_events(
         &self,
         after: u64,
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<OrderEvent>, StoreError> {
-        self.read(|| self.inner.order_events(after, up_to, limit))
+        self.guard(self.inner.order_events(after, up_to, limit))
+            .await
     }
 
-    fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
-        self.read(|| self.inner.order_revisions())
+    async fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
+        self.guard(self.inner.order_revisions()).await
     }
 
-    fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
-        self.read(|| self.inner.deployment(deployment_id))
+    async fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
+        self.guard(self.inner.deployment(deployment_id)).await
     }
 
-    fn list_deployments(
+    async fn list_deployments(
         &self,
         filter: &DeploymentFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Deployment>, StoreError> {
-        self.read(|| self.inner.list_deployments(filter, after, limit))
+        self.guard(self.inner.list_deployments(filter, after, limit))
+            .await
     }
 
-    fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
-        self.read(|| self.inner.chain(chain_sha256))
+    async fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
+        self.guard(self.inner.chain(chain_sha256)).await
     }
 
-    fn customer_version(
+    async fn customer_version(
         &self,
         customer_id: &str,
         version: u64,
     ) -> Result<Option<Customer>, StoreError> {
-        self.read(|| self.inner.customer_version(customer_id, version))
+        self.guard(self.inner.customer_version(customer_id, version))
+            .await
     }
 
-    fn customer_version_index(
+    async fn customer_version_index(
         &self,
         customer_id: &str,
         version: u64,
     ) -> Result<Option<u64>, StoreError> {
-        self.read(|| self.inner.customer_version_index(customer_id, version))
+        self.guard(self.inner.customer_version_index(customer_id, version))
+            .await
     }
 
-    fn admitted_before(
+    async fn admitted_in(
         &self,
         by: AdmittedBy<'_>,
-        up_to: UnixMillis,
-        cursor: Option<&[u8]>,
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Vec<Admitted>, StoreError> {
-        self.read(|| self.inner.admitted_before(by, up_to, cursor, limit))
+    ) -> Result<AdmittedPage, StoreError> {
+        self.guard(self.inner.admitted_in(by, from, to, after, limit))
+            .await
     }
 
-    fn endpoint_claim(
+    async fn admitted_cursor_valid(&self, by: AdmittedBy<'_>, cursor: &Cursor) -> bool {
+        self.inner.admitted_cursor_valid(by, cursor).await
+    }
+
+    async fn endpoint_claim(
         &self,
         endpoint: &str,
         at: UnixMillis,
     ) -> Result<Option<EndpointClaim>, StoreError> {
-        self.read(|| self.inner.endpoint_claim(endpoint, at))
+        self.guard(self.inner.endpoint_claim(endpoint, at)).await
     }
 
     async fn put_attribution_request(
@@ -357,7 +294,8 @@ impl<S: Store> Store for Guarded<S> {
         request: &AttributionRequest,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(self.inner.put_attribution_request(request, entry).await)
+        self.guard(self.inner.put_attribution_request(request, entry))
+            .await
     }
 
     async fn record_disclosure(
@@ -366,103 +304,65 @@ impl<S: Store> Store for Guarded<S> {
         disclosure: &Disclosure,
         entry: Entry,
     ) -> Result<u64, StoreError> {
-        self.seen(
+        self.guard(
             self.inner
-                .record_disclosure(request_index, disclosure, entry)
-                .await,
+                .record_disclosure(request_index, disclosure, entry),
         )
+        .await
     }
 
-    fn attribution_requests(
+    async fn attribution_requests(
         &self,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AttributionRequest>, StoreError> {
-        self.read(|| self.inner.attribution_requests(before, limit))
+        self.guard(self.inner.attribution_requests(before, limit))
+            .await
     }
 
     fn closed(&self) -> tokio_util::sync::CancellationToken {
         self.inner.closed()
     }
 
-    fn backup(&self, out: &mut dyn std::io::Write) -> Result<BackupSummary, StoreError> {
-        self.read(|| self.inner.backup(out))
+    async fn backup(
+        &self,
+        out: std::fs::File,
+    ) -> Result<(std::fs::File, BackupSummary), StoreError> {
+        self.guard(self.inner.backup(out)).await
     }
 
-    fn checkpoint(&self) -> SignedCheckpoint {
-        self.inner.checkpoint()
+    async fn checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
+        self.guard(self.inner.checkpoint()).await
     }
 
-    fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.read(|| self.inner.stats())
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.guard(self.inner.stats()).await
     }
 
-    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.read(|| self.inner.entries(start, count))
+    async fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.guard(self.inner.entries(start, count)).await
     }
 
-    fn entries_at(
+    async fn entries_at(
         &self,
         indexes: &[u64],
     ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
-        self.read(|| self.inner.entries_at(indexes))
+        self.guard(self.inner.entries_at(indexes)).await
     }
 
-    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
-        self.read(|| self.inner.inclusion_proof(index, tree_size))
+    async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.guard(self.inner.inclusion_proof(index, tree_size))
+            .await
     }
 
-    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        self.read(|| self.inner.consistency_proof(from, to))
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        self.guard(self.inner.consistency_proof(from, to)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_panics_in_sled_are_engine_failures() {
-        assert!(in_engine(
-            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/sled-0.34.7/src/pagecache/segment.rs"
-        ));
-        assert!(in_engine("sled-0.34.7/src/tree.rs"));
-        assert!(!in_engine("src/store/sled_store.rs"));
-        assert!(!in_engine("/work/warden/src/store/guard.rs"));
-    }
-
-    #[test]
-    fn a_panic_inside_sled_is_corruption_saying_where() {
-        // A real panic in sled's code: a subslice past the end.
-        let r = engine::<()>(|| {
-            let v = sled::IVec::from(&b"ab"[..]);
-            let _ = v.subslice(5, 1);
-            Ok(())
-        });
-        match r {
-            Err(StoreError::Corrupt { key, detail }) => {
-                assert_eq!(key, super::super::ENGINE_KEY);
-                assert!(
-                    detail.starts_with("sled failed reading its files: "),
-                    "{detail}"
-                );
-                assert!(detail.contains("(in sled-0.34.7/src/ivec.rs:"), "{detail}");
-            }
-            other => panic!("{other:?}"),
-        }
-        // Nothing is left over for the next call.
-        assert!(!GUARDED.with(Cell::get));
-        assert!(CAUGHT.with(|c| c.borrow().is_none()));
-        assert_eq!(engine(|| Ok(7)).unwrap(), 7);
-    }
-
-    #[test]
-    fn a_panic_outside_sled_keeps_unwinding() {
-        let r = std::panic::catch_unwind(|| engine::<()>(|| panic!("a bug, not damage")));
-        assert!(r.is_err());
-        // The hook was handed back for other threads and calls.
-        assert!(!GUARDED.with(Cell::get));
-    }
 
     #[test]
     fn corruption_is_counted_and_wakes_the_waiter() {

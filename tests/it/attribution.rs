@@ -465,6 +465,7 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
     // Two per page: the rest come on the next pages, then nothing.
     let mut seen = Vec::new();
     let mut token = String::new();
+    let mut model_token = String::new();
     for _ in 0..5 {
         let r = client
             .attribute(model(2, token))
@@ -477,7 +478,9 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
         if token.is_empty() {
             break;
         }
+        model_token.clone_from(&token);
     }
+    assert!(!model_token.is_empty());
     seen.sort();
     assert_eq!(seen, want);
 
@@ -513,6 +516,24 @@ async fn model_and_customer_windows_select_overlapping_deployments_and_page() {
         .attribute(proto::AttributeRequest {
             page_token: hex::encode(b"mzzz"),
             ..model(1, String::new())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("page_token"), "{}", e.message());
+    // So is a real token of the model selector given to a customer one.
+    let e = client
+        .attribute(proto::AttributeRequest {
+            legal_process: legal(proto::Instrument::Subpoena),
+            selector: Some(proto::attribute_request::Selector::Customer(
+                proto::CustomerSelector {
+                    customer_id: "m-one".into(),
+                    from: Some(ts(from)),
+                    to: Some(ts(now_ms())),
+                },
+            )),
+            page_size: 1,
+            page_token: model_token,
         })
         .await
         .unwrap_err();

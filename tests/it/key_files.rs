@@ -32,6 +32,7 @@ async fn a_key_file_others_can_read_refuses_start_naming_it_and_the_fix() {
     for (what, path) in key_files(&env) {
         chmod(&path, 0o644);
         let err = warden::server::build_app(&env.config)
+            .await
             .err()
             .unwrap_or_else(|| panic!("started with a world-readable {what}"))
             .to_string();
@@ -48,7 +49,7 @@ async fn a_key_file_others_can_read_refuses_start_naming_it_and_the_fix() {
     let licence = &env.config.licence.key;
     chmod(licence, 0o640);
     let by_root = std::fs::metadata(licence).unwrap().uid() == 0;
-    match warden::server::build_app(&env.config) {
+    match warden::server::build_app(&env.config).await {
         Ok(app) if by_root => {
             let closed = app.store.closed();
             drop(app);
@@ -60,10 +61,10 @@ async fn a_key_file_others_can_read_refuses_start_naming_it_and_the_fix() {
     }
     // Group-writable is refused whoever owns it.
     chmod(licence, 0o660);
-    let err = warden::server::build_app(&env.config).err().unwrap();
+    let err = warden::server::build_app(&env.config).await.err().unwrap();
     assert!(err.to_string().contains("its group"), "{err}");
     chmod(licence, 0o600);
-    let app = warden::server::build_app(&env.config).unwrap();
+    let app = warden::server::build_app(&env.config).await.unwrap();
     let closed = app.store.closed();
     drop(app);
     closed.cancelled().await;

@@ -485,6 +485,7 @@ async fn a_wrong_or_missing_key_fails_closed_and_rotation_keeps_old_versions_rea
     // Same key id, different key: refuses to start, naming the key.
     warden::pii::Keyring::generate(&key_file, "test-1").unwrap();
     let err = warden::server::build_app(&env.config)
+        .await
         .err()
         .unwrap()
         .to_string();
@@ -495,6 +496,7 @@ async fn a_wrong_or_missing_key_fails_closed_and_rotation_keeps_old_versions_rea
     // A key file without the key id that sealed the data.
     warden::pii::Keyring::generate(&key_file, "other").unwrap();
     let err = warden::server::build_app(&env.config)
+        .await
         .err()
         .unwrap()
         .to_string();
@@ -529,6 +531,7 @@ async fn a_wrong_or_missing_key_fails_closed_and_rotation_keeps_old_versions_rea
     // Without the new key the newest version (sealed by it) does not open.
     std::fs::write(&key_file, &original).unwrap();
     let err = warden::server::build_app(&env.config)
+        .await
         .err()
         .unwrap()
         .to_string();

@@ -864,7 +864,7 @@ async fn start_after_tampering(tamper: impl FnOnce(&[sled::Tree])) -> String {
         tamper(&trees);
         db.flush().unwrap();
     }
-    match warden::server::build_app(&env.config) {
+    match warden::server::build_app(&env.config).await {
         Ok(_) => panic!("warden started on a tampered ledger"),
         Err(e) => e.to_string(),
     }

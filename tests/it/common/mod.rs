@@ -437,8 +437,8 @@ impl TestServer {
     /// Starts a server reading `clock` (the system clock if `None`).
     pub async fn start_on(config: &Config, clock: Option<Arc<dyn Clock>>) -> Self {
         let app = match clock {
-            Some(clock) => warden::server::build_app_with_clock(config, clock),
-            None => warden::server::build_app(config),
+            Some(clock) => warden::server::build_app_with_clock(config, clock).await,
+            None => warden::server::build_app(config).await,
         }
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

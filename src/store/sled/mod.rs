@@ -2,30 +2,38 @@
 //! data directory; opening a directory another warden holds fails with
 //! [`StoreError::Locked`].
 //!
-//! Reads go straight to sled. Writes go through the [`Sequencer`], which
-//! commits each state change with its ledger entry.
+//! Reads go straight to sled: a point read on the caller's thread, a read
+//! that scans on the blocking pool (see [`Store`] on blocking), each inside
+//! [`engine`]. Writes go through the [`Sequencer`], which commits each
+//! state change with its ledger entry.
 //!
 //! Opening runs inside [`engine`], so a panic in sled on a damaged file is
 //! reported as corruption of the data directory; the ledger is checked
 //! against its stored checkpoint and against the [`head`] kept beside the
 //! store. The data directory is created readable by its owner only.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `mod.rs` | [`SledStore`]: opening and checking a data directory, reads |
+//! | `commit` | the sequencer: the planner and committer threads, group commit, checkpoint signing |
+//! | `plan` | planning a batch: preconditions, conflicts, the keys each write sets |
+//! | `keys` | the trees, their keys, the stored ledger hashes |
+//! | `index` | keys of the attribution indices |
+//! | `engine` | a panic inside sled reported as corruption |
+//! | `check` | the offline check of a data directory |
+
+pub mod check;
+mod commit;
+pub(crate) mod engine;
+pub(crate) mod index;
+mod keys;
+mod plan;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::codec::{decode, decode_entries, key_name};
-use super::guard::engine;
-use super::head;
-use super::sealed::{StoredCustomer, StoredScreening};
-use super::sequencer::{
-    customer_key, customer_prefix, hash_error, t, Encoded, Mutation, Sequencer, SignedCheckpoint,
-    StoredHashes, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
-    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST,
-};
-use super::{index, AdmittedBy, CustomerFilter, EndpointClaim, OrderChange};
-use super::{AdmitRecorded, DecisionRecord, DeploymentFilter, StateCounts, Store, StoreError};
 use crate::domain::attribution::{AttributionRequest, Disclosure};
 use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
@@ -37,10 +45,47 @@ use crate::ledger::note::{Signer, Verifier};
 use crate::ledger::tree::{self, Hash};
 use crate::pii::Keyring;
 use crate::screening::SanctionsList;
+use crate::store::codec::{decode, decode_entries, key_name};
+use crate::store::head;
+use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::SignedCheckpoint;
+use crate::store::{
+    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
+};
+use crate::store::{AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
+use commit::Sequencer;
+use engine::engine;
+pub(crate) use keys::{
+    customer_key, customer_prefix, hash_error, t, StoredHashes, META_CHECKPOINT,
+    META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS, ORDER_REVISION, ORDER_SET_REVISION,
+    SANCTIONS_LIST, SANCTIONS_SHA256,
+};
+use plan::{Encoded, Mutation};
+
+/// sled reports damage it finds in its files (a page whose checksum does
+/// not match, an internal inconsistency) apart from I/O errors; the first
+/// are corruption, only the last may be transient.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                key: crate::store::ENGINE_KEY.into(),
+                detail: match at {
+                    Some(at) => format!("sled found damaged data at {at:?}"),
+                    None => "sled found damaged data".into(),
+                },
+            },
+            sled::Error::ReportableBug(what) => StoreError::Corrupt {
+                key: crate::store::ENGINE_KEY.into(),
+                detail: format!("sled found its stored state inconsistent: {what}"),
+            },
+            e => StoreError::Io(e.to_string()),
+        }
+    }
+}
 
 pub struct SledStore {
-    trees: Arc<[sled::Tree]>,
-    keys: Arc<Keyring>,
+    reader: Arc<Reader>,
     sequencer: Sequencer,
     latest: Arc<RwLock<SignedCheckpoint>>,
     flush_seconds: Arc<crate::metrics::Histogram>,
@@ -123,14 +168,66 @@ impl SledStore {
             Some(dir.to_path_buf()),
         )?;
         Ok(Self {
-            trees,
-            keys,
+            reader: Arc::new(Reader { trees, keys }),
             sequencer,
             latest,
             flush_seconds,
         })
     }
 
+    /// A point read, answered on the caller's thread (see [`Store`] on
+    /// blocking); a panic in sled is reported as corruption.
+    fn point<T>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        engine(|| read(&self.reader))
+    }
+
+    /// A read that scans, run on the blocking pool.
+    async fn scan<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        blocking(move || read(&reader)).await
+    }
+}
+
+/// Runs `f`, which calls into sled, on the blocking pool, inside
+/// [`engine`]. A panic outside sled goes on unwinding in the caller.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(move || engine(f)).await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(StoreError::Io("a store read was cancelled".into())),
+        },
+    }
+}
+
+/// Index keys one [`Store::admitted_in`] call examines at most: a long
+/// history continues on the next page instead of holding a blocking thread
+/// (and the caller) for the whole of it.
+const ADMITTED_SCAN_BUDGET: usize = 5_000;
+
+/// The index tag and subject of an admission-time scan.
+fn admitted_index(by: AdmittedBy<'_>) -> (u8, &str) {
+    match by {
+        AdmittedBy::Model(m) => (index::MODEL, m),
+        AdmittedBy::Customer(c) => (index::CUSTOMER, c),
+    }
+}
+
+/// What every read needs, shared with the reads on the blocking pool.
+struct Reader {
+    trees: Arc<[sled::Tree]>,
+    keys: Arc<Keyring>,
+}
+
+impl Reader {
     fn tree(&self, i: usize) -> &sled::Tree {
         &self.trees[i]
     }
@@ -253,7 +350,7 @@ fn count_states(trees: &[sled::Tree]) -> Result<(), StoreError> {
         bump(&mut counts.orders, o.state);
     }
     trees[t::META]
-        .insert(META_STATE_COUNTS, super::codec::encode(&counts)?)
+        .insert(META_STATE_COUNTS, crate::store::codec::encode(&counts)?)
         .map_err(io)?;
     Ok(())
 }
@@ -347,6 +444,9 @@ fn verify_ledger(
 /// Reads the stored ledger and checks it: every stored hash recomputed from
 /// the entries and compared, the tree at the last checkpoint's size against
 /// that checkpoint (which must verify with `verifier`). Writes nothing.
+// One pass over the stored evidence in the order it depends on itself
+// (size, checkpoint, entries, hashes, root); split, each part would take
+// the half-checked state of the one before.
 pub(crate) fn read_ledger(
     trees: &[sled::Tree],
     verifier: &Verifier,
@@ -466,8 +566,7 @@ pub(crate) fn read_ledger(
     })
 }
 
-#[async_trait]
-impl Store for SledStore {
+impl Reader {
     fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
         match self
             .tree(t::CUSTOMERS)
@@ -546,29 +645,6 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn put_customer(
-        &self,
-        customer: &Customer,
-        screening: Option<&Screening>,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let customer = Encoded::new(StoredCustomer::seal(customer, &self.keys)?)?;
-        let screening = screening
-            .map(|s| Encoded::new(StoredScreening::seal(s, &self.keys)?))
-            .transpose()?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PutCustomer {
-                    customer,
-                    screening,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
     fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
         match self.get::<StoredScreening>(t::SCREENINGS, customer_id.as_bytes())? {
             Some(s) => s.open(&self.keys).map(Some),
@@ -576,128 +652,8 @@ impl Store for SledStore {
         }
     }
 
-    async fn put_screenings(
-        &self,
-        screenings: &[Screening],
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let sealed = screenings
-            .iter()
-            .map(|s| Encoded::new(StoredScreening::seal(s, &self.keys)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        let applied = self
-            .sequencer
-            .submit(Mutation::PutScreenings(sealed), entry)
-            .await?;
-        appended(applied)
-    }
-
     fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
         self.get(t::SANCTIONS, SANCTIONS_LIST)
-    }
-
-    async fn put_sanctions_list(
-        &self,
-        list: &SanctionsList,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let encoded = super::codec::encode(list)?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PutSanctionsList {
-                    encoded,
-                    sha256: list.sha256.clone(),
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn purge_customer(
-        &self,
-        customer_id: &str,
-        latest_version: u64,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        // The tombstones are made from the stored records: their commitment
-        // is the stored one, and nothing needs opening.
-        let tombstones = self
-            .tree(t::CUSTOMERS)
-            .scan_prefix(customer_prefix(customer_id))
-            .map(|item| {
-                let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
-                decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PurgeCustomer {
-                    tombstones,
-                    latest_version,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn record_admission(
-        &self,
-        decision: &DecisionRecord,
-        deployment: Option<&Deployment>,
-        chain_pem: Option<&str>,
-        orders_seen: u64,
-        entry: Entry,
-    ) -> Result<AdmitRecorded, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::RecordAdmission {
-                    decision: decision.clone(),
-                    deployment: deployment.cloned(),
-                    chain_pem: chain_pem.map(str::to_string),
-                    orders_seen,
-                },
-                entry,
-            )
-            .await?;
-        Ok(applied)
-    }
-
-    async fn update_deployment(
-        &self,
-        before: &Deployment,
-        after: &Deployment,
-        decision: &DecisionRecord,
-        orders_seen: Option<u64>,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::UpdateDeployment {
-                    before: before.clone(),
-                    after: after.clone(),
-                    decision: decision.clone(),
-                    orders_seen,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
-        let revision = change.revision.clone();
-        let applied = self
-            .sequencer
-            .submit(Mutation::Order(Box::new(change)), entry)
-            .await?;
-        appended(applied)?;
-        Ok(revision.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
@@ -706,7 +662,7 @@ impl Store for SledStore {
 
     fn list_orders(
         &self,
-        keep: &dyn Fn(&Order) -> bool,
+        filter: &OrderFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
@@ -721,7 +677,7 @@ impl Store for SledStore {
         {
             let (k, v) = item.map_err(scan_failed(t::ORDERS))?;
             let o: Order = decode(&k, &v)?;
-            if keep(&o) {
+            if filter.matches(&o) {
                 out.push(o);
                 if out.len() >= limit {
                     break;
@@ -793,20 +749,7 @@ impl Store for SledStore {
         {
             let (k, v) = item.map_err(scan_failed(t::DEPLOYMENTS))?;
             let d: Deployment = decode(&k, &v)?;
-            let keep = filter
-                .customer_id
-                .as_ref()
-                .is_none_or(|c| *c == d.customer_id)
-                && filter
-                    .model_digest
-                    .as_ref()
-                    .is_none_or(|m| *m == d.model_digest)
-                && filter
-                    .admitted_by
-                    .as_ref()
-                    .is_none_or(|p| *p == d.admitted_by)
-                && filter.state.is_none_or(|s| s == d.state_at(filter.now));
-            if keep {
+            if filter.matches(&d) {
                 out.push(d);
                 if out.len() >= limit {
                     break;
@@ -818,10 +761,6 @@ impl Store for SledStore {
 
     fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
         self.get(t::CHAINS, chain_sha256.as_bytes())
-    }
-
-    fn closed(&self) -> tokio_util::sync::CancellationToken {
-        self.sequencer.stopped()
     }
 
     fn customer_version(
@@ -859,44 +798,53 @@ impl Store for SledStore {
         }
     }
 
-    fn admitted_before(
+    /// See [`Store::admitted_in`]: walks the model or customer index
+    /// down from `to` (or from `after`), skipping by the end recorded in
+    /// the index what ended before `from` without reading it, and stops at
+    /// a full page or after [`ADMITTED_SCAN_BUDGET`] index keys.
+    fn admitted_in(
         &self,
-        by: AdmittedBy<'_>,
-        up_to: UnixMillis,
-        cursor: Option<&[u8]>,
+        (tag, subject): (u8, &str),
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<super::Admitted>, StoreError> {
-        let (tag, subject) = match by {
-            AdmittedBy::Model(m) => (index::MODEL, m),
-            AdmittedBy::Customer(c) => (index::CUSTOMER, c),
-        };
+    ) -> Result<AdmittedPage, StoreError> {
         let prefix = index::prefix(tag, subject);
-        let mut end = index::prefix_at(tag, subject, up_to.saturating_add(1));
-        if let Some(c) = cursor {
+        let mut end = index::prefix_at(tag, subject, to.saturating_add(1));
+        if let Some(c) = after {
             if c < end.as_slice() {
                 end = c.to_vec();
             }
         }
+        let mut page = AdmittedPage::default();
         if end <= prefix {
-            return Ok(Vec::new());
+            return Ok(page);
         }
-        let mut out = Vec::new();
-        for item in self.tree(t::ATTRIBUTION).range(prefix.clone()..end).rev() {
-            if out.len() >= limit {
-                break;
-            }
+        for (scanned, item) in (1..).zip(self.tree(t::ATTRIBUTION).range(prefix.clone()..end).rev())
+        {
             let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
             let id = index::admitted_id(&prefix, &k).ok_or_else(|| StoreError::Corrupt {
                 key: hex::encode(&k),
                 detail: "malformed admission index key".into(),
             })?;
-            out.push(super::Admitted {
-                cursor: k.to_vec(),
-                deployment_id: id,
-                ended_at: index::ended_at(&v),
-            });
+            let cursor = Cursor::from_bytes(k.to_vec());
+            // Most of a window's scan is deployments that ended before it:
+            // their end is in the index.
+            let ended_before = index::ended_at(&v).is_some_and(|end| end < from);
+            if !ended_before {
+                if let Some(d) = self.get::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? {
+                    if d.end() >= from {
+                        page.deployments.push((d, cursor.clone()));
+                    }
+                }
+            }
+            if page.deployments.len() >= limit || scanned >= ADMITTED_SCAN_BUDGET {
+                page.next = Some(cursor);
+                return Ok(page);
+            }
         }
-        Ok(out)
+        Ok(page)
     }
 
     fn endpoint_claim(
@@ -927,37 +875,6 @@ impl Store for SledStore {
         }))
     }
 
-    async fn put_attribution_request(
-        &self,
-        request: &AttributionRequest,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(Mutation::PutAttributionRequest(request.clone()), entry)
-            .await?;
-        appended(applied)
-    }
-
-    async fn record_disclosure(
-        &self,
-        request_index: u64,
-        disclosure: &Disclosure,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::RecordDisclosure {
-                    request_index,
-                    disclosure: disclosure.clone(),
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
     fn attribution_requests(
         &self,
         before: Option<u64>,
@@ -979,42 +896,6 @@ impl Store for SledStore {
             out.push(decode(&k, &v)?);
         }
         Ok(out)
-    }
-
-    fn backup(
-        &self,
-        out: &mut dyn std::io::Write,
-    ) -> Result<super::backup::BackupSummary, StoreError> {
-        let created_at = crate::clock::now_millis();
-        self.sequencer.paused(|| {
-            let start = std::time::Instant::now();
-            let mut summary = super::backup::write_snapshot(&self.trees, out, created_at)?;
-            summary.paused = start.elapsed();
-            Ok(summary)
-        })
-    }
-
-    fn checkpoint(&self) -> SignedCheckpoint {
-        match self.latest.read() {
-            Ok(c) => c.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    fn stats(&self) -> Result<super::StoreStats, StoreError> {
-        let (ledger_size, checkpoint_signed_at) = {
-            let c = match self.latest.read() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            (c.checkpoint.size, c.signed_at)
-        };
-        Ok(super::StoreStats {
-            ledger_size,
-            checkpoint_signed_at,
-            states: self.get(t::META, META_STATE_COUNTS)?.unwrap_or_default(),
-            flush_seconds: self.flush_seconds.snapshot(),
-        })
     }
 
     fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -1091,5 +972,461 @@ impl Store for SledStore {
 
     fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         tree::prove_tree(to, from, &StoredHashes(self.tree(t::HASHES))).map_err(hash_error)
+    }
+
+    /// A customer's versions as purged tombstones, made from the stored
+    /// records: their commitment is the stored one, and nothing needs
+    /// opening.
+    fn tombstones(&self, customer_id: &str) -> Result<Vec<StoredCustomer>, StoreError> {
+        self.tree(t::CUSTOMERS)
+            .scan_prefix(customer_prefix(customer_id))
+            .map(|item| {
+                let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
+                decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
+        self.point(|r| r.customer(customer_id))
+    }
+
+    async fn customer_as_of(
+        &self,
+        customer_id: &str,
+        as_of: UnixMillis,
+    ) -> Result<Option<Customer>, StoreError> {
+        self.point(|r| r.customer_as_of(customer_id, as_of))
+    }
+
+    async fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, StoreError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        self.scan(move |r| r.list_customers(&filter, after.as_deref(), limit))
+            .await
+    }
+
+    async fn put_customer(
+        &self,
+        customer: &Customer,
+        screening: Option<&Screening>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let customer = Encoded::new(StoredCustomer::seal(customer, &self.reader.keys)?)?;
+        let screening = screening
+            .map(|s| Encoded::new(StoredScreening::seal(s, &self.reader.keys)?))
+            .transpose()?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PutCustomer {
+                    customer,
+                    screening,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
+        self.point(|r| r.screening(customer_id))
+    }
+
+    async fn put_screenings(
+        &self,
+        screenings: &[Screening],
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let sealed = screenings
+            .iter()
+            .map(|s| Encoded::new(StoredScreening::seal(s, &self.reader.keys)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutScreenings(sealed), entry)
+            .await?;
+        appended(applied)
+    }
+
+    async fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
+        // One value, but a large one to decode.
+        self.scan(|r| r.sanctions_list()).await
+    }
+
+    async fn put_sanctions_list(
+        &self,
+        list: &SanctionsList,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let encoded = crate::store::codec::encode(list)?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PutSanctionsList {
+                    encoded,
+                    sha256: list.sha256.clone(),
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn purge_customer(
+        &self,
+        customer_id: &str,
+        latest_version: u64,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let tombstones = self.point(|r| r.tombstones(customer_id))?;
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::PurgeCustomer {
+                    tombstones,
+                    latest_version,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn record_admission(
+        &self,
+        decision: &DecisionRecord,
+        deployment: Option<&Deployment>,
+        chain_pem: Option<&str>,
+        orders_seen: u64,
+        entry: Entry,
+    ) -> Result<AdmitRecorded, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::RecordAdmission {
+                    decision: decision.clone(),
+                    deployment: deployment.cloned(),
+                    chain_pem: chain_pem.map(str::to_string),
+                    orders_seen,
+                },
+                entry,
+            )
+            .await?;
+        Ok(applied)
+    }
+
+    async fn update_deployment(
+        &self,
+        before: &Deployment,
+        after: &Deployment,
+        decision: &DecisionRecord,
+        orders_seen: Option<u64>,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::UpdateDeployment {
+                    before: before.clone(),
+                    after: after.clone(),
+                    decision: decision.clone(),
+                    orders_seen,
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
+        let revision = change.revision.clone();
+        let applied = self
+            .sequencer
+            .submit(Mutation::Order(Box::new(change)), entry)
+            .await?;
+        appended(applied)?;
+        Ok(revision.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.point(|r| r.order(order_id))
+    }
+
+    async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        self.scan(move |r| r.list_orders(&filter, after.as_deref(), limit))
+            .await
+    }
+
+    async fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
+        self.point(|r| r.active_orders())
+    }
+
+    async fn order_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderEvent>, StoreError> {
+        self.scan(move |r| r.order_events(after, up_to, limit))
+            .await
+    }
+
+    async fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
+        self.point(|r| r.order_revisions())
+    }
+
+    async fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
+        self.point(|r| r.deployment(deployment_id))
+    }
+
+    async fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let (filter, after) = (filter.clone(), after.map(str::to_owned));
+        self.scan(move |r| r.list_deployments(&filter, after.as_deref(), limit))
+            .await
+    }
+
+    async fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
+        self.point(|r| r.chain(chain_sha256))
+    }
+
+    fn closed(&self) -> tokio_util::sync::CancellationToken {
+        self.sequencer.stopped()
+    }
+
+    async fn customer_version(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<Customer>, StoreError> {
+        self.point(|r| r.customer_version(customer_id, version))
+    }
+
+    async fn customer_version_index(
+        &self,
+        customer_id: &str,
+        version: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.point(|r| r.customer_version_index(customer_id, version))
+    }
+
+    async fn admitted_in(
+        &self,
+        by: AdmittedBy<'_>,
+        from: UnixMillis,
+        to: UnixMillis,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<AdmittedPage, StoreError> {
+        let (tag, subject) = admitted_index(by);
+        let subject = subject.to_string();
+        let after = after.map(|c| c.as_bytes().to_vec());
+        self.scan(move |r| r.admitted_in((tag, &subject), from, to, after.as_deref(), limit))
+            .await
+    }
+
+    async fn admitted_cursor_valid(&self, by: AdmittedBy<'_>, cursor: &Cursor) -> bool {
+        let (tag, subject) = admitted_index(by);
+        cursor.as_bytes().starts_with(&index::prefix(tag, subject))
+    }
+
+    async fn endpoint_claim(
+        &self,
+        endpoint: &str,
+        at: UnixMillis,
+    ) -> Result<Option<EndpointClaim>, StoreError> {
+        self.point(|r| r.endpoint_claim(endpoint, at))
+    }
+
+    async fn put_attribution_request(
+        &self,
+        request: &AttributionRequest,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(Mutation::PutAttributionRequest(request.clone()), entry)
+            .await?;
+        appended(applied)
+    }
+
+    async fn record_disclosure(
+        &self,
+        request_index: u64,
+        disclosure: &Disclosure,
+        entry: Entry,
+    ) -> Result<u64, StoreError> {
+        let applied = self
+            .sequencer
+            .submit(
+                Mutation::RecordDisclosure {
+                    request_index,
+                    disclosure: disclosure.clone(),
+                },
+                entry,
+            )
+            .await?;
+        appended(applied)
+    }
+
+    async fn attribution_requests(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AttributionRequest>, StoreError> {
+        self.scan(move |r| r.attribution_requests(before, limit))
+            .await
+    }
+
+    async fn backup(
+        &self,
+        mut out: std::fs::File,
+    ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
+        let created_at = crate::clock::now_millis();
+        let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
+        blocking(move || {
+            let summary = sequencer.paused(|| {
+                let start = std::time::Instant::now();
+                let mut summary =
+                    crate::store::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
+                summary.paused = start.elapsed();
+                Ok::<_, StoreError>(summary)
+            })?;
+            Ok((out, summary))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
+        Ok(match self.latest.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        })
+    }
+
+    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
+        let (ledger_size, checkpoint_signed_at) = {
+            let c = match self.latest.read() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            (c.checkpoint.size, c.signed_at)
+        };
+        Ok(crate::store::StoreStats {
+            ledger_size,
+            checkpoint_signed_at,
+            states: self
+                .point(|r| r.get(t::META, META_STATE_COUNTS))?
+                .unwrap_or_default(),
+            flush_seconds: self.flush_seconds.snapshot(),
+        })
+    }
+
+    async fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.scan(move |r| r.entries(start, count)).await
+    }
+
+    async fn entries_at(
+        &self,
+        indexes: &[u64],
+    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
+        let indexes = indexes.to_vec();
+        self.scan(move |r| r.entries_at(&indexes)).await
+    }
+
+    async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.scan(move |r| r.inclusion_proof(index, tree_size))
+            .await
+    }
+
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        self.scan(move |r| r.consistency_proof(from, to)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Damage sled reports is corruption (DATA_LOSS to callers, never
+    /// "retry"); its I/O errors stay I/O (UNAVAILABLE).
+    #[test]
+    fn damage_sled_reports_is_corruption_and_io_stays_io() {
+        let e = StoreError::from(sled::Error::Corruption { at: None, bt: () });
+        assert!(e.is_corruption(), "{e:?}");
+        let e = StoreError::from(sled::Error::ReportableBug("no page".into()));
+        assert!(e.is_corruption(), "{e:?}");
+        let e = StoreError::from(sled::Error::Io(std::io::Error::other("disk busy")));
+        assert!(matches!(e, StoreError::Io(_)), "{e:?}");
+    }
+
+    fn open(dir: &Path) -> SledStore {
+        let keys = Keyring::parse("test", &Keyring::new_key_line("test-1").unwrap()).unwrap();
+        let signer = Signer::generate("warden.test/ledger").unwrap();
+        SledStore::open(dir, signer, keys).unwrap()
+    }
+
+    /// A long history of deployments that ended before the window is read
+    /// in budgeted steps: each call stops after the budget with a cursor,
+    /// the last one says the scan is complete, and a cursor of one
+    /// selector is refused by another.
+    #[tokio::test]
+    async fn an_admission_scan_stops_at_its_budget_and_continues_from_its_cursor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(&tmp.path().join("data"));
+        let digest = "sha256:aa";
+        let index = store.reader.tree(t::ATTRIBUTION);
+        for i in 0..=ADMITTED_SCAN_BUDGET {
+            let at = i64::try_from(i).unwrap();
+            let key = index::admitted(index::MODEL, digest, at, &format!("dep-{i}"));
+            index
+                .insert(key, index::ended_at_value(Some(at + 1)))
+                .unwrap();
+        }
+        let by = AdmittedBy::Model(digest);
+        let from = 1_000_000;
+        let first = store
+            .admitted_in(by, from, i64::MAX, None, 10)
+            .await
+            .unwrap();
+        assert!(first.deployments.is_empty());
+        let next = first
+            .next
+            .expect("the budget ran out before the history did");
+        assert!(store.admitted_cursor_valid(by, &next).await);
+        assert!(
+            !store
+                .admitted_cursor_valid(AdmittedBy::Customer(digest), &next)
+                .await
+        );
+        assert!(
+            !store
+                .admitted_cursor_valid(AdmittedBy::Model("sha256:bb"), &next)
+                .await
+        );
+        let rest = store
+            .admitted_in(by, from, i64::MAX, Some(&next), 10)
+            .await
+            .unwrap();
+        assert!(rest.deployments.is_empty());
+        assert_eq!(rest.next, None, "one key was left, and then none");
     }
 }

@@ -16,19 +16,20 @@
 
 use std::path::{Path, PathBuf};
 
-use super::codec::{decode, decode_entries, key_name};
-use super::guard::engine;
-use super::head;
-use super::sealed::{StoredCustomer, StoredScreening};
-use super::sequencer::{t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS};
-use super::sequencer::{ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256};
-use super::{index, DecisionRecord, StateCounts, StoreError};
+use super::engine::engine;
+use super::index;
+use super::{t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS};
+use super::{ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256};
 use crate::domain::attribution::AttributionRequest;
 use crate::domain::deployment::Deployment;
 use crate::domain::order::{Order, OrderEvent};
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Verifier;
 use crate::pii::Keyring;
+use crate::store::codec::{decode, decode_entries, key_name};
+use crate::store::head;
+use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::{DecisionRecord, StateCounts, StoreError};
 
 /// A damaged record, or damage sled reports without naming one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +84,7 @@ fn problem(e: StoreError) -> Problem {
     match e {
         StoreError::Corrupt { key, detail } => Problem { key, detail },
         e => Problem {
-            key: super::ENGINE_KEY.into(),
+            key: crate::store::ENGINE_KEY.into(),
             detail: e.to_string(),
         },
     }
@@ -96,7 +97,7 @@ pub fn check(
     verifier: &Verifier,
     keys: Option<&Keyring>,
 ) -> Result<CheckReport, CheckError> {
-    if !super::backup::is_store(dir) {
+    if !crate::store::backup::is_store(dir) {
         return Err(CheckError::NotAStore(dir.to_path_buf()));
     }
     let mut report = CheckReport {
@@ -108,8 +109,8 @@ pub fn check(
         notes: Vec::new(),
     };
     let opened = engine(|| {
-        let db = super::sled_store::open_db(dir)?;
-        let trees = super::sled_store::open_trees(&db)?;
+        let db = super::open_db(dir)?;
+        let trees = super::open_trees(&db)?;
         Ok((db, trees))
     });
     let (_db, trees) = match opened {
@@ -129,7 +130,7 @@ pub fn check(
         });
         report.trees.push((t::NAMES[i].to_string(), n));
     }
-    match engine(|| super::sled_store::read_ledger(&trees, verifier)) {
+    match engine(|| super::read_ledger(&trees, verifier)) {
         Ok(ledger) => {
             report.ledger_size = Some(ledger.size);
             report.checkpoint_size = ledger.last.as_ref().map(|c| c.checkpoint.size);
@@ -307,7 +308,7 @@ mod tests {
         let dir = tmp.path().join("data");
         let signer = Signer::generate("warden.test/ledger").unwrap();
         fresh(&dir, &signer).await;
-        let mut raw = super::super::codec::encode(&"a deployment".to_string()).unwrap();
+        let mut raw = crate::store::codec::encode(&"a deployment".to_string()).unwrap();
         let last = raw.len() - 2;
         raw[last] ^= 0x01;
         poke(&dir, "deployments", b"dep-1", &raw);
@@ -317,7 +318,7 @@ mod tests {
             SledStore::open(&dir, copy(&signer), keys()).unwrap(),
             watch.clone(),
         );
-        match store.deployment("dep-1") {
+        match store.deployment("dep-1").await {
             Err(StoreError::Corrupt { key, detail }) => {
                 assert_eq!(key, "deployments/dep-1");
                 assert_eq!(detail, "checksum mismatch");
@@ -326,7 +327,7 @@ mod tests {
         }
         assert_eq!(watch.count(), 1);
         // Other records, and other errors, are not corruption.
-        assert!(store.deployment("dep-2").unwrap().is_none());
+        assert!(store.deployment("dep-2").await.unwrap().is_none());
         assert_eq!(watch.count(), 1);
         close(store).await;
 
@@ -351,7 +352,7 @@ mod tests {
         let signer = Signer::generate("warden.test/ledger").unwrap();
         fresh(&dir, &signer).await;
         // A checksum that matches, over JSON that is not a deployment.
-        let raw = super::super::codec::encode(&vec![1, 2, 3]).unwrap();
+        let raw = crate::store::codec::encode(&vec![1, 2, 3]).unwrap();
         poke(&dir, "deployments", b"dep-1", &raw);
         poke(&dir, "order_meta", b"revision", b"\x01");
         let report = check(&dir, &signer.verifier(), None).unwrap();
