@@ -27,6 +27,7 @@ mod metrics;
 mod orders;
 mod rbac;
 mod smoke;
+mod store_conformance;
 mod store_damage;
 mod transport;
 mod verification_cache;
