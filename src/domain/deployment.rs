@@ -44,6 +44,16 @@ impl DeploymentState {
             Self::Terminated => "TERMINATED",
         }
     }
+
+    /// Whether an order can still act on a deployment stored in this
+    /// state: stop it (an ACTIVE one, or a SUSPENDED one a termination
+    /// ends) or hold it (a SUSPENDED one). [`crate::domain::order::Order::stop`]
+    /// and [`crate::domain::order::Order::release`] leave every other
+    /// state alone, so an engine need only offer them deployments in these
+    /// states, which it can keep indexed.
+    pub fn order_may_act_on(self) -> bool {
+        matches!(self, Self::Active | Self::Suspended)
+    }
 }
 
 /// What the model-evaluation certificate said, kept with the deployment so

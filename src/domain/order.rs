@@ -831,6 +831,32 @@ mod tests {
                     prop_assert_eq!(d.state, expected, "{}", d.deployment_id);
                 }
             }
+
+            /// Engines offer orders only the deployments stored in a state
+            /// an order may act on (and keep those indexed): an order, any
+            /// target and action, activated or ending, leaves every other
+            /// deployment alone whoever holds it and whatever the time.
+            #[test]
+            fn orders_act_only_on_deployments_in_the_states_engines_offer(
+                orders in orders(),
+                state in proptest::sample::select(
+                    DeploymentState::ALL
+                        .into_iter()
+                        .filter(|s| !s.order_may_act_on())
+                        .collect::<Vec<_>>(),
+                ),
+                holder in 0usize..6,
+                now in 0i64..2_000,
+            ) {
+                let d = Deployment {
+                    order_id: Some(format!("ord-{holder}")),
+                    ..deployment("d0", "c0", state)
+                };
+                for o in &orders {
+                    prop_assert!(o.stop(&d, now).is_none(), "{} stops a {state:?} one", o.order_id);
+                    prop_assert!(o.release(&d, &orders).is_none(), "{} releases a {state:?} one", o.order_id);
+                }
+            }
         }
     }
 }

@@ -19,12 +19,14 @@
 //! of every engine, in `tests/`, can call it.
 
 mod conflicts;
+mod orders;
 mod proofs;
 mod reads;
 mod values;
 mod writes;
 
 pub use conflicts::*;
+pub use orders::*;
 pub use proofs::*;
 pub use reads::*;
 pub use values::*;
@@ -93,6 +95,7 @@ macro_rules! store_conformance_tests {
             request_and_event_pages_cover_everything_once,
             proofs_verify_at_every_size_and_one_size_has_one_root,
             state_counts_follow_every_write,
+            orders_act_on_every_deployment_their_target_names,
         );
     };
     (@each $engine:expr; $($check:ident),+ $(,)?) => {

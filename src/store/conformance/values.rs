@@ -329,7 +329,7 @@ pub(super) fn model_target(model: &str) -> Target {
 
 /// An order change and the entry the caller writes with it (the store
 /// fills in the deployments it changed).
-pub(super) fn order_change(
+pub fn order_change(
     order: &Order,
     events: &[EventKind],
     ack: Option<&str>,

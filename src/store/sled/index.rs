@@ -8,10 +8,23 @@
 //! | `e` endpoint 0x00 at index | deployment_id: who claimed an endpoint when |
 //! | `v` customer_id 0x00 version | index of the entry that recorded the version |
 //! | `r` index | an attribution request, keyed by its entry's index |
+//! | `M` digest 0x00 deployment_id | a deployment of the model an order may still act on (stored ACTIVE or SUSPENDED); the value is empty |
+//! | `C` customer_id 0x00 deployment_id | the same by customer |
+//! | `F` fingerprint 0x00 deployment_id | the same by certificate fingerprint |
+//! | `V` evaluator 0x00 deployment_id | the same by evaluator |
+//!
+//! The last four let an order find what it stops or holds without reading
+//! every deployment: they are written in the same commit as the deployment
+//! whose state enters or leaves
+//! [`DeploymentState::order_may_act_on`](crate::domain::deployment::DeploymentState::order_may_act_on).
+//! A store written before they existed gets them at open
+//! (`META_ORDER_INDEX` marks that they are complete).
 //!
 //! Times and indices are big-endian u64, so keys sort by them. Ids, digests
 //! and endpoints contain no 0x00 (they are validated on the way in).
 
+use crate::domain::deployment::Deployment;
+use crate::domain::order::TargetKind;
 use crate::domain::UnixMillis;
 
 pub(crate) const MODEL: u8 = b'm';
@@ -19,6 +32,38 @@ pub(crate) const CUSTOMER: u8 = b'c';
 pub(crate) const ENDPOINT: u8 = b'e';
 pub(crate) const VERSION: u8 = b'v';
 pub(crate) const REQUEST: u8 = b'r';
+pub(crate) const OPEN_MODEL: u8 = b'M';
+pub(crate) const OPEN_CUSTOMER: u8 = b'C';
+pub(crate) const OPEN_CERTIFICATE: u8 = b'F';
+pub(crate) const OPEN_EVALUATOR: u8 = b'V';
+
+/// The tag of the index that finds the deployments a target of `kind`
+/// names; `None` for a single deployment, which is read by its id.
+pub(crate) fn open_tag(kind: TargetKind) -> Option<u8> {
+    match kind {
+        TargetKind::Deployment => None,
+        TargetKind::ModelDigest => Some(OPEN_MODEL),
+        TargetKind::Customer => Some(OPEN_CUSTOMER),
+        TargetKind::Certificate => Some(OPEN_CERTIFICATE),
+        TargetKind::Evaluator => Some(OPEN_EVALUATOR),
+    }
+}
+
+/// The keys that index `d` while an order may act on it, one per target
+/// kind an order can name it by (besides its id).
+pub(crate) fn open_keys(d: &Deployment) -> [Vec<u8>; 4] {
+    [
+        (OPEN_MODEL, &d.model_digest),
+        (OPEN_CUSTOMER, &d.customer_id),
+        (OPEN_CERTIFICATE, &d.certificate.fingerprint),
+        (OPEN_EVALUATOR, &d.certificate.evaluator),
+    ]
+    .map(|(tag, subject)| {
+        let mut k = prefix(tag, subject);
+        k.extend_from_slice(d.deployment_id.as_bytes());
+        k
+    })
+}
 
 fn time(at: UnixMillis) -> [u8; 8] {
     u64::try_from(at).unwrap_or(0).to_be_bytes()

@@ -57,8 +57,8 @@ use commit::Sequencer;
 use engine::engine;
 pub(crate) use keys::{
     customer_key, customer_prefix, hash_error, t, StoredHashes, META_CHECKPOINT,
-    META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS, ORDER_REVISION, ORDER_SET_REVISION,
-    SANCTIONS_LIST, SANCTIONS_SHA256,
+    META_CHECKPOINT_AT, META_ORDER_INDEX, META_SIZE, META_STATE_COUNTS, ORDER_REVISION,
+    ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256,
 };
 use plan::{Encoded, Mutation};
 
@@ -148,6 +148,7 @@ impl SledStore {
             let (size, checkpoint) = verify_ledger(&db, &trees, &signer, dir)?;
             check_keys(&trees, &keys)?;
             count_states(&trees)?;
+            index_open_deployments(&trees)?;
             Ok((db, trees, size, checkpoint))
         })?;
         keep_private(dir);
@@ -352,6 +353,42 @@ fn count_states(trees: &[sled::Tree]) -> Result<(), StoreError> {
     trees[t::META]
         .insert(META_STATE_COUNTS, crate::store::codec::encode(&counts)?)
         .map_err(io)?;
+    Ok(())
+}
+
+/// Builds the index orders find their deployments by (see [`index`]) in a
+/// store written before it existed: every deployment an order may act on,
+/// then a flush, then the mark that the index is complete, then a flush, so
+/// a crash in between only means it is built again.
+fn index_open_deployments(trees: &[sled::Tree]) -> Result<(), StoreError> {
+    if trees[t::META].contains_key(META_ORDER_INDEX).map_err(io)? {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for item in trees[t::DEPLOYMENTS].iter() {
+        let (k, v) = item.map_err(io)?;
+        let d: Deployment = decode(&k, &v)?;
+        if d.state.order_may_act_on() {
+            for key in index::open_keys(&d) {
+                batch.insert(key, Vec::new());
+            }
+            in_batch += 1;
+        }
+        // Bounded memory however many deployments are open.
+        if in_batch == 10_000 {
+            trees[t::ATTRIBUTION]
+                .apply_batch(std::mem::take(&mut batch))
+                .map_err(io)?;
+            in_batch = 0;
+        }
+    }
+    trees[t::ATTRIBUTION].apply_batch(batch).map_err(io)?;
+    trees[t::ATTRIBUTION].flush().map_err(io)?;
+    trees[t::META]
+        .insert(META_ORDER_INDEX, Vec::new())
+        .map_err(io)?;
+    trees[t::META].flush().map_err(io)?;
     Ok(())
 }
 
@@ -1428,5 +1465,70 @@ mod tests {
             .unwrap();
         assert!(rest.deployments.is_empty());
         assert_eq!(rest.next, None, "one key was left, and then none");
+    }
+
+    /// A store written before orders found their deployments by index gets
+    /// the index when it opens: an order then stops the deployments stored
+    /// before, and a store opened again with the index does not build it
+    /// twice.
+    #[tokio::test]
+    async fn a_store_without_the_order_index_gets_it_at_open() {
+        use crate::domain::order::{Action, EventKind, OrderState, Target, TargetKind};
+        use crate::store::conformance::{admit, deployment, order, order_change, T0};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let signer = Signer::generate("warden.test/ledger").unwrap();
+        let copy = || Signer::from_text(&signer.to_text()).unwrap();
+        let keys = || Keyring::parse("test", &Keyring::new_key_line("test-1").unwrap()).unwrap();
+        let store = SledStore::open(&dir, copy(), keys()).unwrap();
+        for (id, customer) in [
+            ("dep-1", "cust-1"),
+            ("dep-2", "cust-1"),
+            ("dep-3", "cust-2"),
+        ] {
+            admit(&store, &deployment(id, customer, "sha256:aaaa", T0)).await;
+        }
+        // As a store written before the index: no index keys, no mark.
+        let index_tree = store.reader.tree(t::ATTRIBUTION);
+        for key in index_tree.iter().keys() {
+            let key = key.unwrap();
+            if key.first() == Some(&index::OPEN_CUSTOMER) || key.first() == Some(&index::OPEN_MODEL)
+            {
+                index_tree.remove(key).unwrap();
+            }
+        }
+        store.reader.tree(t::META).remove(META_ORDER_INDEX).unwrap();
+        let closed = store.closed();
+        drop(store);
+        closed.cancelled().await;
+
+        let store = SledStore::open(&dir, copy(), keys()).unwrap();
+        let suspend = Order {
+            state: OrderState::Active,
+            ..order(
+                "ord-1",
+                Target {
+                    kind: TargetKind::Customer,
+                    value: "cust-1".into(),
+                },
+                Action::Suspend,
+            )
+        };
+        let (change, entry) =
+            order_change(&suspend, &[EventKind::Issued, EventKind::Activated], None);
+        store.change_order(change, entry).await.unwrap();
+        let mut matched = store
+            .order("ord-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .matched_deployments;
+        matched.sort();
+        assert_eq!(matched, ["dep-1", "dep-2"]);
+        assert!(store
+            .reader
+            .tree(t::META)
+            .contains_key(META_ORDER_INDEX)
+            .unwrap());
     }
 }

@@ -181,6 +181,12 @@ impl<'a> Plan<'a> {
             d.state,
         );
         record_end(self, before, d);
+        let was_open = before.is_some_and(|b| b.state.order_may_act_on());
+        if was_open != d.state.order_may_act_on() {
+            for key in index::open_keys(d) {
+                self.write(t::ATTRIBUTION, key, (!was_open).then(Vec::new));
+            }
+        }
         Ok(())
     }
 
@@ -608,6 +614,73 @@ fn keys_in(plan: &Plan<'_>, tree: usize) -> Result<Vec<Vec<u8>>, StoreError> {
     Ok(ids.into_iter().collect())
 }
 
+/// The deployments an order with `target` may act on, as the domain
+/// defines them ([`DeploymentState::order_may_act_on`]), found through the
+/// index the planner keeps with them (the one deployment a deployment
+/// target names is read by its id). The order's own rules
+/// (`Order::stop`, `Order::release`) still decide each one, so a
+/// deployment offered here that the target does not match is left alone.
+fn offered(
+    plan: &Plan<'_>,
+    target: &crate::domain::order::Target,
+) -> Result<Vec<Deployment>, StoreError> {
+    let ids = match index::open_tag(target.kind) {
+        None => vec![target.value.as_bytes().to_vec()],
+        Some(tag) => {
+            let prefix = index::prefix(tag, &target.value);
+            keys_with_prefix(plan, t::ATTRIBUTION, &prefix)?
+                .into_iter()
+                .map(|k| k[prefix.len()..].to_vec())
+                .collect()
+        }
+    };
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? {
+            if d.state.order_may_act_on() {
+                found.push(d);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The keys of `tree` under `prefix` that are present as this batch sees
+/// them: stored, or written by the batches in memory, less those they
+/// remove.
+fn keys_with_prefix(
+    plan: &Plan<'_>,
+    tree: usize,
+    prefix: &[u8],
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut keys = std::collections::BTreeSet::new();
+    for item in plan.trees[tree].scan_prefix(prefix).keys() {
+        keys.insert(
+            item.map_err(|e| StoreError::from(e).in_tree(t::NAMES[tree]))?
+                .to_vec(),
+        );
+    }
+    for layer in plan
+        .previous
+        .into_iter()
+        .chain(std::iter::once(&plan.layer))
+    {
+        keys.extend(
+            layer.written[tree]
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned(),
+        );
+    }
+    let mut present = Vec::with_capacity(keys.len());
+    for k in keys {
+        if plan.get(tree, &k)?.is_some() {
+            present.push(k);
+        }
+    }
+    Ok(present)
+}
+
 /// Plans an order change: the revision check, then activation (the
 /// deployments the order stops, as `Order::stop` decides), release (what a
 /// lifted or expired suspension gives back, unless another order in force
@@ -633,10 +706,7 @@ fn apply_order(
     }
     let mut changed: Vec<String> = Vec::new();
     if change.activate {
-        for id in keys_in(plan, t::DEPLOYMENTS)? {
-            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
-                continue;
-            };
+        for d in offered(plan, &order.target)? {
             if let Some(mut after) = order.stop(&d, change.now) {
                 changed.push(d.deployment_id.clone());
                 after.facts.push(index);
@@ -657,10 +727,7 @@ fn apply_order(
                 }
             }
         }
-        for id in keys_in(plan, t::DEPLOYMENTS)? {
-            let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? else {
-                continue;
-            };
+        for d in offered(plan, &order.target)? {
             if let Some(release) = order.release(&d, &others) {
                 let mut after = release.after;
                 if release.resumed {
