@@ -22,7 +22,7 @@ use crate::domain::customer::Customer;
 use crate::domain::deployment::{DeploymentState, Workload};
 use crate::domain::UnixMillis;
 use crate::ledger::checkpoint::Checkpoint;
-use crate::ledger::entry::{commitment, CustomerRef, Entry, Event};
+use crate::ledger::entry::{commitment, CertificateRef, CustomerRef, Entry, Event};
 use crate::ledger::note::Verifier;
 use crate::ledger::tree;
 
@@ -247,181 +247,23 @@ pub fn derive(
         .as_ref()
         .ok_or_else(|| format!("deployment {deployment_id}: admission names no certificate"))?;
 
-    // The certificate: bound by its fingerprint in the admission entry.
-    let certs = crate::pki::Verifier::default()
-        .parse_chain(&bound.chain_pem)
-        .map_err(|e| format!("deployment {deployment_id}: certificate chain: {e}"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| format!("deployment {deployment_id}: empty certificate chain"))?;
-    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(leaf.as_ref()));
-    if fingerprint != certificate_ref.fingerprint {
-        return Err(format!(
-            "deployment {deployment_id}: the certificate's SHA-256 {fingerprint} is not the {} admission recorded",
-            certificate_ref.fingerprint
-        ));
-    }
-    let profile = crate::pki::Profile::from_oid_str(&bound.oid_base_arc)
-        .map_err(|e| format!("oid_base_arc: {e}"))?;
-    let claims = crate::pki::verify::certificate_claims(leaf.as_ref(), &profile)
-        .map_err(|e| format!("deployment {deployment_id}: {e}"))?;
+    let claims = bound_claims(deployment_id, certificate_ref, bound)?;
+    check_bound_identities(
+        deployment_id,
+        customer_id,
+        customer.as_ref(),
+        bound,
+        entries,
+    )?;
 
-    // Identities: bound by the commitments their entries carry.
-    if let Some(identity) = &bound.identity_at_admission {
-        check_identity("identity at admission", identity, customer_id, entries)?;
-        let admitted_with = customer.as_ref().ok_or_else(|| {
-            format!("deployment {deployment_id}: admission recorded no customer version")
-        })?;
-        if identity.version != admitted_with.version
-            || identity.commitment != admitted_with.commitment
-        {
-            return Err(format!(
-                "identity at admission: admission relied on version {}, not {}",
-                admitted_with.version, identity.version
-            ));
-        }
-    }
-    if let Some(identity) = &bound.identity_current {
-        check_identity("current identity", identity, customer_id, entries)?;
-    }
-
-    // The lifecycle, entry by entry.
-    let mut lifecycle = vec![LifecycleEvent {
-        kind: LifecycleKind::Admitted,
-        at: admission.at,
-        ledger_index: *admission_index,
-        endpoints: workload.endpoints.clone(),
-        lease_expires_at: *lease_expires_at,
-        order_id: None,
-        principal: admission.principal.clone(),
-    }];
-    let mut state = DeploymentState::Active;
-    let mut endpoints = workload.endpoints.clone();
-    let mut lease = lease_expires_at.unwrap_or(admission.at);
-    let mut lease_index = *admission_index;
-    let expire = |state: &mut DeploymentState,
-                  lifecycle: &mut Vec<LifecycleEvent>,
-                  endpoints: &[String],
-                  lease: UnixMillis,
-                  lease_index: u64,
-                  before: UnixMillis| {
-        if *state == DeploymentState::Active && lease <= before {
-            *state = DeploymentState::Expired;
-            lifecycle.push(LifecycleEvent {
-                kind: LifecycleKind::Expired,
-                at: lease,
-                ledger_index: lease_index,
-                endpoints: endpoints.to_vec(),
-                lease_expires_at: Some(lease),
-                order_id: None,
-                principal: String::new(),
-            });
-        }
-    };
+    let mut replay = Replay::start(*admission_index, admission, workload, *lease_expires_at);
     for (&index, e) in entries.range(admission_index + 1..) {
-        let event = match &e.event {
-            Event::Renewal {
-                deployment_id: d,
-                allowed,
-                lease_expires_at,
-                endpoints: renewed,
-                ..
-            } if d == deployment_id => {
-                expire(
-                    &mut state,
-                    &mut lifecycle,
-                    &endpoints,
-                    lease,
-                    lease_index,
-                    e.at,
-                );
-                if *allowed {
-                    let kind = if *renewed == endpoints {
-                        LifecycleKind::Renewed
-                    } else {
-                        LifecycleKind::EndpointsChanged
-                    };
-                    endpoints.clone_from(renewed);
-                    lease = lease_expires_at.unwrap_or(lease);
-                    lease_index = index;
-                    (kind, None)
-                } else {
-                    (LifecycleKind::RenewalDenied, None)
-                }
-            }
-            Event::Release {
-                deployment_id: d, ..
-            } if d == deployment_id => {
-                expire(
-                    &mut state,
-                    &mut lifecycle,
-                    &endpoints,
-                    lease,
-                    lease_index,
-                    e.at,
-                );
-                state = DeploymentState::Released;
-                (LifecycleKind::Released, None)
-            }
-            Event::Order {
-                order_id,
-                events,
-                action,
-                deployment_ids,
-                ..
-            } if deployment_ids.iter().any(|d| d == deployment_id) => {
-                let has = |k: &str| events.iter().any(|x| x == k);
-                let kind = if has("ACTIVATED") {
-                    expire(
-                        &mut state,
-                        &mut lifecycle,
-                        &endpoints,
-                        lease,
-                        lease_index,
-                        e.at,
-                    );
-                    if action == "TERMINATE" {
-                        state = DeploymentState::Terminated;
-                        LifecycleKind::Terminated
-                    } else {
-                        state = DeploymentState::Suspended;
-                        LifecycleKind::Suspended
-                    }
-                } else if has("LIFTED") || has("EXPIRED") {
-                    state = DeploymentState::Active;
-                    LifecycleKind::Resumed
-                } else if has("ACKNOWLEDGED") {
-                    LifecycleKind::Acknowledged
-                } else {
-                    continue;
-                };
-                (kind, Some(order_id.clone()))
-            }
-            _ => continue,
-        };
-        let (kind, order_id) = event;
-        lifecycle.push(LifecycleEvent {
-            kind,
-            at: e.at,
-            ledger_index: index,
-            endpoints: endpoints.clone(),
-            lease_expires_at: matches!(
-                kind,
-                LifecycleKind::Renewed | LifecycleKind::EndpointsChanged
-            )
-            .then_some(lease),
-            order_id,
-            principal: e.principal.clone(),
-        });
+        replay.apply(deployment_id, index, e);
     }
-    expire(
-        &mut state,
-        &mut lifecycle,
-        &endpoints,
-        lease,
-        lease_index,
-        answered_at,
-    );
+    replay.expire(answered_at);
+    let Replay {
+        state, lifecycle, ..
+    } = replay;
 
     let held_endpoint = match selector {
         Selector::Endpoint { endpoint, at } => held_at(&lifecycle, endpoint, *at),
@@ -449,6 +291,199 @@ pub fn derive(
         identity_current: bound.identity_current.clone(),
         held_endpoint,
     })
+}
+
+/// The claims of the bound certificate, which must be the one the admission
+/// entry names by its fingerprint.
+fn bound_claims(
+    deployment_id: &str,
+    certificate_ref: &CertificateRef,
+    bound: &Bound,
+) -> Result<crate::pki::EvaluationClaims, String> {
+    let certs = crate::pki::Verifier::default()
+        .parse_chain(&bound.chain_pem)
+        .map_err(|e| format!("deployment {deployment_id}: certificate chain: {e}"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| format!("deployment {deployment_id}: empty certificate chain"))?;
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(leaf.as_ref()));
+    if fingerprint != certificate_ref.fingerprint {
+        return Err(format!(
+            "deployment {deployment_id}: the certificate's SHA-256 {fingerprint} is not the {} admission recorded",
+            certificate_ref.fingerprint
+        ));
+    }
+    let profile = crate::pki::Profile::from_oid_str(&bound.oid_base_arc)
+        .map_err(|e| format!("oid_base_arc: {e}"))?;
+    crate::pki::verify::certificate_claims(leaf.as_ref(), &profile)
+        .map_err(|e| format!("deployment {deployment_id}: {e}"))
+}
+
+/// The bound identities, each against the commitment its entry carries; the
+/// one at admission must also be the version admission relied on.
+fn check_bound_identities(
+    deployment_id: &str,
+    customer_id: &str,
+    admitted_with: Option<&CustomerRef>,
+    bound: &Bound,
+    entries: &BTreeMap<u64, Entry>,
+) -> Result<(), String> {
+    if let Some(identity) = &bound.identity_at_admission {
+        check_identity("identity at admission", identity, customer_id, entries)?;
+        let admitted_with = admitted_with.ok_or_else(|| {
+            format!("deployment {deployment_id}: admission recorded no customer version")
+        })?;
+        if identity.version != admitted_with.version
+            || identity.commitment != admitted_with.commitment
+        {
+            return Err(format!(
+                "identity at admission: admission relied on version {}, not {}",
+                admitted_with.version, identity.version
+            ));
+        }
+    }
+    if let Some(identity) = &bound.identity_current {
+        check_identity("current identity", identity, customer_id, entries)?;
+    }
+    Ok(())
+}
+
+/// A deployment's lifecycle replayed from its ledger entries, in order.
+struct Replay {
+    lifecycle: Vec<LifecycleEvent>,
+    state: DeploymentState,
+    endpoints: Vec<String>,
+    /// The lease in force and the entry that granted it.
+    lease: UnixMillis,
+    lease_index: u64,
+}
+
+impl Replay {
+    fn start(
+        index: u64,
+        admission: &Entry,
+        workload: &Workload,
+        lease_expires_at: Option<UnixMillis>,
+    ) -> Self {
+        Replay {
+            lifecycle: vec![LifecycleEvent {
+                kind: LifecycleKind::Admitted,
+                at: admission.at,
+                ledger_index: index,
+                endpoints: workload.endpoints.clone(),
+                lease_expires_at,
+                order_id: None,
+                principal: admission.principal.clone(),
+            }],
+            state: DeploymentState::Active,
+            endpoints: workload.endpoints.clone(),
+            lease: lease_expires_at.unwrap_or(admission.at),
+            lease_index: index,
+        }
+    }
+
+    /// An active deployment whose lease ended by `before` expired then.
+    fn expire(&mut self, before: UnixMillis) {
+        if self.state == DeploymentState::Active && self.lease <= before {
+            self.state = DeploymentState::Expired;
+            self.lifecycle.push(LifecycleEvent {
+                kind: LifecycleKind::Expired,
+                at: self.lease,
+                ledger_index: self.lease_index,
+                endpoints: self.endpoints.clone(),
+                lease_expires_at: Some(self.lease),
+                order_id: None,
+                principal: String::new(),
+            });
+        }
+    }
+
+    /// Applies the entry at `index`, if it concerns `deployment_id`.
+    fn apply(&mut self, deployment_id: &str, index: u64, e: &Entry) {
+        let Some((kind, order_id)) = self.step(deployment_id, index, e) else {
+            return;
+        };
+        self.lifecycle.push(LifecycleEvent {
+            kind,
+            at: e.at,
+            ledger_index: index,
+            endpoints: self.endpoints.clone(),
+            lease_expires_at: matches!(
+                kind,
+                LifecycleKind::Renewed | LifecycleKind::EndpointsChanged
+            )
+            .then_some(self.lease),
+            order_id,
+            principal: e.principal.clone(),
+        });
+    }
+
+    /// The state change an entry makes, and the lifecycle event it shows as.
+    fn step(
+        &mut self,
+        deployment_id: &str,
+        index: u64,
+        e: &Entry,
+    ) -> Option<(LifecycleKind, Option<String>)> {
+        match &e.event {
+            Event::Renewal {
+                deployment_id: d,
+                allowed,
+                lease_expires_at,
+                endpoints: renewed,
+                ..
+            } if d == deployment_id => {
+                self.expire(e.at);
+                if !*allowed {
+                    return Some((LifecycleKind::RenewalDenied, None));
+                }
+                let kind = if *renewed == self.endpoints {
+                    LifecycleKind::Renewed
+                } else {
+                    LifecycleKind::EndpointsChanged
+                };
+                self.endpoints.clone_from(renewed);
+                self.lease = lease_expires_at.unwrap_or(self.lease);
+                self.lease_index = index;
+                Some((kind, None))
+            }
+            Event::Release {
+                deployment_id: d, ..
+            } if d == deployment_id => {
+                self.expire(e.at);
+                self.state = DeploymentState::Released;
+                Some((LifecycleKind::Released, None))
+            }
+            Event::Order {
+                order_id,
+                events,
+                action,
+                deployment_ids,
+                ..
+            } if deployment_ids.iter().any(|d| d == deployment_id) => {
+                let has = |k: &str| events.iter().any(|x| x == k);
+                let kind = if has("ACTIVATED") {
+                    self.expire(e.at);
+                    if action == "TERMINATE" {
+                        self.state = DeploymentState::Terminated;
+                        LifecycleKind::Terminated
+                    } else {
+                        self.state = DeploymentState::Suspended;
+                        LifecycleKind::Suspended
+                    }
+                } else if has("LIFTED") || has("EXPIRED") {
+                    self.state = DeploymentState::Active;
+                    LifecycleKind::Resumed
+                } else if has("ACKNOWLEDGED") {
+                    LifecycleKind::Acknowledged
+                } else {
+                    return None;
+                };
+                Some((kind, Some(order_id.clone())))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Whether the lifecycle shows the deployment serving `endpoint` at `at`:
@@ -480,6 +515,10 @@ fn held_at(lifecycle: &[LifecycleEvent], endpoint: &str, at: UnixMillis) -> bool
 /// checkpoint's signature, every entry's inclusion proof, the request and
 /// disclosure entries, and every deployment's view (which must be exactly
 /// what its evidence yields). Returns a summary line.
+// The offline check in the order the evidence depends on itself: the
+// checkpoint, every inclusion proof, the request entry, the disclosure
+// entry, then each deployment derived again; each step uses what the one
+// before verified.
 pub fn verify(report: &Report, verifier: &Verifier) -> Result<String, String> {
     let checkpoint =
         Checkpoint::open(&report.checkpoint, verifier).map_err(|e| format!("checkpoint: {e}"))?;

@@ -537,6 +537,7 @@ fn write_results(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
 /// round issues a TERMINATE order (quorum 2) as the operator and approves it
 /// as the authority; the latency of a watcher is from the approval's
 /// response to that watcher receiving the ACTIVATED event.
+// A benchmark script (setup, rounds, report), in the order it runs.
 async fn orders(args: OrdersBenchArgs) -> anyhow::Result<()> {
     use crate::proto::orders_client::OrdersClient;
     use crate::proto::{self as p};

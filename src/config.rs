@@ -349,6 +349,8 @@ impl Config {
     }
 
     /// Checks every field and reports all problems together.
+    // A list of rules, one short check per config field, all problems
+    // collected so every mistake is reported at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
         let mut err = |f: &str, m: String| errors.push((f.to_string(), m));

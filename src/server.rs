@@ -255,6 +255,10 @@ pub async fn build_app_with_clock(
 
 /// Serves until `shutdown` is cancelled, then stops accepting and lets
 /// in-flight calls finish. The caller bounds that drain with a timeout.
+// The server's life in order: build services, start supervised tasks, serve
+// until shutdown, then stop the tasks and wait for the store to close. The
+// order of these steps is the point (see the comments on each); split, it
+// would be spread over helpers that must still be called in this order.
 pub async fn serve(
     config: &Config,
     app: Arc<App>,

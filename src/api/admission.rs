@@ -72,6 +72,10 @@ impl AdmissionService {
 
     /// One admission attempt; a conflict when the store refused it (the
     /// orders in force changed while it was decided).
+    // Long but linear: check every field, verify the certificate, read orders,
+    // customer and screening, decide, then commit the decision, the deployment
+    // and its ledger entry together. Each step feeds the record the entry
+    // carries; split, the helpers would pass that record around half-built.
     async fn admit_once(
         &self,
         who: &Principal,
@@ -260,6 +264,8 @@ impl AdmissionService {
 
     /// One renewal attempt; a conflict when the store refused it (the
     /// orders in force, or the deployment, changed while it was decided).
+    // Long but linear, as admit_once: check, read, decide, commit the decision
+    // with its entry. The steps share the facts the entry records.
     async fn renew_once(
         &self,
         who: &Principal,

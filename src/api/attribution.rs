@@ -323,6 +323,11 @@ impl AttributionService {
         }))
     }
 
+    // One request, start to finish, in the order the ledger demands: check the
+    // legal process and selector, record the request before anything is read,
+    // select, then bind each deployment's evidence while the page and proof
+    // budgets last. The budgets and the proofs already sent are running state of
+    // that one loop; split, each helper would take most of it.
     async fn answer(
         &self,
         who: &crate::auth::Principal,

@@ -295,6 +295,8 @@ pub async fn run(args: AdmissionBenchArgs) -> anyhow::Result<()> {
     result
 }
 
+// A benchmark script: start the server, warm up, run each case in turn,
+// print the table; it reads in the order of the report it prints.
 async fn run_in(args: &AdmissionBenchArgs, base: &std::path::Path) -> anyhow::Result<()> {
     let (dev, config) = prepare_dev(base)?;
     let sample_chain = std::fs::read_to_string(dev.dir.join("sample-model.chain.pem"))?;

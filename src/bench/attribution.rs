@@ -214,6 +214,8 @@ pub(crate) struct Loaded {
 /// PKI in `dev_dir`): customers first, then deployments admitted over
 /// `h.days` days ending at `now`, most of them released, each with its
 /// decision and ledger entries, as admission and release record them.
+// A benchmark's load script: each kind of record is written in the order
+// the real system writes it, top to bottom, with the timings it reports.
 pub(crate) async fn load(
     app: &crate::api::App,
     dev_dir: &std::path::Path,
@@ -410,6 +412,8 @@ pub(crate) async fn load(
     })
 }
 
+// A benchmark script: set up, run each case in turn, print the table; it
+// reads in the order of the report it prints.
 pub async fn run(args: AttributionBenchArgs) -> anyhow::Result<()> {
     use crate::proto::{self as p, attribute_request::Selector as S};
     let base = tempfile_dir()?;

@@ -335,6 +335,7 @@ fn sha_ni() -> bool {
         .unwrap_or(false)
 }
 
+// A report formatter: one block per section of the report it writes.
 fn write(
     args: &DigestBenchArgs,
     files: &[(String, u64)],

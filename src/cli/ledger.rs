@@ -126,6 +126,10 @@ fn evidence(old: &str, new: &str, why: &str) -> i32 {
     EXIT_INCONSISTENT
 }
 
+// The audit protocol in order: the checkpoint seen before, the new one
+// with its consistency proof, each inclusion proof, and only then the new
+// checkpoint persisted. In one function the rule "nothing is remembered
+// until everything verified" can be seen to hold.
 async fn verify(
     client: &mut LedgerClient<Channel>,
     vkey: &Verifier,

@@ -475,6 +475,8 @@ fn quoted(value: &str) -> String {
 /// Checks an identity record: the fields every customer needs, those its
 /// kind needs, and the syntax of everything given. Every problem is
 /// reported, each naming its field as the API names it.
+// A table of rules: one short check per field, in the order of the record,
+// so a reader can hold it against the proto and the API docs.
 pub fn validate_identity(
     kind: CustomerKind,
     legal_name: &str,

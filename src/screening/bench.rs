@@ -136,6 +136,8 @@ impl fmt::Display for BenchReport {
 /// Generates a synthetic OFAC-format list and customers, plants near-copies,
 /// screens every customer in parallel (rayon) and measures single-customer
 /// latency single-threaded.
+// A benchmark script (generate, plant, screen, time), in the order it runs
+// and reports.
 pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, ScreeningError> {
     let t = Instant::now();
     let (sdn, alt) = synthetic_ofac_files(cfg.list_entries, cfg.seed);

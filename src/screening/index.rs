@@ -168,6 +168,9 @@ fn to_u32(v: usize, list: &str) -> Result<u32, ScreeningError> {
 impl Screener {
     /// Builds the index. Names that normalise to no tokens (e.g. only
     /// punctuation) are skipped; fails if no entry has a usable name.
+    // Builds the index in one pass over the list, then lays out the vocabulary
+    // arena and the posting lists (CSR) from what that pass collected; the
+    // stages share the token ids they assign.
     pub fn new(list: &SanctionsList) -> Result<Self, ScreeningError> {
         let mut entries = Vec::with_capacity(list.entries.len());
         let mut names = Vec::new();

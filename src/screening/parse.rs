@@ -163,6 +163,8 @@ fn parse_ent_num(file: &str, line: u64, raw: &str) -> Result<u64, ScreeningError
 /// of the SDN entry with the same `ent_num`, which must exist. `sha256` covers
 /// the `sdn.csv` bytes followed by the `alt.csv` bytes. Non-UTF-8 fields are
 /// read as Latin-1.
+// Column by column against the file layout documented above, kept in one
+// place so it can be read against that layout.
 pub fn parse_ofac_sdn(
     list_name: &str,
     version: &str,

@@ -164,6 +164,8 @@ async fn connect(c: &ClientArgs) -> anyhow::Result<CustomersClient<tonic::transp
     Ok(CustomersClient::new(c.connect("kyc").await?))
 }
 
+// One arm per subcommand, each a request built (and checked) and sent; they
+// share the error mapping and the printing at the end.
 pub async fn run(c: &ClientArgs, cmd: CustomerCommand) -> anyhow::Result<()> {
     // Each file is read and checked before connecting, so a bad file is
     // reported without a server.

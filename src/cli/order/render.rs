@@ -187,6 +187,8 @@ pub(super) fn order_view(o: &proto::Order) -> OrderView {
 
 /// Readable text of an order: one labelled line per fact, lists indented
 /// under their label.
+// One labelled line per fact of an order, in display order: a table, not
+// logic.
 pub fn render_order(o: &proto::Order) -> String {
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut add = |label: &str, value: String| lines.push((label.to_string(), value));

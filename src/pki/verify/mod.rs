@@ -20,7 +20,7 @@ use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime}
 use sha2::{Digest, Sha256};
 use webpki::{
     CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, RevocationCheckDepth,
-    RevocationOptionsBuilder, UnknownStatusPolicy,
+    RevocationOptions, RevocationOptionsBuilder, UnknownStatusPolicy, VerifiedPath,
 };
 use x509_parser::certificate::X509Certificate;
 
@@ -383,24 +383,7 @@ impl Verifier {
 
         let crl_refs: Vec<&CertRevocationList<'_>> =
             bundle.crls.iter().map(|c| c.webpki.as_ref()).collect();
-        let status_policy = if self.require_crl_for_every_ca {
-            UnknownStatusPolicy::Deny
-        } else {
-            UnknownStatusPolicy::Allow
-        };
-        // The builder is Copy: every `with_*` result is assigned.
-        let revocation = match RevocationOptionsBuilder::new(&crl_refs) {
-            Ok(builder) => {
-                let builder = builder.with_depth(RevocationCheckDepth::Chain);
-                let builder = builder.with_status_policy(status_policy);
-                let builder = builder.with_expiration_policy(ExpirationPolicy::Enforce);
-                Some(builder.build())
-            }
-            // No CRLs at all: webpki cannot be given revocation options.
-            // Path-validate without them; if the policy requires CRLs the
-            // result is CrlUnavailable below.
-            Err(_) => None,
-        };
+        let revocation = self.revocation(&crl_refs);
 
         let result = ee.verify_for_usage(
             SUPPORTED_SIG_ALGS,
@@ -412,28 +395,7 @@ impl Verifier {
             None,
         );
         let path = match result {
-            Ok(path) => {
-                let mut on_path = vec![PathCert::of(&parsed[0])];
-                for i in path.intermediate_certificates() {
-                    let der = i.der();
-                    let x = certs
-                        .iter()
-                        .position(|c| c.as_ref() == der.as_ref())
-                        .and_then(|at| parsed.get(at));
-                    on_path.push(match x {
-                        Some(x) => PathCert::of(x),
-                        // Not one of ours (cannot happen: webpki only uses
-                        // the certificates it was given): never reuse.
-                        None => PathCert {
-                            not_before: i64::MAX,
-                            not_after: i64::MIN,
-                            issuer_raw: Vec::new(),
-                            serial: Vec::new(),
-                        },
-                    });
-                }
-                PathFacts { certs: on_path }
-            }
+            Ok(path) => path_facts(&path, certs, &parsed),
             Err(e) => {
                 return CertificateCheck::fail(
                     vec![self.explain(&e, bundle, &parsed, now, profile)],
@@ -467,6 +429,33 @@ impl Verifier {
                 problems: Vec::new(),
             },
             Err(problems) => CertificateCheck::fail(problems),
+        }
+    }
+
+    /// The revocation options for webpki: every held CRL, checked for the
+    /// whole chain, expired CRLs refused, and an issuer without a CRL
+    /// refused or allowed as the policy says.
+    fn revocation<'a>(
+        &self,
+        crl_refs: &'a [&'a CertRevocationList<'a>],
+    ) -> Option<RevocationOptions<'a>> {
+        let status_policy = if self.require_crl_for_every_ca {
+            UnknownStatusPolicy::Deny
+        } else {
+            UnknownStatusPolicy::Allow
+        };
+        // The builder is Copy: every `with_*` result is assigned.
+        match RevocationOptionsBuilder::new(crl_refs) {
+            Ok(builder) => {
+                let builder = builder.with_depth(RevocationCheckDepth::Chain);
+                let builder = builder.with_status_policy(status_policy);
+                let builder = builder.with_expiration_policy(ExpirationPolicy::Enforce);
+                Some(builder.build())
+            }
+            // No CRLs at all: webpki cannot be given revocation options.
+            // Path-validate without them; if the policy requires CRLs the
+            // result is CrlUnavailable (see `verify_der`).
+            Err(_) => None,
         }
     }
 
@@ -562,6 +551,35 @@ impl Verifier {
         };
         CertProblem::new(kind, message)
     }
+}
+
+/// The time-dependent facts of the path webpki verified: the leaf, then
+/// the intermediates it used.
+fn path_facts(
+    path: &VerifiedPath<'_>,
+    certs: &[CertificateDer<'_>],
+    parsed: &[X509Certificate<'_>],
+) -> PathFacts {
+    let mut on_path = vec![PathCert::of(&parsed[0])];
+    for i in path.intermediate_certificates() {
+        let der = i.der();
+        let x = certs
+            .iter()
+            .position(|c| c.as_ref() == der.as_ref())
+            .and_then(|at| parsed.get(at));
+        on_path.push(match x {
+            Some(x) => PathCert::of(x),
+            // Not one of ours (cannot happen: webpki only uses
+            // the certificates it was given): never reuse.
+            None => PathCert {
+                not_before: i64::MAX,
+                not_after: i64::MIN,
+                issuer_raw: Vec::new(),
+                serial: Vec::new(),
+            },
+        });
+    }
+    PathFacts { certs: on_path }
 }
 
 #[allow(deprecated)]
