@@ -8,17 +8,19 @@
 //! | `e` endpoint 0x00 at index | deployment_id: who claimed an endpoint when |
 //! | `v` customer_id 0x00 version | index of the entry that recorded the version |
 //! | `r` index | an attribution request, keyed by its entry's index |
-//! | `M` digest 0x00 deployment_id | a deployment of the model an order may still act on (stored ACTIVE or SUSPENDED); the value is empty |
-//! | `C` customer_id 0x00 deployment_id | the same by customer |
+//! | `C` customer_id 0x00 deployment_id | a deployment an order may still act on (stored ACTIVE or SUSPENDED), by customer; the value is empty |
 //! | `F` fingerprint 0x00 deployment_id | the same by certificate fingerprint |
-//! | `V` evaluator 0x00 deployment_id | the same by evaluator |
+//! | `G` digest 0x00 fingerprint | a certificate some such deployment of the model was admitted with; never removed |
+//! | `W` evaluator 0x00 fingerprint | the same by evaluator |
 //!
 //! The last four let an order find what it stops or holds without reading
-//! every deployment: they are written in the same commit as the deployment
-//! whose state enters or leaves
-//! [`DeploymentState::order_may_act_on`](crate::domain::deployment::DeploymentState::order_may_act_on).
-//! A store written before they existed gets them at open
-//! (`META_ORDER_INDEX` marks that they are complete).
+//! every deployment. `C` and `F` keys are written in the same commit as the
+//! deployment whose state enters or leaves
+//! [`DeploymentState::order_may_act_on`](crate::domain::deployment::DeploymentState::order_may_act_on);
+//! a model or evaluator order goes through its certificates (`G`, `W`:
+//! one key per certificate, written only when first seen), so an admission
+//! adds two index keys, not four. A store written before these keys
+//! existed gets them at open (`META_ORDER_INDEX` marks them complete).
 //!
 //! Times and indices are big-endian u64, so keys sort by them. Ids, digests
 //! and endpoints contain no 0x00 (they are validated on the way in).
@@ -32,37 +34,62 @@ pub(crate) const CUSTOMER: u8 = b'c';
 pub(crate) const ENDPOINT: u8 = b'e';
 pub(crate) const VERSION: u8 = b'v';
 pub(crate) const REQUEST: u8 = b'r';
-pub(crate) const OPEN_MODEL: u8 = b'M';
 pub(crate) const OPEN_CUSTOMER: u8 = b'C';
 pub(crate) const OPEN_CERTIFICATE: u8 = b'F';
-pub(crate) const OPEN_EVALUATOR: u8 = b'V';
+pub(crate) const MODEL_CERTIFICATE: u8 = b'G';
+pub(crate) const EVALUATOR_CERTIFICATE: u8 = b'W';
 
-/// The tag of the index that finds the deployments a target of `kind`
-/// names; `None` for a single deployment, which is read by its id.
-pub(crate) fn open_tag(kind: TargetKind) -> Option<u8> {
+/// Where the deployments a target names are found: by the target's own
+/// id, under an index of open deployments, or under each certificate an
+/// index of certificates lists.
+pub(crate) enum Lookup {
+    Id,
+    Open(u8),
+    ThroughCertificates(u8),
+}
+
+pub(crate) fn lookup(kind: TargetKind) -> Lookup {
     match kind {
-        TargetKind::Deployment => None,
-        TargetKind::ModelDigest => Some(OPEN_MODEL),
-        TargetKind::Customer => Some(OPEN_CUSTOMER),
-        TargetKind::Certificate => Some(OPEN_CERTIFICATE),
-        TargetKind::Evaluator => Some(OPEN_EVALUATOR),
+        TargetKind::Deployment => Lookup::Id,
+        TargetKind::Customer => Lookup::Open(OPEN_CUSTOMER),
+        TargetKind::Certificate => Lookup::Open(OPEN_CERTIFICATE),
+        TargetKind::ModelDigest => Lookup::ThroughCertificates(MODEL_CERTIFICATE),
+        TargetKind::Evaluator => Lookup::ThroughCertificates(EVALUATOR_CERTIFICATE),
     }
 }
 
-/// The keys that index `d` while an order may act on it, one per target
-/// kind an order can name it by (besides its id).
-pub(crate) fn open_keys(d: &Deployment) -> [Vec<u8>; 4] {
+fn keyed(tag: u8, subject: &str, last: &str) -> Vec<u8> {
+    let mut k = prefix(tag, subject);
+    k.extend_from_slice(last.as_bytes());
+    k
+}
+
+/// The keys that index `d` while an order may act on it.
+pub(crate) fn open_keys(d: &Deployment) -> [Vec<u8>; 2] {
     [
-        (OPEN_MODEL, &d.model_digest),
-        (OPEN_CUSTOMER, &d.customer_id),
-        (OPEN_CERTIFICATE, &d.certificate.fingerprint),
-        (OPEN_EVALUATOR, &d.certificate.evaluator),
+        keyed(OPEN_CUSTOMER, &d.customer_id, &d.deployment_id),
+        keyed(
+            OPEN_CERTIFICATE,
+            &d.certificate.fingerprint,
+            &d.deployment_id,
+        ),
     ]
-    .map(|(tag, subject)| {
-        let mut k = prefix(tag, subject);
-        k.extend_from_slice(d.deployment_id.as_bytes());
-        k
-    })
+}
+
+/// The keys that lead a model or evaluator order to `d`'s certificate.
+pub(crate) fn certificate_keys(d: &Deployment) -> [Vec<u8>; 2] {
+    [
+        keyed(
+            MODEL_CERTIFICATE,
+            &d.model_digest,
+            &d.certificate.fingerprint,
+        ),
+        keyed(
+            EVALUATOR_CERTIFICATE,
+            &d.certificate.evaluator,
+            &d.certificate.fingerprint,
+        ),
+    ]
 }
 
 fn time(at: UnixMillis) -> [u8; 8] {

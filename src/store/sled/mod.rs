@@ -370,7 +370,10 @@ fn index_open_deployments(trees: &[sled::Tree]) -> Result<(), StoreError> {
         let (k, v) = item.map_err(io)?;
         let d: Deployment = decode(&k, &v)?;
         if d.state.order_may_act_on() {
-            for key in index::open_keys(&d) {
+            for key in index::open_keys(&d)
+                .into_iter()
+                .chain(index::certificate_keys(&d))
+            {
                 batch.insert(key, Vec::new());
             }
             in_batch += 1;
@@ -1492,7 +1495,8 @@ mod tests {
         let index_tree = store.reader.tree(t::ATTRIBUTION);
         for key in index_tree.iter().keys() {
             let key = key.unwrap();
-            if key.first() == Some(&index::OPEN_CUSTOMER) || key.first() == Some(&index::OPEN_MODEL)
+            if key.first() == Some(&index::OPEN_CUSTOMER)
+                || key.first() == Some(&index::MODEL_CERTIFICATE)
             {
                 index_tree.remove(key).unwrap();
             }

@@ -187,6 +187,15 @@ impl<'a> Plan<'a> {
                 self.write(t::ATTRIBUTION, key, (!was_open).then(Vec::new));
             }
         }
+        if !was_open && d.state.order_may_act_on() {
+            // Most deployments use a certificate seen before: a read, not
+            // a write, keeps the commit small.
+            for key in index::certificate_keys(d) {
+                if self.get(t::ATTRIBUTION, &key)?.is_none() {
+                    self.put(t::ATTRIBUTION, key, Vec::new());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -624,19 +633,27 @@ fn offered(
     plan: &Plan<'_>,
     target: &crate::domain::order::Target,
 ) -> Result<Vec<Deployment>, StoreError> {
-    let ids = match index::open_tag(target.kind) {
-        None => vec![target.value.as_bytes().to_vec()],
-        Some(tag) => {
-            let prefix = index::prefix(tag, &target.value);
-            keys_with_prefix(plan, t::ATTRIBUTION, &prefix)?
-                .into_iter()
-                .map(|k| k[prefix.len()..].to_vec())
-                .collect()
+    let under = |tag: u8, subject: &str| -> Result<Vec<String>, StoreError> {
+        let prefix = index::prefix(tag, subject);
+        Ok(keys_with_prefix(plan, t::ATTRIBUTION, &prefix)?
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect())
+    };
+    let ids: std::collections::BTreeSet<String> = match index::lookup(target.kind) {
+        index::Lookup::Id => std::iter::once(target.value.clone()).collect(),
+        index::Lookup::Open(tag) => under(tag, &target.value)?.into_iter().collect(),
+        index::Lookup::ThroughCertificates(tag) => {
+            let mut ids = std::collections::BTreeSet::new();
+            for fingerprint in under(tag, &target.value)? {
+                ids.extend(under(index::OPEN_CERTIFICATE, &fingerprint)?);
+            }
+            ids
         }
     };
     let mut found = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, &id)? {
+        if let Some(d) = plan.get_decoded::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? {
             if d.state.order_may_act_on() {
                 found.push(d);
             }
