@@ -261,10 +261,10 @@ fn check_record(tree: usize, k: &[u8], v: &[u8], keys: Option<&Keyring>) -> Resu
         t::ATTRIBUTION => match k.first() {
             Some(&index::MODEL | &index::CUSTOMER) if !v.is_empty() => be_u64(k, v),
             Some(
-                &index::OPEN_CUSTOMER
-                | &index::OPEN_CERTIFICATE
+                &index::OPEN_CERTIFICATE
                 | &index::MODEL_CERTIFICATE
-                | &index::EVALUATOR_CERTIFICATE,
+                | &index::EVALUATOR_CERTIFICATE
+                | &index::CUSTOMER_CERTIFICATE,
             ) if !v.is_empty() => Err(malformed(k, "an order index key holds a value")),
             Some(&index::ENDPOINT) => utf8(k, v),
             Some(&index::VERSION) => be_u64(k, v),

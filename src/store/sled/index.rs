@@ -8,19 +8,21 @@
 //! | `e` endpoint 0x00 at index | deployment_id: who claimed an endpoint when |
 //! | `v` customer_id 0x00 version | index of the entry that recorded the version |
 //! | `r` index | an attribution request, keyed by its entry's index |
-//! | `C` customer_id 0x00 deployment_id | a deployment an order may still act on (stored ACTIVE or SUSPENDED), by customer; the value is empty |
-//! | `F` fingerprint 0x00 deployment_id | the same by certificate fingerprint |
+//! | `F` fingerprint 0x00 customer_id 0x00 deployment_id | a deployment an order may still act on (stored ACTIVE or SUSPENDED), by certificate and customer; the value is empty |
 //! | `G` digest 0x00 fingerprint | a certificate some such deployment of the model was admitted with; never removed |
 //! | `W` evaluator 0x00 fingerprint | the same by evaluator |
+//! | `K` customer_id 0x00 fingerprint | the same by customer |
 //!
 //! The last four let an order find what it stops or holds without reading
-//! every deployment. `C` and `F` keys are written in the same commit as the
+//! every deployment. The `F` key is written in the same commit as the
 //! deployment whose state enters or leaves
 //! [`DeploymentState::order_may_act_on`](crate::domain::deployment::DeploymentState::order_may_act_on);
-//! a model or evaluator order goes through its certificates (`G`, `W`:
-//! one key per certificate, written only when first seen), so an admission
-//! adds two index keys, not four. A store written before these keys
-//! existed gets them at open (`META_ORDER_INDEX` marks them complete).
+//! an order of a model, evaluator or customer goes through the
+//! certificates it names (`G`, `W`, `K`: one key per pair, written only
+//! when first seen), so an admission writes one index key and, with a
+//! certificate seen before, only reads the others. A store written before
+//! these keys existed gets them at open (`META_ORDER_INDEX` marks them
+//! complete).
 //!
 //! Times and indices are big-endian u64, so keys sort by them. Ids, digests
 //! and endpoints contain no 0x00 (they are validated on the way in).
@@ -34,27 +36,37 @@ pub(crate) const CUSTOMER: u8 = b'c';
 pub(crate) const ENDPOINT: u8 = b'e';
 pub(crate) const VERSION: u8 = b'v';
 pub(crate) const REQUEST: u8 = b'r';
-pub(crate) const OPEN_CUSTOMER: u8 = b'C';
 pub(crate) const OPEN_CERTIFICATE: u8 = b'F';
 pub(crate) const MODEL_CERTIFICATE: u8 = b'G';
 pub(crate) const EVALUATOR_CERTIFICATE: u8 = b'W';
+pub(crate) const CUSTOMER_CERTIFICATE: u8 = b'K';
 
 /// Where the deployments a target names are found: by the target's own
-/// id, under an index of open deployments, or under each certificate an
-/// index of certificates lists.
+/// id, under its certificate's open deployments, or under those of each
+/// certificate an index of certificates lists (of one customer only, for a
+/// customer target).
 pub(crate) enum Lookup {
     Id,
-    Open(u8),
-    ThroughCertificates(u8),
+    Certificate,
+    ThroughCertificates { tag: u8, of_customer: bool },
 }
 
 pub(crate) fn lookup(kind: TargetKind) -> Lookup {
     match kind {
         TargetKind::Deployment => Lookup::Id,
-        TargetKind::Customer => Lookup::Open(OPEN_CUSTOMER),
-        TargetKind::Certificate => Lookup::Open(OPEN_CERTIFICATE),
-        TargetKind::ModelDigest => Lookup::ThroughCertificates(MODEL_CERTIFICATE),
-        TargetKind::Evaluator => Lookup::ThroughCertificates(EVALUATOR_CERTIFICATE),
+        TargetKind::Certificate => Lookup::Certificate,
+        TargetKind::ModelDigest => Lookup::ThroughCertificates {
+            tag: MODEL_CERTIFICATE,
+            of_customer: false,
+        },
+        TargetKind::Evaluator => Lookup::ThroughCertificates {
+            tag: EVALUATOR_CERTIFICATE,
+            of_customer: false,
+        },
+        TargetKind::Customer => Lookup::ThroughCertificates {
+            tag: CUSTOMER_CERTIFICATE,
+            of_customer: true,
+        },
     }
 }
 
@@ -64,31 +76,45 @@ fn keyed(tag: u8, subject: &str, last: &str) -> Vec<u8> {
     k
 }
 
-/// The keys that index `d` while an order may act on it.
-pub(crate) fn open_keys(d: &Deployment) -> [Vec<u8>; 2] {
-    [
-        keyed(OPEN_CUSTOMER, &d.customer_id, &d.deployment_id),
-        keyed(
-            OPEN_CERTIFICATE,
-            &d.certificate.fingerprint,
-            &d.deployment_id,
-        ),
-    ]
+/// The prefix of the open deployments of a certificate, of one customer
+/// if given.
+pub(crate) fn open_prefix(fingerprint: &str, customer_id: Option<&str>) -> Vec<u8> {
+    let mut k = prefix(OPEN_CERTIFICATE, fingerprint);
+    if let Some(c) = customer_id {
+        k.extend_from_slice(c.as_bytes());
+        k.push(0);
+    }
+    k
 }
 
-/// The keys that lead a model or evaluator order to `d`'s certificate.
-pub(crate) fn certificate_keys(d: &Deployment) -> [Vec<u8>; 2] {
+/// The deployment id at the end of an open key, after `prefix` (from
+/// [`open_prefix`]; without a customer, the customer part is skipped).
+pub(crate) fn open_id(prefix: &[u8], key: &[u8], with_customer: bool) -> Option<String> {
+    let rest = key.strip_prefix(prefix)?;
+    let id = if with_customer {
+        rest
+    } else {
+        let at = rest.iter().position(|&b| b == 0)?;
+        &rest[at + 1..]
+    };
+    String::from_utf8(id.to_vec()).ok()
+}
+
+/// The key that indexes `d` while an order may act on it.
+pub(crate) fn open_key(d: &Deployment) -> Vec<u8> {
+    let mut k = open_prefix(&d.certificate.fingerprint, Some(&d.customer_id));
+    k.extend_from_slice(d.deployment_id.as_bytes());
+    k
+}
+
+/// The keys that lead a model, evaluator or customer order to `d`'s
+/// certificate.
+pub(crate) fn certificate_keys(d: &Deployment) -> [Vec<u8>; 3] {
+    let fp = &d.certificate.fingerprint;
     [
-        keyed(
-            MODEL_CERTIFICATE,
-            &d.model_digest,
-            &d.certificate.fingerprint,
-        ),
-        keyed(
-            EVALUATOR_CERTIFICATE,
-            &d.certificate.evaluator,
-            &d.certificate.fingerprint,
-        ),
+        keyed(MODEL_CERTIFICATE, &d.model_digest, fp),
+        keyed(EVALUATOR_CERTIFICATE, &d.certificate.evaluator, fp),
+        keyed(CUSTOMER_CERTIFICATE, &d.customer_id, fp),
     ]
 }
 

@@ -370,10 +370,7 @@ fn index_open_deployments(trees: &[sled::Tree]) -> Result<(), StoreError> {
         let (k, v) = item.map_err(io)?;
         let d: Deployment = decode(&k, &v)?;
         if d.state.order_may_act_on() {
-            for key in index::open_keys(&d)
-                .into_iter()
-                .chain(index::certificate_keys(&d))
-            {
+            for key in std::iter::once(index::open_key(&d)).chain(index::certificate_keys(&d)) {
                 batch.insert(key, Vec::new());
             }
             in_batch += 1;
@@ -1495,8 +1492,8 @@ mod tests {
         let index_tree = store.reader.tree(t::ATTRIBUTION);
         for key in index_tree.iter().keys() {
             let key = key.unwrap();
-            if key.first() == Some(&index::OPEN_CUSTOMER)
-                || key.first() == Some(&index::MODEL_CERTIFICATE)
+            if key.first() == Some(&index::OPEN_CERTIFICATE)
+                || key.first() == Some(&index::CUSTOMER_CERTIFICATE)
             {
                 index_tree.remove(key).unwrap();
             }

@@ -183,9 +183,11 @@ impl<'a> Plan<'a> {
         record_end(self, before, d);
         let was_open = before.is_some_and(|b| b.state.order_may_act_on());
         if was_open != d.state.order_may_act_on() {
-            for key in index::open_keys(d) {
-                self.write(t::ATTRIBUTION, key, (!was_open).then(Vec::new));
-            }
+            self.write(
+                t::ATTRIBUTION,
+                index::open_key(d),
+                (!was_open).then(Vec::new),
+            );
         }
         if !was_open && d.state.order_may_act_on() {
             // Most deployments use a certificate seen before: a read, not
@@ -640,13 +642,21 @@ fn offered(
             .map(|k| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
             .collect())
     };
+    let open = |fingerprint: &str, customer: Option<&str>| -> Result<Vec<String>, StoreError> {
+        let prefix = index::open_prefix(fingerprint, customer);
+        Ok(keys_with_prefix(plan, t::ATTRIBUTION, &prefix)?
+            .iter()
+            .filter_map(|k| index::open_id(&prefix, k, customer.is_some()))
+            .collect())
+    };
     let ids: std::collections::BTreeSet<String> = match index::lookup(target.kind) {
         index::Lookup::Id => std::iter::once(target.value.clone()).collect(),
-        index::Lookup::Open(tag) => under(tag, &target.value)?.into_iter().collect(),
-        index::Lookup::ThroughCertificates(tag) => {
+        index::Lookup::Certificate => open(&target.value, None)?.into_iter().collect(),
+        index::Lookup::ThroughCertificates { tag, of_customer } => {
+            let customer = of_customer.then_some(target.value.as_str());
             let mut ids = std::collections::BTreeSet::new();
             for fingerprint in under(tag, &target.value)? {
-                ids.extend(under(index::OPEN_CERTIFICATE, &fingerprint)?);
+                ids.extend(open(&fingerprint, customer)?);
             }
             ids
         }
