@@ -608,23 +608,6 @@ fn meta_u64(plan: &Plan<'_>, key: &[u8]) -> Result<u64, StoreError> {
         .map_or(0, u64::from_be_bytes))
 }
 
-/// Every key of `tree`, including those the batches in memory write (a
-/// key they remove reads as absent through `Plan::get`).
-fn keys_in(plan: &Plan<'_>, tree: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut ids: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
-    for item in plan.trees[tree].iter().keys() {
-        ids.insert(item.map_err(StoreError::from)?.to_vec());
-    }
-    for layer in plan
-        .previous
-        .into_iter()
-        .chain(std::iter::once(&plan.layer))
-    {
-        ids.extend(layer.written[tree].keys().cloned());
-    }
-    Ok(ids.into_iter().collect())
-}
-
 /// The deployments an order with `target` may act on, as the domain
 /// defines them ([`DeploymentState::order_may_act_on`]), found through the
 /// index the planner keeps with them (the one deployment a deployment
@@ -745,7 +728,7 @@ fn apply_order(
     if change.release {
         // Other orders in force keep what they match stopped.
         let mut others = Vec::new();
-        for key in keys_in(plan, t::ACTIVE_ORDERS)? {
+        for key in keys_with_prefix(plan, t::ACTIVE_ORDERS, b"")? {
             if let Some(o) =
                 plan.get_decoded::<crate::domain::order::Order>(t::ACTIVE_ORDERS, &key)?
             {
