@@ -149,11 +149,6 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not finish within {RPC_TIMEOUT:?}"))
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Writes a config for `env.config` listening on `addr`.
 fn write_config(env: &TestEnv, addr: SocketAddr) -> PathBuf {
     let c = &env.config;
@@ -181,7 +176,7 @@ async fn channel(env: &TestEnv, addr: SocketAddr, role: &str) -> Channel {
 /// test, with the server's stderr, if it exits or does not come up.
 async fn start_server(env: &TestEnv, tag: &str) -> (Server, Clients) {
     for attempt in 0..3 {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let [addr] = common::loopback_addrs();
         let config = write_config(env, addr);
         let log = env.path().join(format!("server-{tag}-{attempt}.log"));
         let child = Command::new(WARDEN)

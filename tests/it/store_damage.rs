@@ -178,11 +178,6 @@ fn last_offset(file: &Path, needle: &[u8]) -> u64 {
     at as u64
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// A `warden serve` child process; killed and reaped on drop.
 struct Serving {
     child: Child,
@@ -229,8 +224,7 @@ async fn health(env: &TestEnv, addr: SocketAddr, service: &str) -> Option<Servin
 /// anything panic) and waits until it exits or answers a health check.
 async fn serve(env: &TestEnv, data_dir: &Path, tag: &str) -> Outcome {
     for attempt in 0..3 {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let [addr, metrics] = common::loopback_addrs();
         let config = warden::config::Config {
             listen: addr,
             data_dir: data_dir.to_path_buf(),

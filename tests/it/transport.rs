@@ -274,12 +274,7 @@ async fn changed_files_are_picked_up_by_the_periodic_check() {
 /// Starts the real binary on a free port with `env.config`; returns the
 /// child and its address once it answers, or panics with its log.
 async fn spawn_serve(env: &TestEnv, shell_prefix: &str) -> (Child, SocketAddr, PathBuf) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let [addr] = common::loopback_addrs();
     let config = env.path().join("serve.toml");
     std::fs::write(
         &config,

@@ -383,6 +383,17 @@ pub fn config_toml(c: &Config) -> String {
     )
 }
 
+/// `N` distinct free loopback addresses, for config files that name their
+/// listen addresses before a server process starts. Every listener is held
+/// until all are picked, so no two of them share a port; another process
+/// may still take one before the server binds it, which callers retry.
+pub fn loopback_addrs<const N: usize>() -> [std::net::SocketAddr; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
+}
+
 /// The `warden` binary, with no client settings inherited from the
 /// environment (`WARDEN_ADDR` and the like).
 pub fn warden_command() -> std::process::Command {
