@@ -71,7 +71,7 @@ pub(crate) const META_STATE_COUNTS: &[u8] = b"state_counts";
 /// In [`t::META`]: present once the index of deployments an order may act
 /// on (see `index`) holds every such deployment; a store written before the
 /// index existed gets it at open.
-pub(crate) const META_ORDER_INDEX: &[u8] = b"order_index_3";
+pub(crate) const META_ORDER_INDEX: &[u8] = b"order_index_4";
 
 /// Customer versions are keyed `id 0x00 version(u64 big endian)`, so the
 /// versions of one customer are adjacent and ordered under this prefix.

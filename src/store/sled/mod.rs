@@ -357,12 +357,18 @@ fn count_states(trees: &[sled::Tree]) -> Result<(), StoreError> {
 }
 
 /// Builds the index orders find their deployments by (see [`index`]) in a
-/// store written before it existed: every deployment an order may act on,
-/// then a flush, then the mark that the index is complete, then a flush, so
-/// a crash in between only means it is built again.
+/// store written before it existed, or before its keys took their present
+/// form: open keys of any earlier form go, then every deployment an order
+/// may act on is keyed, then a flush, then the mark that the index is
+/// complete, then a flush, so a crash in between only means it is built
+/// again.
 fn index_open_deployments(trees: &[sled::Tree]) -> Result<(), StoreError> {
     if trees[t::META].contains_key(META_ORDER_INDEX).map_err(io)? {
         return Ok(());
+    }
+    let attribution = &trees[t::ATTRIBUTION];
+    for key in attribution.scan_prefix([index::OPEN_CERTIFICATE]).keys() {
+        attribution.remove(key.map_err(io)?).map_err(io)?;
     }
     let mut batch = sled::Batch::default();
     let mut in_batch = 0;
@@ -1472,7 +1478,7 @@ mod tests {
     /// before, and a store opened again with the index does not build it
     /// twice.
     #[tokio::test]
-    async fn a_store_without_the_order_index_gets_it_at_open() {
+    async fn a_store_without_the_order_index_or_with_an_earlier_form_gets_it_at_open() {
         use crate::domain::order::{Action, EventKind, OrderState, Target, TargetKind};
         use crate::store::conformance::{admit, deployment, order, order_change, T0};
         let tmp = tempfile::tempdir().unwrap();
@@ -1498,12 +1504,22 @@ mod tests {
                 index_tree.remove(key).unwrap();
             }
         }
+        // An open key of an earlier form (no admission time) names a
+        // deployment that is not open: the rebuild must drop it.
+        let earlier = deployment("dep-gone", "cust-1", "sha256:aaaa", T0);
+        let mut stale = index::open_prefix(&earlier.certificate.fingerprint, Some("cust-1"));
+        stale.extend_from_slice(b"dep-gone-of-an-earlier-form");
+        index_tree.insert(stale.clone(), Vec::new()).unwrap();
         store.reader.tree(t::META).remove(META_ORDER_INDEX).unwrap();
         let closed = store.closed();
         drop(store);
         closed.cancelled().await;
 
         let store = SledStore::open(&dir, copy(), keys()).unwrap();
+        let index_tree = store.reader.tree(t::ATTRIBUTION);
+        assert!(!index_tree.contains_key(&stale).unwrap());
+        let open_keys = index_tree.scan_prefix([index::OPEN_CERTIFICATE]).count();
+        assert_eq!(open_keys, 3, "one open key per open deployment");
         let suspend = Order {
             state: OrderState::Active,
             ..order(
