@@ -31,7 +31,7 @@ use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys::{t, META_CHECKPOINT, META_CHECKPOINT_AT};
-use super::plan::{empty, plan_batch, Append, Layer, Mutation, Outcomes};
+use super::plan::{empty, plan_batch, Append, KnownKeys, Layer, Mutation, Outcomes};
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
@@ -238,6 +238,7 @@ fn plan_loop(
     // Reused from batch to batch: appends are large, and a fresh buffer
     // each time costs page faults.
     let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
+    let mut known = KnownKeys::default();
     while let Some(first) = rx.blocking_recv() {
         shared.planning.store(true, Ordering::SeqCst);
         batch.push(first);
@@ -253,7 +254,9 @@ fn plan_loop(
             previous = None;
         }
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::engine::engine(|| plan_batch(trees, previous.as_deref(), size, &batch))
+            super::engine::engine(|| {
+                plan_batch(trees, previous.as_deref(), &mut known, size, &batch)
+            })
         }));
         let mut replies: Vec<Reply> = batch.drain(..).map(|a| a.reply).collect();
         shared.planning.store(false, Ordering::SeqCst);

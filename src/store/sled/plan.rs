@@ -132,6 +132,26 @@ impl Layer {
     }
 }
 
+/// Certificate-index keys (`G`, `W`, `K`; see [`index`]) the planner has
+/// read from disk, so that an admission with a certificate and customer
+/// seen before reads none of them. Those keys are never removed while the
+/// store is open, so a key read from disk stays there; keys only planned
+/// are not remembered (their batch may yet fail). Bounded: past
+/// [`KnownKeys::MAX`] it starts again from empty.
+#[derive(Default)]
+pub(super) struct KnownKeys(std::collections::HashSet<Vec<u8>>);
+
+impl KnownKeys {
+    const MAX: usize = 65_536;
+
+    fn insert(&mut self, key: Vec<u8>) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(key);
+    }
+}
+
 /// A batch's view of the state while it is planned: its own writes, over
 /// those of the batch before it (which may still be committing), over what
 /// is stored. Only the sequencer writes, and a batch is planned only once
@@ -142,6 +162,7 @@ struct Plan<'a> {
     trees: &'a [sled::Tree],
     previous: Option<&'a Layer>,
     layer: Layer,
+    known: &'a mut KnownKeys,
     /// Set by an order change: the deployments it changed, for its entry.
     order_deployments: Option<Vec<String>>,
     /// How many deployments (by position in `DeploymentState::ALL`) and
@@ -152,11 +173,17 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    fn new(trees: &'a [sled::Tree], previous: Option<&'a Layer>, first_hash_index: u64) -> Self {
+    fn new(
+        trees: &'a [sled::Tree],
+        previous: Option<&'a Layer>,
+        known: &'a mut KnownKeys,
+        first_hash_index: u64,
+    ) -> Self {
         Self {
             trees,
             previous,
             layer: Layer::new(first_hash_index),
+            known,
             order_deployments: None,
             deployment_moves: Default::default(),
             order_moves: Default::default(),
@@ -190,12 +217,35 @@ impl<'a> Plan<'a> {
             );
         }
         if !was_open && d.state.order_may_act_on() {
-            // Most deployments use a certificate seen before: a read, not
-            // a write, keeps the commit small.
-            for key in index::certificate_keys(d) {
-                if self.get(t::ATTRIBUTION, &key)?.is_none() {
-                    self.put(t::ATTRIBUTION, key, Vec::new());
+            self.put_certificate_keys(d)?;
+        }
+        Ok(())
+    }
+
+    /// Writes those of `d`'s certificate-index keys that are neither stored
+    /// nor planned. Most deployments use a certificate and customer seen
+    /// before: then nothing is written, which keeps the commit small, and
+    /// nothing read once the planner knows the keys are on disk.
+    fn put_certificate_keys(&mut self, d: &Deployment) -> Result<(), StoreError> {
+        let tree = t::ATTRIBUTION;
+        for key in index::certificate_keys(d) {
+            if self.known.0.contains(&key) {
+                continue;
+            }
+            let present = match self.planned(tree, &key) {
+                Some(value) => value.is_some(),
+                None => {
+                    let stored = self.trees[tree]
+                        .contains_key(&key)
+                        .map_err(|e| StoreError::from(e).in_tree(t::NAMES[tree]))?;
+                    if stored {
+                        self.known.insert(key.clone());
+                    }
+                    stored
                 }
+            };
+            if !present {
+                self.put(tree, key, Vec::new());
             }
         }
         Ok(())
@@ -226,11 +276,16 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
+    /// The value of `key` as this batch or the one before it wrote it, if
+    /// either did (`Some(None)`: removed).
+    fn planned(&self, tree: usize, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.layer
+            .get(tree, key)
+            .or_else(|| self.previous.and_then(|p| p.get(tree, key)))
+    }
+
     fn get(&self, tree: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.layer.get(tree, key) {
-            return Ok(v.map(<[u8]>::to_vec));
-        }
-        if let Some(v) = self.previous.and_then(|p| p.get(tree, key)) {
+        if let Some(v) = self.planned(tree, key) {
             return Ok(v.map(<[u8]>::to_vec));
         }
         self.trees[tree]
@@ -846,6 +901,7 @@ pub(super) struct PlannedBatch {
 pub(super) fn plan_batch(
     trees: &[sled::Tree],
     previous: Option<&Layer>,
+    known: &mut KnownKeys,
     size: u64,
     batch: &[Append],
 ) -> Result<PlannedBatch, StoreError> {
@@ -859,7 +915,7 @@ pub(super) fn plan_batch(
         None => (first_hash_index, &[]),
     };
     let base = tree::Overlay::new(&stored, base_index, base_pending);
-    let mut plan = Plan::new(trees, previous, first_hash_index);
+    let mut plan = Plan::new(trees, previous, known, first_hash_index);
     let mut pending: Vec<Hash> = Vec::new();
     // The batch's entries, stored as one value keyed by the index of the
     // first (see `SledStore::entries`): one key per batch instead of one
