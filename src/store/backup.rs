@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::sled::{t, META_CHECKPOINT, META_SIZE};
+use super::kv::keys::{t, META_CHECKPOINT, META_SIZE};
 use super::StoreError;
 
 const MAGIC: &[u8; 8] = b"WARDENBK";

@@ -19,6 +19,7 @@ mod conflict;
 pub mod conformance;
 mod guard;
 pub mod head;
+mod kv;
 mod sealed;
 mod sled;
 

@@ -17,9 +17,6 @@
 use std::path::{Path, PathBuf};
 
 use super::engine::engine;
-use super::index;
-use super::{t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS};
-use super::{ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256};
 use crate::domain::attribution::AttributionRequest;
 use crate::domain::deployment::Deployment;
 use crate::domain::order::{Order, OrderEvent};
@@ -28,6 +25,13 @@ use crate::ledger::note::Verifier;
 use crate::pii::Keyring;
 use crate::store::codec::{decode, decode_entries, key_name};
 use crate::store::head;
+use crate::store::kv::index;
+use crate::store::kv::keys::{
+    t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
+};
+use crate::store::kv::keys::{
+    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256,
+};
 use crate::store::sealed::{StoredCustomer, StoredScreening};
 use crate::store::{DecisionRecord, StateCounts, StoreError};
 
@@ -130,7 +134,7 @@ pub fn check(
         });
         report.trees.push((t::NAMES[i].to_string(), n));
     }
-    match engine(|| super::read_ledger(&trees, verifier)) {
+    match engine(|| crate::store::kv::read::read_ledger(&trees, verifier)) {
         Ok(ledger) => {
             report.ledger_size = Some(ledger.size);
             report.checkpoint_size = ledger.last.as_ref().map(|c| c.checkpoint.size);

@@ -30,13 +30,14 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::keys::{t, META_CHECKPOINT, META_CHECKPOINT_AT};
-use super::plan::{empty, plan_batch, Append, KnownKeys, Layer, Mutation, Outcomes};
+use super::Trees;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree::Hash;
 use crate::metrics::Histogram;
+use crate::store::kv::keys::{t, META_CHECKPOINT, META_CHECKPOINT_AT};
+use crate::store::kv::plan::{empty, plan_batch, Append, KnownKeys, Layer, Mutation, Outcomes};
 use crate::store::{AdmitRecorded, SignedCheckpoint, StoreError};
 
 #[derive(Clone)]
@@ -129,7 +130,7 @@ impl Sequencer {
     /// there ([`crate::store::head`]) before its waiters are answered.
     pub(crate) fn spawn(
         db: sled::Db,
-        trees: Arc<[sled::Tree]>,
+        trees: Trees,
         signer: Arc<Signer>,
         size: u64,
         latest: Arc<RwLock<SignedCheckpoint>>,
@@ -228,7 +229,7 @@ impl Sequencer {
 
 fn plan_loop(
     mut rx: mpsc::Receiver<Append>,
-    trees: &[sled::Tree],
+    trees: &Trees,
     mut size: u64,
     planned_tx: &std::sync::mpsc::SyncSender<Planned>,
     shared: &Shared,

@@ -14,20 +14,17 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | `mod.rs` | [`SledStore`]: opening and checking a data directory, reads |
+//! | `mod.rs` | [`SledStore`]: opening and checking a data directory; the trees read as a [`Kv`] |
 //! | `commit` | the sequencer: the planner and committer threads, group commit, checkpoint signing |
-//! | `plan` | planning a batch: preconditions, conflicts, the keys each write sets |
-//! | `keys` | the trees, their keys, the stored ledger hashes |
-//! | `index` | keys of the attribution indices |
 //! | `engine` | a panic inside sled reported as corruption |
 //! | `check` | the offline check of a data directory |
+//!
+//! What a batch writes, and every read, is the layout both engines share
+//! ([`crate::store::kv`]).
 
 pub mod check;
 mod commit;
 pub(crate) mod engine;
-pub(crate) mod index;
-mod keys;
-mod plan;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -41,12 +38,19 @@ use crate::domain::order::{Order, OrderEvent};
 use crate::domain::UnixMillis;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
-use crate::ledger::note::{Signer, Verifier};
+use crate::ledger::note::Signer;
 use crate::ledger::tree::{self, Hash};
 use crate::pii::Keyring;
 use crate::screening::SanctionsList;
-use crate::store::codec::{decode, decode_entries, key_name};
+use crate::store::codec::{decode, key_name};
 use crate::store::head;
+use crate::store::kv::index;
+use crate::store::kv::keys::{
+    t, META_CHECKPOINT, META_CHECKPOINT_AT, META_ORDER_INDEX, META_STATE_COUNTS,
+};
+use crate::store::kv::plan::{Encoded, Mutation};
+use crate::store::kv::read::{admitted_index, read_ledger, tampered, Reader, StoredLedger};
+use crate::store::kv::{Direction, Items, Kv};
 use crate::store::sealed::{StoredCustomer, StoredScreening};
 use crate::store::SignedCheckpoint;
 use crate::store::{
@@ -55,12 +59,6 @@ use crate::store::{
 use crate::store::{AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
 use commit::Sequencer;
 use engine::engine;
-pub(crate) use keys::{
-    customer_key, customer_prefix, hash_error, t, StoredHashes, META_CHECKPOINT,
-    META_CHECKPOINT_AT, META_ORDER_INDEX, META_SIZE, META_STATE_COUNTS, ORDER_REVISION,
-    ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256,
-};
-use plan::{Encoded, Mutation};
 
 /// sled reports damage it finds in its files (a page whose checksum does
 /// not match, an internal inconsistency) apart from I/O errors; the first
@@ -85,7 +83,7 @@ impl From<sled::Error> for StoreError {
 }
 
 pub struct SledStore {
-    reader: Arc<Reader>,
+    reader: Arc<Reader<Trees>>,
     sequencer: Sequencer,
     latest: Arc<RwLock<SignedCheckpoint>>,
     flush_seconds: Arc<crate::metrics::Histogram>,
@@ -111,8 +109,47 @@ fn read_failed(tree: usize, key: &[u8]) -> impl FnOnce(sled::Error) -> StoreErro
     }
 }
 
-fn be_u64(v: &[u8]) -> Option<u64> {
-    v.try_into().ok().map(u64::from_be_bytes)
+/// Every tree warden keeps, in [`t::NAMES`] order: what a transaction
+/// spans, and what reads go through as a [`Kv`].
+#[derive(Clone)]
+pub(crate) struct Trees(Arc<[sled::Tree]>);
+
+impl std::ops::Deref for Trees {
+    type Target = [sled::Tree];
+
+    fn deref(&self) -> &[sled::Tree] {
+        &self.0
+    }
+}
+
+impl Kv for Trees {
+    type Bytes = sled::IVec;
+
+    fn get(&self, tree: usize, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        self.0[tree].get(key).map_err(read_failed(tree, key))
+    }
+
+    fn contains(&self, tree: usize, key: &[u8]) -> Result<bool, StoreError> {
+        self.0[tree]
+            .contains_key(key)
+            .map_err(read_failed(tree, key))
+    }
+
+    fn range(
+        &self,
+        tree: usize,
+        from: std::ops::Bound<&[u8]>,
+        to: std::ops::Bound<&[u8]>,
+        direction: Direction,
+    ) -> Items<'_, sled::IVec> {
+        let walk =
+            self.0[tree].range::<Vec<u8>, _>((from.map(<[u8]>::to_vec), to.map(<[u8]>::to_vec)));
+        let failed = scan_failed(tree);
+        match direction {
+            Direction::Forward => Box::new(walk.map(move |item| item.map_err(&failed))),
+            Direction::Reverse => Box::new(walk.rev().map(move |item| item.map_err(&failed))),
+        }
+    }
 }
 
 /// The index of an appended entry. Only admissions can be replays; a
@@ -123,14 +160,6 @@ fn appended(outcome: AdmitRecorded) -> Result<u64, StoreError> {
         AdmitRecorded::Replay(_) => Err(StoreError::Invariant(
             "a state change was answered as a replay; nothing was recorded".into(),
         )),
-    }
-}
-
-/// Why the stored ledger cannot be trusted; warden refuses to start.
-fn tampered(detail: String) -> StoreError {
-    StoreError::Corrupt {
-        key: "ledger".into(),
-        detail,
     }
 }
 
@@ -169,7 +198,7 @@ impl SledStore {
             Some(dir.to_path_buf()),
         )?;
         Ok(Self {
-            reader: Arc::new(Reader { trees, keys }),
+            reader: Arc::new(Reader { kv: trees, keys }),
             sequencer,
             latest,
             flush_seconds,
@@ -180,7 +209,7 @@ impl SledStore {
     /// blocking); a panic in sled is reported as corruption.
     fn point<T>(
         &self,
-        read: impl FnOnce(&Reader) -> Result<T, StoreError>,
+        read: impl FnOnce(&Reader<Trees>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         engine(|| read(&self.reader))
     }
@@ -188,7 +217,7 @@ impl SledStore {
     /// A read that scans, run on the blocking pool.
     async fn scan<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+        read: impl FnOnce(&Reader<Trees>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let reader = self.reader.clone();
         blocking(move || read(&reader)).await
@@ -206,49 +235,6 @@ async fn blocking<T: Send + 'static>(
             Ok(panic) => std::panic::resume_unwind(panic),
             Err(_) => Err(StoreError::Io("a store read was cancelled".into())),
         },
-    }
-}
-
-/// Index keys one [`Store::admitted_in`] call examines at most: a long
-/// history continues on the next page instead of holding a blocking thread
-/// (and the caller) for the whole of it.
-const ADMITTED_SCAN_BUDGET: usize = 5_000;
-
-/// The index tag and subject of an admission-time scan.
-fn admitted_index(by: AdmittedBy<'_>) -> (u8, &str) {
-    match by {
-        AdmittedBy::Model(m) => (index::MODEL, m),
-        AdmittedBy::Customer(c) => (index::CUSTOMER, c),
-    }
-}
-
-/// What every read needs, shared with the reads on the blocking pool.
-struct Reader {
-    trees: Arc<[sled::Tree]>,
-    keys: Arc<Keyring>,
-}
-
-impl Reader {
-    fn tree(&self, i: usize) -> &sled::Tree {
-        &self.trees[i]
-    }
-
-    fn open_customer(&self, key: &[u8], raw: &[u8]) -> Result<Customer, StoreError> {
-        let stored: StoredCustomer = decode(key, raw)?;
-        stored.open(&self.keys)
-    }
-
-    fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        tree: usize,
-        key: &[u8],
-    ) -> Result<Option<T>, StoreError> {
-        match self.tree(tree).get(key).map_err(read_failed(tree, key))? {
-            Some(raw) => decode(key, &raw)
-                .map(Some)
-                .map_err(|e| e.in_tree(t::NAMES[tree])),
-            None => Ok(None),
-        }
     }
 }
 
@@ -324,12 +310,14 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
 }
 
 /// Every tree warden keeps, in [`t::NAMES`] order.
-pub(crate) fn open_trees(db: &sled::Db) -> Result<Arc<[sled::Tree]>, StoreError> {
-    Ok(t::NAMES
-        .iter()
-        .map(|n| db.open_tree(n).map_err(io))
-        .collect::<Result<Vec<_>, _>>()?
-        .into())
+pub(crate) fn open_trees(db: &sled::Db) -> Result<Trees, StoreError> {
+    Ok(Trees(
+        t::NAMES
+            .iter()
+            .map(|n| db.open_tree(n).map_err(io))
+            .collect::<Result<Vec<_>, _>>()?
+            .into(),
+    ))
 }
 
 /// Counts deployments and orders by state once, for a store written before
@@ -419,17 +407,6 @@ fn check_keys(trees: &[sled::Tree], keys: &Keyring) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The stored ledger, checked by [`read_ledger`].
-pub(crate) struct StoredLedger {
-    /// Entries stored.
-    pub size: u64,
-    /// Every stored hash, recomputed from the entries (and equal to those
-    /// stored).
-    pub hashes: Vec<Hash>,
-    /// The last checkpoint persisted in the store, verified.
-    pub last: Option<SignedCheckpoint>,
-}
-
 /// Start-up check: recomputes every stored hash from the stored entries,
 /// compares them with what is stored, and checks the root at the last
 /// checkpoint's size against that checkpoint, and the store against the
@@ -439,7 +416,7 @@ pub(crate) struct StoredLedger {
 /// and signing), the durable tree is signed now.
 fn verify_ledger(
     db: &sled::Db,
-    trees: &[sled::Tree],
+    trees: &Trees,
     signer: &Signer,
     dir: &Path,
 ) -> Result<(u64, SignedCheckpoint), StoreError> {
@@ -482,553 +459,6 @@ fn verify_ledger(
             signed_at,
         },
     ))
-}
-
-/// Reads the stored ledger and checks it: every stored hash recomputed from
-/// the entries and compared, the tree at the last checkpoint's size against
-/// that checkpoint (which must verify with `verifier`). Writes nothing.
-// One pass over the stored evidence in the order it depends on itself
-// (size, checkpoint, entries, hashes, root); split, each part would take
-// the half-checked state of the one before.
-pub(crate) fn read_ledger(
-    trees: &[sled::Tree],
-    verifier: &Verifier,
-) -> Result<StoredLedger, StoreError> {
-    let meta = &trees[t::META];
-    let size = match meta.get(META_SIZE).map_err(scan_failed(t::META))? {
-        Some(v) => be_u64(&v).ok_or_else(|| tampered("stored ledger size is malformed".into()))?,
-        None => 0,
-    };
-    let last = match meta.get(META_CHECKPOINT).map_err(scan_failed(t::META))? {
-        Some(note) => {
-            let note = String::from_utf8(note.to_vec())
-                .map_err(|_| tampered("stored checkpoint is not UTF-8".into()))?;
-            let cp = Checkpoint::open(&note, verifier).map_err(|e| {
-                tampered(format!(
-                    "stored checkpoint does not verify with the ledger key: {e}"
-                ))
-            })?;
-            let signed_at = meta
-                .get(META_CHECKPOINT_AT)
-                .map_err(scan_failed(t::META))?
-                .and_then(|v| be_u64(&v))
-                .and_then(|at| UnixMillis::try_from(at).ok())
-                .unwrap_or_else(crate::clock::now_millis);
-            Some(SignedCheckpoint {
-                checkpoint: cp,
-                note,
-                signed_at,
-            })
-        }
-        None => None,
-    };
-    if let Some(last) = &last {
-        if size < last.checkpoint.size {
-            return Err(tampered(format!(
-                "stored ledger has {size} entries but its last signed checkpoint covers {}; \
-                 refusing to serve a rolled-back log",
-                last.checkpoint.size
-            )));
-        }
-    }
-
-    // Recompute every stored hash from the entries, batch by batch: each
-    // batch value starts exactly where the previous one ended.
-    let mut computed: Vec<Hash> = Vec::new();
-    let mut next = 0u64;
-    for item in trees[t::ENTRIES].iter() {
-        let (k, v) = item.map_err(scan_failed(t::ENTRIES))?;
-        let start = be_u64(&k).ok_or_else(|| tampered("malformed ledger entry key".into()))?;
-        if start != next {
-            return Err(tampered(format!(
-                "ledger entries are not contiguous at index {start} (expected {next}); \
-                 the ledger was altered"
-            )));
-        }
-        let batch =
-            decode_entries(&k, &v).map_err(|e| tampered(format!("ledger entry {start}: {e}")))?;
-        for bytes in batch {
-            let hashes =
-                tree::stored_hashes_for_record_hash(next, tree::leaf_hash(bytes), &computed)
-                    .map_err(|e| tampered(e.to_string()))?;
-            computed.extend(hashes);
-            next += 1;
-        }
-    }
-    if next != size {
-        return Err(if next < size {
-            tampered(format!(
-                "ledger entry {next} is missing: {next} entries stored, size {size}"
-            ))
-        } else {
-            tampered(format!(
-                "{next} ledger entries stored but the stored size is {size}; the ledger was altered"
-            ))
-        });
-    }
-    // The stored hashes, batch by batch: each value continues exactly where
-    // the previous one ended.
-    let mut stored: Vec<Hash> = Vec::with_capacity(computed.len());
-    for item in trees[t::HASHES].iter() {
-        let (k, v) = item.map_err(scan_failed(t::HASHES))?;
-        let start = be_u64(&k).ok_or_else(|| tampered("malformed stored-hash key".into()))?;
-        if start != stored.len() as u64 || v.len() % 32 != 0 {
-            return Err(tampered(format!(
-                "stored hashes are not contiguous at index {start}; the ledger was altered"
-            )));
-        }
-        stored.extend(v.chunks_exact(32).filter_map(|c| <Hash>::try_from(c).ok()));
-    }
-    if stored.len() != computed.len() {
-        return Err(tampered(format!(
-            "{} stored hashes for {size} entries, expected {}",
-            stored.len(),
-            computed.len()
-        )));
-    }
-    if let Some(i) = (0..computed.len()).find(|&i| stored[i] != computed[i]) {
-        return Err(tampered(format!(
-            "stored hash {i} does not match the entries; the ledger was altered"
-        )));
-    }
-    if let Some(last) = &last {
-        let root = tree::tree_hash(last.checkpoint.size, &computed)
-            .map_err(|e| tampered(e.to_string()))?;
-        if root != last.checkpoint.root {
-            return Err(tampered(format!(
-                "the stored tree at size {} does not have the root of the signed checkpoint; \
-                 the ledger was altered",
-                last.checkpoint.size
-            )));
-        }
-    }
-    Ok(StoredLedger {
-        size,
-        hashes: computed,
-        last,
-    })
-}
-
-impl Reader {
-    fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
-        match self
-            .tree(t::CUSTOMERS)
-            .scan_prefix(customer_prefix(customer_id))
-            .next_back()
-        {
-            Some(Ok((k, v))) => self.open_customer(&k, &v).map(Some),
-            Some(Err(e)) => Err(scan_failed(t::CUSTOMERS)(e)),
-            None => Ok(None),
-        }
-    }
-
-    fn customer_as_of(
-        &self,
-        customer_id: &str,
-        as_of: UnixMillis,
-    ) -> Result<Option<Customer>, StoreError> {
-        for item in self
-            .tree(t::CUSTOMERS)
-            .scan_prefix(customer_prefix(customer_id))
-            .rev()
-        {
-            let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
-            let stored: StoredCustomer = decode(&k, &v)?;
-            if stored.updated_at <= as_of {
-                return stored.open(&self.keys).map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    fn list_customers(
-        &self,
-        filter: &CustomerFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Customer>, StoreError> {
-        // Keys are `id 0x00 version`: the newest version of an id is the
-        // last key before the next id. Filters read the fields kept in the
-        // clear; only the versions returned are opened.
-        let start = match after {
-            Some(a) => {
-                let mut k = customer_prefix(a);
-                k.extend_from_slice(&u64::MAX.to_be_bytes());
-                std::ops::Bound::Excluded(k)
-            }
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        let mut newest: Option<StoredCustomer> = None;
-        let keep = |c: &StoredCustomer| {
-            filter.status.is_none_or(|s| s == c.status)
-                && filter.country.as_ref().is_none_or(|x| *x == c.country)
-        };
-        for item in self
-            .tree(t::CUSTOMERS)
-            .range((start, std::ops::Bound::Unbounded))
-        {
-            let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
-            let stored: StoredCustomer = decode(&k, &v)?;
-            if let Some(prev) = newest.take() {
-                if prev.customer_id != stored.customer_id && keep(&prev) {
-                    out.push(prev.open(&self.keys)?);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            newest = Some(stored);
-        }
-        if let Some(prev) = newest {
-            if keep(&prev) && out.len() < limit {
-                out.push(prev.open(&self.keys)?);
-            }
-        }
-        Ok(out)
-    }
-
-    fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
-        match self.get::<StoredScreening>(t::SCREENINGS, customer_id.as_bytes())? {
-            Some(s) => s.open(&self.keys).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
-        self.get(t::SANCTIONS, SANCTIONS_LIST)
-    }
-
-    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.get(t::ORDERS, order_id.as_bytes())
-    }
-
-    fn list_orders(
-        &self,
-        filter: &OrderFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        let start = match after {
-            Some(a) => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for item in self
-            .tree(t::ORDERS)
-            .range((start, std::ops::Bound::Unbounded))
-        {
-            let (k, v) = item.map_err(scan_failed(t::ORDERS))?;
-            let o: Order = decode(&k, &v)?;
-            if filter.matches(&o) {
-                out.push(o);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.tree(t::ACTIVE_ORDERS)
-            .iter()
-            .map(|item| {
-                let (k, v) = item.map_err(scan_failed(t::ACTIVE_ORDERS))?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
-    fn order_events(
-        &self,
-        after: u64,
-        up_to: u64,
-        limit: usize,
-    ) -> Result<Vec<OrderEvent>, StoreError> {
-        if up_to <= after {
-            return Ok(Vec::new());
-        }
-        self.tree(t::ORDER_EVENTS)
-            .range((after + 1).to_be_bytes()..=up_to.to_be_bytes())
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item.map_err(scan_failed(t::ORDER_EVENTS))?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
-    fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
-        let read = |key: &[u8]| -> Result<u64, StoreError> {
-            Ok(self
-                .tree(t::ORDER_META)
-                .get(key)
-                .map_err(scan_failed(t::ORDER_META))?
-                .and_then(|v| be_u64(&v))
-                .unwrap_or(0))
-        };
-        Ok((read(ORDER_REVISION)?, read(ORDER_SET_REVISION)?))
-    }
-
-    fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
-        self.get(t::DEPLOYMENTS, deployment_id.as_bytes())
-    }
-
-    fn list_deployments(
-        &self,
-        filter: &DeploymentFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Deployment>, StoreError> {
-        let start = match after {
-            Some(a) => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for item in self
-            .tree(t::DEPLOYMENTS)
-            .range((start, std::ops::Bound::Unbounded))
-        {
-            let (k, v) = item.map_err(scan_failed(t::DEPLOYMENTS))?;
-            let d: Deployment = decode(&k, &v)?;
-            if filter.matches(&d) {
-                out.push(d);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
-        self.get(t::CHAINS, chain_sha256.as_bytes())
-    }
-
-    fn customer_version(
-        &self,
-        customer_id: &str,
-        version: u64,
-    ) -> Result<Option<Customer>, StoreError> {
-        let key = customer_key(customer_id, version);
-        match self
-            .tree(t::CUSTOMERS)
-            .get(&key)
-            .map_err(scan_failed(t::CUSTOMERS))?
-        {
-            Some(raw) => self.open_customer(&key, &raw).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn customer_version_index(
-        &self,
-        customer_id: &str,
-        version: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let key = index::version(customer_id, version);
-        match self
-            .tree(t::ATTRIBUTION)
-            .get(&key)
-            .map_err(scan_failed(t::ATTRIBUTION))?
-        {
-            Some(v) => be_u64(&v).map(Some).ok_or_else(|| StoreError::Corrupt {
-                key: hex::encode(&key),
-                detail: "malformed ledger index".into(),
-            }),
-            None => Ok(None),
-        }
-    }
-
-    /// See [`Store::admitted_in`]: walks the model or customer index
-    /// down from `to` (or from `after`), skipping by the end recorded in
-    /// the index what ended before `from` without reading it, and stops at
-    /// a full page or after [`ADMITTED_SCAN_BUDGET`] index keys.
-    fn admitted_in(
-        &self,
-        (tag, subject): (u8, &str),
-        from: UnixMillis,
-        to: UnixMillis,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<AdmittedPage, StoreError> {
-        let prefix = index::prefix(tag, subject);
-        let mut end = index::prefix_at(tag, subject, to.saturating_add(1));
-        if let Some(c) = after {
-            if c < end.as_slice() {
-                end = c.to_vec();
-            }
-        }
-        let mut page = AdmittedPage::default();
-        if end <= prefix {
-            return Ok(page);
-        }
-        for (scanned, item) in (1..).zip(self.tree(t::ATTRIBUTION).range(prefix.clone()..end).rev())
-        {
-            let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
-            let id = index::admitted_id(&prefix, &k).ok_or_else(|| StoreError::Corrupt {
-                key: hex::encode(&k),
-                detail: "malformed admission index key".into(),
-            })?;
-            let cursor = Cursor::from_bytes(k.to_vec());
-            // Most of a window's scan is deployments that ended before it:
-            // their end is in the index.
-            let ended_before = index::ended_at(&v).is_some_and(|end| end < from);
-            if !ended_before {
-                if let Some(d) = self.get::<Deployment>(t::DEPLOYMENTS, id.as_bytes())? {
-                    if d.end() >= from {
-                        page.deployments.push((d, cursor.clone()));
-                    }
-                }
-            }
-            if page.deployments.len() >= limit || scanned >= ADMITTED_SCAN_BUDGET {
-                page.next = Some(cursor);
-                return Ok(page);
-            }
-        }
-        Ok(page)
-    }
-
-    fn endpoint_claim(
-        &self,
-        endpoint: &str,
-        at: UnixMillis,
-    ) -> Result<Option<EndpointClaim>, StoreError> {
-        let prefix = index::prefix(index::ENDPOINT, endpoint);
-        let end = index::prefix_at(index::ENDPOINT, endpoint, at.saturating_add(1));
-        let Some(item) = self
-            .tree(t::ATTRIBUTION)
-            .range(prefix.clone()..end)
-            .next_back()
-        else {
-            return Ok(None);
-        };
-        let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
-        let corrupt = || StoreError::Corrupt {
-            key: hex::encode(&k),
-            detail: "malformed endpoint index entry".into(),
-        };
-        let (at, ledger_index) = index::endpoint_parts(&prefix, &k).ok_or_else(corrupt)?;
-        let deployment_id = String::from_utf8(v.to_vec()).map_err(|_| corrupt())?;
-        Ok(Some(EndpointClaim {
-            at,
-            ledger_index,
-            deployment_id,
-        }))
-    }
-
-    fn attribution_requests(
-        &self,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<AttributionRequest>, StoreError> {
-        let start = index::request(0);
-        let end = match before {
-            Some(b) => index::request(b),
-            None => vec![index::REQUEST + 1],
-        };
-        let mut out = Vec::new();
-        for item in self
-            .tree(t::ATTRIBUTION)
-            .range(start..end)
-            .rev()
-            .take(limit)
-        {
-            let (k, v) = item.map_err(scan_failed(t::ATTRIBUTION))?;
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
-    }
-
-    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        // Entries are stored one value per batch, keyed by the index of the
-        // batch's first entry: start from the batch holding `start`.
-        let end = start.saturating_add(count);
-        let first = match self
-            .tree(t::ENTRIES)
-            .range(..=start.to_be_bytes())
-            .next_back()
-        {
-            Some(item) => item.map_err(scan_failed(t::ENTRIES))?.0,
-            None => return Ok(Vec::new()),
-        };
-        let mut out = Vec::new();
-        for item in self.tree(t::ENTRIES).range(first..) {
-            let (k, v) = item.map_err(scan_failed(t::ENTRIES))?;
-            let first = be_u64(&k).ok_or_else(|| StoreError::Corrupt {
-                key: hex::encode(&k),
-                detail: "malformed ledger entry key".into(),
-            })?;
-            if first >= end {
-                break;
-            }
-            for (index, bytes) in (first..).zip(decode_entries(&k, &v)?) {
-                if (start..end).contains(&index) {
-                    out.push(bytes.to_vec());
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn entries_at(
-        &self,
-        indexes: &[u64],
-    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
-        let mut wanted = indexes.to_vec();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut out = std::collections::BTreeMap::new();
-        let mut rest = wanted.as_slice();
-        while let Some(&i) = rest.first() {
-            // The batch holding `i` is keyed by its first index, at or below.
-            let Some(item) = self.tree(t::ENTRIES).range(..=i.to_be_bytes()).next_back() else {
-                rest = &rest[1..];
-                continue;
-            };
-            let (k, v) = item.map_err(scan_failed(t::ENTRIES))?;
-            let first = be_u64(&k).ok_or_else(|| StoreError::Corrupt {
-                key: hex::encode(&k),
-                detail: "malformed ledger entry key".into(),
-            })?;
-            let batch = decode_entries(&k, &v)?;
-            let end = first.saturating_add(batch.len() as u64);
-            let inside = rest.iter().take_while(|&&j| j < end).count();
-            for &j in &rest[..inside] {
-                let at = usize::try_from(j - first).map_err(|_| StoreError::Corrupt {
-                    key: hex::encode(&k),
-                    detail: "ledger entry index out of range".into(),
-                })?;
-                out.insert(j, batch[at].to_vec());
-            }
-            // An index past the end of its batch does not exist.
-            rest = &rest[inside.max(1)..];
-        }
-        Ok(out)
-    }
-
-    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
-        tree::prove_record(tree_size, index, &StoredHashes(self.tree(t::HASHES)))
-            .map_err(hash_error)
-    }
-
-    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        tree::prove_tree(to, from, &StoredHashes(self.tree(t::HASHES))).map_err(hash_error)
-    }
-
-    /// A customer's versions as purged tombstones, made from the stored
-    /// records: their commitment is the stored one, and nothing needs
-    /// opening.
-    fn tombstones(&self, customer_id: &str) -> Result<Vec<StoredCustomer>, StoreError> {
-        self.tree(t::CUSTOMERS)
-            .scan_prefix(customer_prefix(customer_id))
-            .map(|item| {
-                let (k, v) = item.map_err(scan_failed(t::CUSTOMERS))?;
-                decode::<StoredCustomer>(&k, &v).map(|c| c.tombstone())
-            })
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -1349,7 +779,7 @@ impl Store for SledStore {
             let summary = sequencer.paused(|| {
                 let start = std::time::Instant::now();
                 let mut summary =
-                    crate::store::backup::write_snapshot(&reader.trees, &mut out, created_at)?;
+                    crate::store::backup::write_snapshot(&reader.kv, &mut out, created_at)?;
                 summary.paused = start.elapsed();
                 Ok::<_, StoreError>(summary)
             })?;
@@ -1408,6 +838,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::kv::read::ADMITTED_SCAN_BUDGET;
 
     /// Damage sled reports is corruption (DATA_LOSS to callers, never
     /// "retry"); its I/O errors stay I/O (UNAVAILABLE).
@@ -1436,7 +867,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = open(&tmp.path().join("data"));
         let digest = "sha256:aa";
-        let index = store.reader.tree(t::ATTRIBUTION);
+        let index = &store.reader.kv[t::ATTRIBUTION];
         for i in 0..=ADMITTED_SCAN_BUDGET {
             let at = i64::try_from(i).unwrap();
             let key = index::admitted(index::MODEL, digest, at, &format!("dep-{i}"));
@@ -1495,7 +926,7 @@ mod tests {
             admit(&store, &deployment(id, customer, "sha256:aaaa", T0)).await;
         }
         // As a store written before the index: no index keys, no mark.
-        let index_tree = store.reader.tree(t::ATTRIBUTION);
+        let index_tree = &store.reader.kv[t::ATTRIBUTION];
         for key in index_tree.iter().keys() {
             let key = key.unwrap();
             if key.first() == Some(&index::OPEN_CERTIFICATE)
@@ -1510,13 +941,13 @@ mod tests {
         let mut stale = index::open_prefix(&earlier.certificate.fingerprint, Some("cust-1"));
         stale.extend_from_slice(b"dep-gone-of-an-earlier-form");
         index_tree.insert(stale.clone(), Vec::new()).unwrap();
-        store.reader.tree(t::META).remove(META_ORDER_INDEX).unwrap();
+        store.reader.kv[t::META].remove(META_ORDER_INDEX).unwrap();
         let closed = store.closed();
         drop(store);
         closed.cancelled().await;
 
         let store = SledStore::open(&dir, copy(), keys()).unwrap();
-        let index_tree = store.reader.tree(t::ATTRIBUTION);
+        let index_tree = &store.reader.kv[t::ATTRIBUTION];
         assert!(!index_tree.contains_key(&stale).unwrap());
         let open_keys = index_tree.scan_prefix([index::OPEN_CERTIFICATE]).count();
         assert_eq!(open_keys, 3, "one open key per open deployment");
@@ -1542,9 +973,7 @@ mod tests {
             .matched_deployments;
         matched.sort();
         assert_eq!(matched, ["dep-1", "dep-2"]);
-        assert!(store
-            .reader
-            .tree(t::META)
+        assert!(store.reader.kv[t::META]
             .contains_key(META_ORDER_INDEX)
             .unwrap());
     }

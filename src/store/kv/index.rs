@@ -27,7 +27,7 @@
 //! The admission time before the id in `m`, `c` and `F` keys makes new
 //! deployments land at the end of their subject's range, next to each
 //! other, rather than at random places among the older ones (ids are
-//! random): a commit then touches few of sled's pages.
+//! random): a commit then touches few of the index's pages.
 //!
 //! Times and indices are big-endian u64, so keys sort by them. Ids, digests
 //! and endpoints contain no 0x00 (they are validated on the way in).

@@ -1,7 +1,7 @@
-//! How the sled engine lays out what it stores: the trees every
-//! transaction spans, the keys in them, and the stored ledger hashes read
-//! back for proofs.
+//! How warden lays out what it stores: the trees every commit spans, the
+//! keys in them, and the stored ledger hashes read back for proofs.
 
+use super::Kv;
 use crate::ledger::tree::{self, Hash, HashReader};
 use crate::store::StoreError;
 
@@ -90,15 +90,15 @@ pub(crate) fn customer_key(id: &str, version: u64) -> Vec<u8> {
 
 /// Where the first decision under a request id is found: request ids are
 /// scoped to their caller ([`crate::domain::idempotency`]).
-pub(super) fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
+pub(crate) fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
     format!("{principal}\0{request_id}").into_bytes()
 }
 
-/// Stored hashes on disk. Each batch writes the hashes it adds as one
-/// value, keyed by the stored index of its first hash (big endian), so a
-/// batch costs one key however many records it holds; a hash is found by
-/// the last key at or below its index.
-pub(crate) struct StoredHashes<'a>(pub &'a sled::Tree);
+/// Stored hashes. Each batch writes the hashes it adds as one value, keyed
+/// by the stored index of its first hash (big endian), so a batch costs one
+/// key however many records it holds; a hash is found by the last key at or
+/// below its index.
+pub(crate) struct StoredHashes<'a, K>(pub &'a K);
 
 /// A stored hash the tree needs that cannot be read is damage to the
 /// ledger (callers ask only for hashes inside the signed tree); other tree
@@ -114,15 +114,13 @@ pub(crate) fn hash_error(e: tree::TreeError) -> StoreError {
     }
 }
 
-impl StoredHashes<'_> {
+impl<K: Kv> StoredHashes<'_, K> {
     /// The batch value holding stored hash `i`: its first index, its bytes.
-    fn batch_of(&self, i: u64) -> Result<(u64, sled::IVec), tree::TreeError> {
+    fn batch_of(&self, i: u64) -> Result<(u64, K::Bytes), tree::TreeError> {
         let (k, v) = self
             .0
-            .range(..=i.to_be_bytes())
-            .next_back()
-            .transpose()
-            .map_err(|e| match StoreError::from(e) {
+            .at_or_below(t::HASHES, &i.to_be_bytes())
+            .map_err(|e| match e {
                 StoreError::Corrupt { detail, .. } => {
                     tracing::error!(index = i, %detail, "stored ledger hash unreadable");
                     tree::TreeError::MissingHash(i)
@@ -130,7 +128,7 @@ impl StoredHashes<'_> {
                 e => tree::TreeError::Storage(e.to_string()),
             })?
             .ok_or(tree::TreeError::MissingHash(i))?;
-        let start = <[u8; 8]>::try_from(k.as_ref())
+        let start = <[u8; 8]>::try_from(&*k)
             .map(u64::from_be_bytes)
             .map_err(|_| tree::TreeError::Storage("malformed stored-hash key".into()))?;
         Ok((start, v))
@@ -138,19 +136,19 @@ impl StoredHashes<'_> {
 }
 
 /// Stored hash `i` inside the batch value starting at `start`, if it is there.
-pub(super) fn hash_in(start: u64, value: &[u8], i: u64) -> Option<Hash> {
+pub(crate) fn hash_in(start: u64, value: &[u8], i: u64) -> Option<Hash> {
     let offset = usize::try_from(i.checked_sub(start)?)
         .ok()?
         .checked_mul(32)?;
     value.get(offset..offset.checked_add(32)?)?.try_into().ok()
 }
 
-impl HashReader for StoredHashes<'_> {
+impl<K: Kv> HashReader for StoredHashes<'_, K> {
     /// Hashes that share a batch value are read with one lookup (a proof's
     /// neighbouring nodes often sit in the same batch).
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::TreeError> {
         let mut out = Vec::with_capacity(indexes.len());
-        let mut last: Option<(u64, sled::IVec)> = None;
+        let mut last: Option<(u64, K::Bytes)> = None;
         for &i in indexes {
             if let Some(h) = last.as_ref().and_then(|(start, v)| hash_in(*start, v, i)) {
                 out.push(h);

@@ -1,8 +1,8 @@
-//! Planning a batch: the one place the sled engine checks a write's
+//! Planning a batch: the one place an engine checks a write's
 //! preconditions and turns it into the keys it writes. Each batch is
 //! planned on top of the one before it (which may still be committing) and
 //! what is stored, computing the entries, stored hashes, size and root;
-//! nothing here writes to sled. The rules it applies (what an order
+//! nothing here writes. The rules it applies (what an order
 //! activates or releases, renewal bookkeeping, idempotency) come from the
 //! domain.
 
@@ -15,6 +15,7 @@ use super::keys::{
     admit_key, customer_key, hash_error, t, StoredHashes, META_SIZE, META_STATE_COUNTS,
     ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256,
 };
+use super::{Direction, Kv};
 use crate::domain::attribution::normalize_endpoint;
 use crate::domain::deployment::{Deployment, DeploymentState};
 use crate::domain::order::OrderState;
@@ -76,13 +77,13 @@ pub(crate) enum Mutation {
     },
 }
 
-pub(super) struct Append {
-    pub(super) mutation: Mutation,
-    pub(super) entry: Entry,
+pub(crate) struct Append {
+    pub(crate) mutation: Mutation,
+    pub(crate) entry: Entry,
     /// The entry serialised by the caller, so the planner (the one serial
     /// stage) does not.
-    pub(super) entry_bytes: Vec<u8>,
-    pub(super) reply: oneshot::Sender<Result<AdmitRecorded, StoreError>>,
+    pub(crate) entry_bytes: Vec<u8>,
+    pub(crate) reply: oneshot::Sender<Result<AdmitRecorded, StoreError>>,
 }
 
 /// A value with its stored encoding, made by the caller for the same
@@ -103,19 +104,19 @@ impl<T: serde::Serialize> Encoded<T> {
 /// size, in the order they are written. Shared (read-only) between the
 /// committer, which writes them, and the planner, which reads through them
 /// while it plans the next batch.
-pub(super) struct Layer {
+pub(crate) struct Layer {
     /// `None` removes the key.
-    pub(super) writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
+    pub(crate) writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
     /// Per tree, key to position in `writes`.
-    pub(super) written: [std::collections::HashMap<Vec<u8>, usize>; t::NAMES.len()],
+    pub(crate) written: [std::collections::HashMap<Vec<u8>, usize>; t::NAMES.len()],
     /// Stored index of `hashes[0]`.
-    pub(super) first_hash_index: u64,
+    pub(crate) first_hash_index: u64,
     /// The stored hashes this batch adds.
-    pub(super) hashes: Vec<Hash>,
+    pub(crate) hashes: Vec<Hash>,
 }
 
 impl Layer {
-    pub(super) fn new(first_hash_index: u64) -> Self {
+    pub(crate) fn new(first_hash_index: u64) -> Self {
         Self {
             writes: Vec::new(),
             written: Default::default(),
@@ -139,7 +140,7 @@ impl Layer {
 /// are not remembered (their batch may yet fail). Bounded: past
 /// [`KnownKeys::MAX`] it starts again from empty.
 #[derive(Default)]
-pub(super) struct KnownKeys(std::collections::HashSet<Vec<u8>>);
+pub(crate) struct KnownKeys(std::collections::HashSet<Vec<u8>>);
 
 impl KnownKeys {
     const MAX: usize = 65_536;
@@ -157,9 +158,9 @@ impl KnownKeys {
 /// is stored. Only the sequencer writes, and a batch is planned only once
 /// every batch but the previous one is committed, so plain reads are
 /// consistent; the transaction that follows only writes, which keeps it
-/// short (sled's commit cost grows with every key it touches).
-struct Plan<'a> {
-    trees: &'a [sled::Tree],
+/// short (an engine's commit cost grows with every key it touches).
+struct Plan<'a, K: Kv> {
+    kv: &'a K,
     previous: Option<&'a Layer>,
     layer: Layer,
     known: &'a mut KnownKeys,
@@ -172,15 +173,15 @@ struct Plan<'a> {
     order_moves: [i64; OrderState::ALL.len()],
 }
 
-impl<'a> Plan<'a> {
+impl<'a, K: Kv> Plan<'a, K> {
     fn new(
-        trees: &'a [sled::Tree],
+        kv: &'a K,
         previous: Option<&'a Layer>,
         known: &'a mut KnownKeys,
         first_hash_index: u64,
     ) -> Self {
         Self {
-            trees,
+            kv,
             previous,
             layer: Layer::new(first_hash_index),
             known,
@@ -235,9 +236,7 @@ impl<'a> Plan<'a> {
             let present = match self.planned(tree, &key) {
                 Some(value) => value.is_some(),
                 None => {
-                    let stored = self.trees[tree]
-                        .contains_key(&key)
-                        .map_err(|e| StoreError::from(e).in_tree(t::NAMES[tree]))?;
+                    let stored = self.kv.contains(tree, &key)?;
                     if stored {
                         self.known.insert(key.clone());
                     }
@@ -288,10 +287,7 @@ impl<'a> Plan<'a> {
         if let Some(v) = self.planned(tree, key) {
             return Ok(v.map(<[u8]>::to_vec));
         }
-        self.trees[tree]
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| StoreError::from(e).in_tree(t::NAMES[tree]))
+        Ok(self.kv.get(tree, key)?.map(|v| v.to_vec()))
     }
 
     fn get_decoded<T: serde::de::DeserializeOwned>(
@@ -354,8 +350,8 @@ fn add_count<S: PartialEq>(counts: &mut Vec<(S, u64)>, state: S, delta: i64) {
 }
 
 /// A screening write must be exactly one revision past the stored one.
-fn check_screening(
-    plan: &Plan<'_>,
+fn check_screening<K: Kv>(
+    plan: &Plan<'_, K>,
     s: &StoredScreening,
 ) -> Result<Result<(), StoreError>, StoreError> {
     let key = s.customer_id.as_bytes();
@@ -371,7 +367,7 @@ fn check_screening(
 }
 
 /// Whether `version` is the newest stored version of customer `id`.
-fn is_newest(plan: &Plan<'_>, id: &str, version: u64) -> Result<bool, StoreError> {
+fn is_newest<K: Kv>(plan: &Plan<'_, K>, id: &str, version: u64) -> Result<bool, StoreError> {
     Ok(plan
         .get(t::CUSTOMERS, &customer_key(id, version))?
         .is_some()
@@ -387,8 +383,8 @@ fn is_newest(plan: &Plan<'_>, id: &str, version: u64) -> Result<bool, StoreError
 // One arm per mutation, each a precondition check and the keys it writes:
 // long as a whole, but every precondition the engine checks (and so every
 // conflict it reports) reads in one place, and each arm stays short.
-fn apply(
-    plan: &mut Plan<'_>,
+fn apply<K: Kv>(
+    plan: &mut Plan<'_, K>,
     m: &Mutation,
     index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
@@ -627,7 +623,7 @@ fn apply(
 
 /// Once a deployment has a final end, its model and customer index entries
 /// carry it, so a time window skips it without reading the record.
-fn record_end(plan: &mut Plan<'_>, before: Option<&Deployment>, after: &Deployment) {
+fn record_end<K: Kv>(plan: &mut Plan<'_, K>, before: Option<&Deployment>, after: &Deployment) {
     let end = after.final_end();
     if end.is_none() || end == before.and_then(Deployment::final_end) {
         return;
@@ -646,7 +642,12 @@ fn record_end(plan: &mut Plan<'_>, before: Option<&Deployment>, after: &Deployme
 
 /// Records that `d` claimed each of its endpoints at `at`: whoever claimed
 /// an endpoint last is the one running it.
-fn claim_endpoints(plan: &mut Plan<'_>, d: &Deployment, at: crate::domain::UnixMillis, index: u64) {
+fn claim_endpoints<K: Kv>(
+    plan: &mut Plan<'_, K>,
+    d: &Deployment,
+    at: crate::domain::UnixMillis,
+    index: u64,
+) {
     for e in &d.workload.endpoints {
         plan.put(
             t::ATTRIBUTION,
@@ -656,7 +657,7 @@ fn claim_endpoints(plan: &mut Plan<'_>, d: &Deployment, at: crate::domain::UnixM
     }
 }
 
-fn meta_u64(plan: &Plan<'_>, key: &[u8]) -> Result<u64, StoreError> {
+fn meta_u64<K: Kv>(plan: &Plan<'_, K>, key: &[u8]) -> Result<u64, StoreError> {
     Ok(plan
         .get(t::ORDER_META, key)?
         .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
@@ -669,8 +670,8 @@ fn meta_u64(plan: &Plan<'_>, key: &[u8]) -> Result<u64, StoreError> {
 /// target names is read by its id). The order's own rules
 /// (`Order::stop`, `Order::release`) still decide each one, so a
 /// deployment offered here that the target does not match is left alone.
-fn offered(
-    plan: &Plan<'_>,
+fn offered<K: Kv>(
+    plan: &Plan<'_, K>,
     target: &crate::domain::order::Target,
 ) -> Result<Vec<Deployment>, StoreError> {
     let under = |tag: u8, subject: &str| -> Result<Vec<String>, StoreError> {
@@ -713,17 +714,14 @@ fn offered(
 /// The keys of `tree` under `prefix` that are present as this batch sees
 /// them: stored, or written by the batches in memory, less those they
 /// remove.
-fn keys_with_prefix(
-    plan: &Plan<'_>,
+fn keys_with_prefix<K: Kv>(
+    plan: &Plan<'_, K>,
     tree: usize,
     prefix: &[u8],
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut keys = std::collections::BTreeSet::new();
-    for item in plan.trees[tree].scan_prefix(prefix).keys() {
-        keys.insert(
-            item.map_err(|e| StoreError::from(e).in_tree(t::NAMES[tree]))?
-                .to_vec(),
-        );
+    for item in plan.kv.prefix(tree, prefix, Direction::Forward) {
+        keys.insert(item?.0.to_vec());
     }
     for layer in plan
         .previous
@@ -753,8 +751,8 @@ fn keys_with_prefix(
 // Over a hundred lines because the steps share the plan and the list of
 // changed deployments, which the events and the entry name; the decisions
 // are the domain's, what is left here is reading and writing keys in order.
-fn apply_order(
-    plan: &mut Plan<'_>,
+fn apply_order<K: Kv>(
+    plan: &mut Plan<'_, K>,
     change: &OrderChange,
     index: u64,
 ) -> Result<Result<Option<Box<DecisionRecord>>, StoreError>, StoreError> {
@@ -874,10 +872,10 @@ fn apply_order(
     Ok(Ok(None))
 }
 
-pub(super) type Outcomes = Vec<Result<AdmitRecorded, StoreError>>;
+pub(crate) type Outcomes = Vec<Result<AdmitRecorded, StoreError>>;
 
 /// A batch that writes nothing.
-pub(super) fn empty(size: u64) -> PlannedBatch {
+pub(crate) fn empty(size: u64) -> PlannedBatch {
     PlannedBatch {
         outcomes: Vec::new(),
         size,
@@ -887,19 +885,19 @@ pub(super) fn empty(size: u64) -> PlannedBatch {
 }
 
 /// What planning a batch produced.
-pub(super) struct PlannedBatch {
-    pub(super) outcomes: Outcomes,
-    pub(super) size: u64,
-    pub(super) root: Option<Hash>,
-    pub(super) layer: Layer,
+pub(crate) struct PlannedBatch {
+    pub(crate) outcomes: Outcomes,
+    pub(crate) size: u64,
+    pub(crate) root: Option<Hash>,
+    pub(crate) layer: Layer,
 }
 
 /// Plans one batch on top of `previous` (the batch before, possibly still
 /// committing) and what is stored: checks each append's preconditions,
 /// encodes the accepted ones with their entries, computes their stored
 /// hashes, the new size and root. Writes nothing.
-pub(super) fn plan_batch(
-    trees: &[sled::Tree],
+pub(crate) fn plan_batch<K: Kv>(
+    kv: &K,
     previous: Option<&Layer>,
     known: &mut KnownKeys,
     size: u64,
@@ -907,7 +905,7 @@ pub(super) fn plan_batch(
 ) -> Result<PlannedBatch, StoreError> {
     let io = hash_error;
     let first_hash_index = tree::stored_hash_count(size);
-    let stored = StoredHashes(&trees[t::HASHES]);
+    let stored = StoredHashes(kv);
     // Hashes of the previous batch are read from memory: it may not be
     // committed yet.
     let (base_index, base_pending): (u64, &[Hash]) = match previous {
@@ -915,7 +913,7 @@ pub(super) fn plan_batch(
         None => (first_hash_index, &[]),
     };
     let base = tree::Overlay::new(&stored, base_index, base_pending);
-    let mut plan = Plan::new(trees, previous, known, first_hash_index);
+    let mut plan = Plan::new(kv, previous, known, first_hash_index);
     let mut pending: Vec<Hash> = Vec::new();
     // The batch's entries, stored as one value keyed by the index of the
     // first (see `SledStore::entries`): one key per batch instead of one
