@@ -307,6 +307,33 @@ impl<K: Kv> Reader<K> {
         }
     }
 
+    /// Up to `limit` records of `tree`, keyed by their id, after the id
+    /// `after`, that `keep` accepts, in id order.
+    fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: usize,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes()));
+        let mut out = Vec::new();
+        for item in self
+            .kv
+            .range(tree, from, Bound::Unbounded, Direction::Forward)
+        {
+            let (k, v) = item?;
+            let record: T = decode(&k, &v)?;
+            if keep(&record) {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
         self.get(t::SANCTIONS, SANCTIONS_LIST)
     }
@@ -321,27 +348,7 @@ impl<K: Kv> Reader<K> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        let start = match after {
-            Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for item in self.kv.range(
-            t::ORDERS,
-            start.as_ref().map(Vec::as_slice),
-            Bound::Unbounded,
-            Direction::Forward,
-        ) {
-            let (k, v) = item?;
-            let o: Order = decode(&k, &v)?;
-            if filter.matches(&o) {
-                out.push(o);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        self.page(t::ORDERS, after, limit, |r: &Order| filter.matches(r))
     }
 
     pub(crate) fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
@@ -405,27 +412,9 @@ impl<K: Kv> Reader<K> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Deployment>, StoreError> {
-        let start = match after {
-            Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for item in self.kv.range(
-            t::DEPLOYMENTS,
-            start.as_ref().map(Vec::as_slice),
-            Bound::Unbounded,
-            Direction::Forward,
-        ) {
-            let (k, v) = item?;
-            let d: Deployment = decode(&k, &v)?;
-            if filter.matches(&d) {
-                out.push(d);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        self.page(t::DEPLOYMENTS, after, limit, |r: &Deployment| {
+            filter.matches(r)
+        })
     }
 
     pub(crate) fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
