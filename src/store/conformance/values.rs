@@ -198,7 +198,7 @@ pub fn admission(principal: &str, request_id: &str, d: Option<&Deployment>) -> D
     }
 }
 
-pub(super) fn admission_entry(decision: &DecisionRecord, d: Option<&Deployment>) -> Entry {
+pub fn admission_entry(decision: &DecisionRecord, d: Option<&Deployment>) -> Entry {
     Entry::new(
         decision.at,
         &decision.principal,

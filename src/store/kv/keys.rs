@@ -94,6 +94,14 @@ pub(crate) fn admit_key(principal: &str, request_id: &str) -> Vec<u8> {
     format!("{principal}\0{request_id}").into_bytes()
 }
 
+/// Whether a value under [`admit_key`] is the id of the decision (`dec-`
+/// and hex, kept in [`t::DECISIONS`]: stores written before decisions
+/// were kept under their request id) rather than the decision itself (a
+/// framed record, see [`crate::store::codec`]).
+pub(crate) fn is_decision_id(value: &[u8]) -> bool {
+    value.starts_with(b"dec-") && crate::store::codec::decode_raw(&[], value).is_err()
+}
+
 /// Stored hashes. Each batch writes the hashes it adds as one value, keyed
 /// by the stored index of its first hash (big endian), so a batch costs one
 /// key however many records it holds; a hash is found by the last key at or

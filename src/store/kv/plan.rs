@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use super::index;
 use super::keys::{
-    admit_key, customer_key, hash_error, t, StoredHashes, META_SIZE, META_STATE_COUNTS,
-    ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256,
+    admit_key, customer_key, hash_error, is_decision_id, t, StoredHashes, META_SIZE,
+    META_STATE_COUNTS, ORDER_REVISION, ORDER_SET_REVISION, SANCTIONS_LIST, SANCTIONS_SHA256,
 };
 use super::{Direction, Kv};
 use crate::domain::attribution::normalize_endpoint;
@@ -498,13 +498,7 @@ fn apply<K: Kv>(
         } => {
             let idem = admit_key(&decision.principal, &decision.request_id);
             if let Some(existing) = plan.get(t::ADMIT_REQUESTS, &idem)? {
-                let first: DecisionRecord =
-                    plan.get_decoded(t::DECISIONS, &existing)?.ok_or_else(|| {
-                        StoreError::Corrupt {
-                            key: String::from_utf8_lossy(&existing).into_owned(),
-                            detail: "request id points at a missing decision".into(),
-                        }
-                    })?;
+                let first = first_decision(plan, &idem, &existing)?;
                 return Ok(Ok(Some(Box::new(first))));
             }
             if meta_u64(plan, ORDER_SET_REVISION)? != *orders_seen {
@@ -512,16 +506,9 @@ fn apply<K: Kv>(
             }
             let mut decision = decision.clone();
             decision.ledger_index = Some(index);
-            plan.put(
-                t::ADMIT_REQUESTS,
-                idem,
-                decision.decision_id.as_bytes().to_vec(),
-            );
-            plan.put(
-                t::DECISIONS,
-                decision.decision_id.as_bytes().to_vec(),
-                encode(&decision)?,
-            );
+            // The decision is kept under its request id, the one key a
+            // repeat looks up.
+            plan.put(t::ADMIT_REQUESTS, idem, encode(&decision)?);
             if let Some(d) = deployment {
                 let d = Deployment {
                     facts: vec![index],
@@ -655,6 +642,24 @@ fn claim_endpoints<K: Kv>(
             d.deployment_id.as_bytes().to_vec(),
         );
     }
+}
+
+/// The first decision under a request id, from the value stored under it:
+/// the decision itself, or, in a store written before decisions were kept
+/// there, the id of the decision in [`t::DECISIONS`].
+fn first_decision<K: Kv>(
+    plan: &Plan<'_, K>,
+    key: &[u8],
+    value: &[u8],
+) -> Result<DecisionRecord, StoreError> {
+    if !is_decision_id(value) {
+        return decode(key, value);
+    }
+    plan.get_decoded(t::DECISIONS, value)?
+        .ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(value).into_owned(),
+            detail: "request id points at a missing decision".into(),
+        })
 }
 
 fn meta_u64<K: Kv>(plan: &Plan<'_, K>, key: &[u8]) -> Result<u64, StoreError> {

@@ -26,6 +26,7 @@ use crate::pii::Keyring;
 use crate::store::codec::{decode, decode_entries, key_name};
 use crate::store::head;
 use crate::store::kv::index;
+use crate::store::kv::keys::is_decision_id;
 use crate::store::kv::keys::{
     t, META_CHECKPOINT, META_CHECKPOINT_AT, META_SIZE, META_STATE_COUNTS,
 };
@@ -231,7 +232,8 @@ fn check_record(tree: usize, k: &[u8], v: &[u8], keys: Option<&Keyring>) -> Resu
         }
         t::DEPLOYMENTS => decode::<Deployment>(k, v).map(drop),
         t::DECISIONS => decode::<DecisionRecord>(k, v).map(drop),
-        t::ADMIT_REQUESTS => utf8(k, v),
+        t::ADMIT_REQUESTS if is_decision_id(v) => utf8(k, v),
+        t::ADMIT_REQUESTS => decode::<DecisionRecord>(k, v).map(drop),
         t::CHAINS => decode::<String>(k, v).map(drop),
         t::ENTRIES => {
             be_u64(k, k)?;

@@ -908,6 +908,51 @@ mod tests {
     /// the index when it opens: an order then stops the deployments stored
     /// before, and a store opened again with the index does not build it
     /// twice.
+    /// Stores written before decisions were kept under their request id
+    /// hold the decision's id there, and the decision in `decisions`: a
+    /// repeat still answers with that first decision, and the offline
+    /// check accepts both forms.
+    #[tokio::test]
+    async fn a_request_id_stored_in_the_earlier_form_still_replays() {
+        use crate::store::conformance::{admission, admission_entry, admit, deployment, T0};
+        use crate::store::kv::keys::admit_key;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let signer = Signer::generate("warden.test/ledger").unwrap();
+        let copy = || Signer::from_text(&signer.to_text()).unwrap();
+        let keys = || Keyring::parse("test", &Keyring::new_key_line("test-1").unwrap()).unwrap();
+        let d = deployment("dep-1", "cust-1", "sha256:aaaa", T0);
+        let store = SledStore::open(&dir, copy(), keys()).unwrap();
+        let (index, _) = admit(&store, &d).await;
+        let closed = store.closed();
+        drop(store);
+        closed.cancelled().await;
+        {
+            let db = open_db(&dir).unwrap();
+            let trees = open_trees(&db).unwrap();
+            let key = admit_key(&d.admitted_by, &d.request_id);
+            let record = trees[t::ADMIT_REQUESTS].get(&key).unwrap().unwrap();
+            let first: DecisionRecord = decode(&key, &record).unwrap();
+            let id = first.decision_id.as_bytes();
+            trees[t::DECISIONS].insert(id, record).unwrap();
+            trees[t::ADMIT_REQUESTS].insert(&key, id).unwrap();
+            db.flush().unwrap();
+        }
+        let report = check::check(&dir, &signer.verifier(), Some(&keys())).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let store = SledStore::open(&dir, copy(), keys()).unwrap();
+        let again = admission(&d.admitted_by, &d.request_id, None);
+        let seen = store.order_revisions().await.unwrap().1;
+        let entry = admission_entry(&again, None);
+        match store
+            .record_admission(&again, None, None, seen, entry)
+            .await
+        {
+            Ok(AdmitRecorded::Replay(first)) => assert_eq!(first.ledger_index, Some(index)),
+            other => panic!("expected the first decision, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_store_without_the_order_index_or_with_an_earlier_form_gets_it_at_open() {
         use crate::domain::order::{Action, EventKind, OrderState, Target, TargetKind};
