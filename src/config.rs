@@ -31,8 +31,13 @@ pub struct Config {
     /// /metrics`); off when absent.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
-    /// Directory for the embedded store; created if missing.
+    /// Directory for the embedded store (`store.engine = "sled"`, the
+    /// default); created if missing. Not used with PostgreSQL; empty when
+    /// not given.
+    #[serde(default)]
     pub data_dir: PathBuf,
+    #[serde(default)]
+    pub store: StoreConfig,
     /// How long SIGTERM waits for in-flight calls before closing them.
     #[serde(default = "defaults::shutdown_grace_seconds")]
     pub shutdown_grace_seconds: u64,
@@ -229,7 +234,209 @@ pub struct KycConfig {
     pub max_verification_age_days: u64,
 }
 
+/// Which engine keeps warden's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Embedded, in `data_dir`: one warden process per directory.
+    #[default]
+    Sled,
+    /// A PostgreSQL database, which several warden processes may share.
+    Postgres,
+}
+
+/// `[store]`: the engine, and for PostgreSQL how to reach the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub engine: Engine,
+    /// `postgresql://user@host:port/database?sslmode=verify-full`. It holds
+    /// no password (give `password_file`). `sslmode` is `verify-full` (the
+    /// default; `require` means the same: warden always checks the
+    /// database's certificate against `ca` and its host name) or `disable`,
+    /// for a database on this machine only.
+    pub url: Option<String>,
+    /// File whose first line is the database password.
+    pub password_file: Option<PathBuf>,
+    /// Connections warden keeps open to the database at most.
+    #[serde(default = "defaults::pool_size")]
+    pub pool_size: usize,
+    /// CA certificates (PEM) that issued the database's certificate.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            engine: Engine::default(),
+            url: None,
+            password_file: None,
+            pool_size: defaults::pool_size(),
+            ca: None,
+        }
+    }
+}
+
+/// How warden reaches its PostgreSQL database, checked from `[store]`.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// Where and as whom to connect, without a password.
+    pub connect: tokio_postgres::Config,
+    /// The CA the database's certificate must chain to; `None` only for a
+    /// database on this machine with `sslmode=disable`.
+    pub ca: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
+    pub pool_size: usize,
+}
+
+impl StoreConfig {
+    /// The database `[store]` names, or what is wrong with it (field,
+    /// message), every problem at once.
+    pub fn database(&self) -> Result<Database, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut err = |f: &str, m: String| errors.push((format!("store.{f}"), m));
+        if self.pool_size == 0 || self.pool_size > 1_024 {
+            err("pool_size", "must be between 1 and 1024".into());
+        }
+        let Some(url) = &self.url else {
+            err("url", "is required with engine = \"postgres\"".into());
+            return Err(errors);
+        };
+        let (connect, tls) = match parse_database_url(url) {
+            Ok(parsed) => parsed,
+            Err(m) => {
+                err("url", m);
+                return Err(errors);
+            }
+        };
+        if tls && self.ca.is_none() {
+            err(
+                "ca",
+                "is required: the database's certificate is checked against it \
+                 (or use sslmode=disable for a database on this machine)"
+                    .into(),
+            );
+        }
+        if !tls && self.ca.is_some() {
+            err("ca", "is not used with sslmode=disable".into());
+        }
+        for (field, p) in [("ca", &self.ca), ("password_file", &self.password_file)] {
+            if let Some(p) = p {
+                if !p.is_file() {
+                    err(field, format!("{} is not a readable file", p.display()));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Database {
+            connect,
+            ca: self.ca.clone().filter(|_| tls),
+            password_file: self.password_file.clone(),
+            pool_size: self.pool_size,
+        })
+    }
+
+    fn validate(&self, data_dir: &Path, err: &mut impl FnMut(&str, String)) {
+        match self.engine {
+            Engine::Sled => {
+                if data_dir.as_os_str().is_empty() {
+                    err(
+                        "data_dir",
+                        "is required with the sled engine (the default)".into(),
+                    );
+                }
+                for (field, given) in [
+                    ("store.url", self.url.is_some()),
+                    ("store.password_file", self.password_file.is_some()),
+                    ("store.ca", self.ca.is_some()),
+                ] {
+                    if given {
+                        err(field, "is only used with engine = \"postgres\"".into());
+                    }
+                }
+            }
+            Engine::Postgres => {
+                if let Err(problems) = self.database() {
+                    for (f, m) in problems {
+                        err(&f, m);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parses a `postgresql://` URL: the connection settings, and whether TLS
+/// (always verified) is required. `sslmode` is read here, since warden's
+/// modes are stricter than the client library's.
+fn parse_database_url(url: &str) -> Result<(tokio_postgres::Config, bool), String> {
+    if !url.starts_with("postgresql://") && !url.starts_with("postgres://") {
+        return Err("must be a postgresql:// URL".into());
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let mut mode = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", m)) => mode = Some(m.to_string()),
+            _ => kept.push(pair),
+        }
+    }
+    let tls = match mode.as_deref() {
+        None | Some("verify-full" | "require") => true,
+        Some("disable") => false,
+        Some(m) => {
+            return Err(format!(
+                "sslmode={m} is not accepted: use verify-full (the default) or, for a \
+                 database on this machine, disable"
+            ))
+        }
+    };
+    let rebuilt = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let connect: tokio_postgres::Config = rebuilt
+        .parse()
+        .map_err(|e| format!("is not a valid database URL: {e}"))?;
+    if connect.get_password().is_some() {
+        return Err("must not hold a password; put it in store.password_file".into());
+    }
+    if connect.get_user().is_none() {
+        return Err("names no user (postgresql://USER@host/database)".into());
+    }
+    if connect.get_dbname().is_none() {
+        return Err("names no database (postgresql://user@host/DATABASE)".into());
+    }
+    if !tls && !connect.get_hosts().iter().all(is_this_machine) {
+        return Err(
+            "sslmode=disable is only accepted for a database on this machine \
+             (localhost, a loopback address or a Unix socket)"
+                .into(),
+        );
+    }
+    Ok((connect, tls))
+}
+
+fn is_this_machine(host: &tokio_postgres::config::Host) -> bool {
+    match host {
+        tokio_postgres::config::Host::Tcp(h) => {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        tokio_postgres::config::Host::Unix(_) => true,
+    }
+}
+
 mod defaults {
+    pub fn pool_size() -> usize {
+        16
+    }
     pub fn suspend_quorum() -> u32 {
         1
     }
@@ -324,8 +531,11 @@ impl Config {
     }
 
     fn resolve_relative_to(&mut self, base: &Path) {
+        // An empty data_dir is one not given (PostgreSQL needs none).
+        if !self.data_dir.as_os_str().is_empty() && self.data_dir.is_relative() {
+            self.data_dir = base.join(&self.data_dir);
+        }
         for p in [
-            &mut self.data_dir,
             &mut self.tls.cert,
             &mut self.tls.key,
             &mut self.tls.client_ca,
@@ -338,9 +548,14 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        for p in [&mut self.tls.client_crls, &mut self.tls.deny_list]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.tls.client_crls,
+            &mut self.tls.deny_list,
+            &mut self.store.password_file,
+            &mut self.store.ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -442,6 +657,7 @@ impl Config {
             }
         }
         self.limits.validate(&mut err);
+        self.store.validate(&self.data_dir, &mut err);
         if !self.trust.dir.join("roots").is_dir() {
             err(
                 "trust.dir",
@@ -615,6 +831,65 @@ key = "g"
 pii_key_file = "p"
 "#
         )
+    }
+
+    /// The problems `[store]` (and `data_dir`) of `text` have, by field.
+    fn store_problems(text: &str) -> Vec<(String, String)> {
+        let c: Config = toml::from_str(text).unwrap();
+        let mut errors = Vec::new();
+        c.store.validate(&c.data_dir, &mut |f: &str, m: String| {
+            errors.push((f.to_string(), m))
+        });
+        errors
+    }
+
+    fn fields(problems: &[(String, String)]) -> Vec<&str> {
+        problems.iter().map(|(f, _)| f.as_str()).collect()
+    }
+
+    #[test]
+    fn sled_is_the_default_and_needs_a_data_dir() {
+        let c: Config = toml::from_str(&minimal("")).unwrap();
+        assert_eq!(c.store.engine, Engine::Sled);
+        assert!(store_problems(&minimal("")).is_empty());
+        let without = minimal("").replace("data_dir = \"d\"\n", "");
+        assert_eq!(fields(&store_problems(&without)), ["data_dir"]);
+        let with_url = minimal("") + "[store]\nurl = \"postgresql://w@localhost/w\"\n";
+        assert_eq!(fields(&store_problems(&with_url)), ["store.url"]);
+    }
+
+    #[test]
+    fn a_postgres_store_needs_no_data_dir_and_a_checked_url() {
+        let pg = |store: &str| {
+            minimal("").replace("data_dir = \"d\"\n", "")
+                + "[store]\nengine = \"postgres\"\n"
+                + store
+        };
+        let ok = pg(
+            "url = \"postgresql://warden@localhost:5433/warden?sslmode=disable\"\npool_size = 4\n",
+        );
+        assert!(store_problems(&ok).is_empty(), "{:?}", store_problems(&ok));
+        let c: Config = toml::from_str(&ok).unwrap();
+        let db = c.store.database().unwrap();
+        assert_eq!(db.connect.get_dbname(), Some("warden"));
+        assert_eq!(db.connect.get_ports(), [5433]);
+        assert_eq!((db.ca, db.pool_size), (None, 4));
+        for (store, field, says) in [
+            ("", "store.url", "is required"),
+            ("url = \"mysql://w@h/w\"\n", "store.url", "postgresql://"),
+            ("url = \"postgresql://w:secret@localhost/w?sslmode=disable\"\n", "store.url", "password_file"),
+            ("url = \"postgresql://w@localhost/w?sslmode=prefer\"\n", "store.url", "sslmode=prefer"),
+            ("url = \"postgresql://w@db.example/w?sslmode=disable\"\n", "store.url", "this machine"),
+            ("url = \"postgresql://localhost/w?sslmode=disable\"\n", "store.url", "no user"),
+            ("url = \"postgresql://w@db.example/w\"\n", "store.ca", "is required"),
+            ("url = \"postgresql://w@db.example/w?sslmode=verify-full\"\nca = \"/nonexistent/ca.pem\"\n", "store.ca", "not a readable file"),
+            ("url = \"postgresql://w@localhost/w?sslmode=disable\"\npool_size = 0\n", "store.pool_size", "between 1 and 1024"),
+        ] {
+            let problems = store_problems(&pg(store));
+            assert_eq!(fields(&problems), [field], "{store}: {problems:?}");
+            assert!(problems[0].1.contains(says), "{store}: {problems:?}");
+            assert!(!problems[0].1.contains("secret"), "a password was echoed");
+        }
     }
 
     #[test]

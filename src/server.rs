@@ -29,7 +29,7 @@ use crate::api::trust::TrustService;
 use crate::api::App;
 use crate::auth::AuthLayer;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, Engine};
 use crate::ledger::note::Signer;
 use crate::proto::admission_server::AdmissionServer;
 use crate::proto::attribution_server::AttributionServer;
@@ -38,7 +38,7 @@ use crate::proto::ledger_server::LedgerServer;
 use crate::proto::operations_server::OperationsServer;
 use crate::proto::orders_server::OrdersServer;
 use crate::proto::trust_server::TrustServer;
-use crate::store::{SledStore, Store};
+use crate::store::{PgStore, SledStore, Store};
 use crate::trust::TrustState;
 
 /// Largest request or response message accepted (4 MiB).
@@ -66,6 +66,8 @@ pub enum ServerError {
     Trust(#[source] crate::trust::TrustError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(
         "the store in {dir} is damaged ({key}: {detail}). warden will not serve from it. \
          Restore the data directory from your latest backup (`warden restore FILE --config \
@@ -175,24 +177,53 @@ fn check_key_files(config: &Config) -> Result<(), ServerError> {
 /// Opens the store behind the corruption guard; damage found while opening
 /// it (sled failing on its files, a ledger that does not check out) is
 /// reported as a damaged data directory.
-fn open_store(
+async fn open_store(
     config: &Config,
     ledger_signer: Signer,
     keys: crate::pii::Keyring,
     corruption: &Arc<crate::store::CorruptionWatch>,
 ) -> Result<Arc<dyn Store>, ServerError> {
-    match SledStore::open(&config.data_dir, ledger_signer, keys) {
-        Ok(store) => Ok(Arc::new(crate::store::Guarded::new(
-            store,
-            corruption.clone(),
-        ))),
+    let (opened, place): (Result<Arc<dyn Store>, _>, String) = match config.store.engine {
+        Engine::Sled => (
+            SledStore::open(&config.data_dir, ledger_signer, keys)
+                .map(|s| Arc::new(crate::store::Guarded::new(s, corruption.clone())) as _),
+            config.data_dir.display().to_string(),
+        ),
+        Engine::Postgres => {
+            let database = config.store.database().map_err(ConfigError::Invalid)?;
+            let place = database_name(&database);
+            (
+                PgStore::connect(&database, ledger_signer, keys)
+                    .await
+                    .map(|s| Arc::new(crate::store::Guarded::new(s, corruption.clone())) as _),
+                place,
+            )
+        }
+    };
+    match opened {
+        Ok(store) => Ok(store),
         Err(crate::store::StoreError::Corrupt { key, detail }) => Err(ServerError::Damaged {
-            dir: config.data_dir.display().to_string(),
+            dir: place,
             key,
             detail,
         }),
         Err(e) => Err(e.into()),
     }
+}
+
+/// How logs and errors name a database: host, port and name, never the
+/// password.
+fn database_name(database: &crate::config::Database) -> String {
+    let c = &database.connect;
+    let host = c.get_hosts().first().map_or_else(String::new, |h| match h {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    });
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "database {} on {host}:{port}",
+        c.get_dbname().unwrap_or_default()
+    )
 }
 
 /// Opens the store, loads keys and the trust bundle: everything the
@@ -216,7 +247,7 @@ pub async fn build_app_with_clock(
     let keys = crate::pii::Keyring::load(&config.kyc.pii_key_file)
         .map_err(|e| ServerError::Store(e.into()))?;
     let corruption = Arc::new(crate::store::CorruptionWatch::default());
-    let store = open_store(config, ledger_signer, keys, &corruption)?;
+    let store = open_store(config, ledger_signer, keys, &corruption).await?;
     let screening = crate::kyc::ScreeningState::load(&*store, config.kyc.screening_threshold)
         .await
         .map_err(|e| ServerError::Store(crate::store::StoreError::Io(e)))?;

@@ -20,11 +20,13 @@ pub mod conformance;
 mod guard;
 pub mod head;
 mod kv;
+mod postgres;
 mod sealed;
 mod sled;
 
 pub use conflict::{conflict_apart, retry_on_conflict, Conflict, CONFLICT_ATTEMPTS};
 pub use guard::{CorruptionWatch, Guarded};
+pub use postgres::PgStore;
 pub use sled::check;
 pub use sled::SledStore;
 
@@ -65,6 +67,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure, for another caller of a batch that failed:
+    /// corruption and broken invariants keep their kind, anything else is
+    /// I/O (retry later).
+    pub(crate) fn for_another_caller(&self) -> StoreError {
+        match self {
+            StoreError::Corrupt { key, detail } => StoreError::Corrupt {
+                key: key.clone(),
+                detail: detail.clone(),
+            },
+            StoreError::Invariant(what) => StoreError::Invariant(what.clone()),
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+
     /// Whether stored data is damaged: no retry will fix it.
     pub fn is_corruption(&self) -> bool {
         matches!(self, StoreError::Corrupt { .. })

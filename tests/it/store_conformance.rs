@@ -1,7 +1,8 @@
 //! The store conformance suite (`warden::store::conformance`) run against
-//! the sled engine: each check gets a new data directory in a temporary
-//! directory, and reopening opens that directory again with the same
-//! ledger key and personal-data keys.
+//! both engines. On sled each check gets a new data directory in a
+//! temporary directory; on PostgreSQL a new database of the test cluster
+//! (`common::postgres`). Reopening opens the same directory or database
+//! again with the same ledger key and personal-data keys.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use async_trait::async_trait;
 use warden::ledger::note::{Signer, Verifier};
 use warden::pii::Keyring;
 use warden::store::conformance::{Engine, Instance};
-use warden::store::{SledStore, Store};
+use warden::store::{PgStore, SledStore, Store};
+
+use crate::common::postgres;
 
 struct Sled;
 
@@ -55,4 +58,70 @@ impl Instance for SledInstance {
     }
 }
 
-warden::store_conformance_tests!(Sled);
+/// The keys an instance opens its store with.
+struct Keys {
+    seed: [u8; 32],
+    key_line: String,
+}
+
+impl Keys {
+    fn new() -> Self {
+        let mut seed = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed).unwrap();
+        Self {
+            seed,
+            key_line: Keyring::new_key_line("test-1").unwrap(),
+        }
+    }
+
+    fn signer(&self) -> Signer {
+        Signer::from_seed(LEDGER_NAME, self.seed).unwrap()
+    }
+
+    fn keyring(&self) -> Keyring {
+        Keyring::parse("test", &self.key_line).unwrap()
+    }
+}
+
+struct Postgres;
+
+/// One database of the test cluster.
+struct PgInstance {
+    database: warden::config::Database,
+    keys: Keys,
+}
+
+#[async_trait]
+impl Engine for Postgres {
+    async fn fresh(&self) -> Box<dyn Instance> {
+        let database = tokio::task::spawn_blocking(|| postgres::cluster().database())
+            .await
+            .unwrap();
+        Box::new(PgInstance {
+            database,
+            keys: Keys::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Instance for PgInstance {
+    async fn open(&self) -> Arc<dyn Store> {
+        let store = PgStore::connect(&self.database, self.keys.signer(), self.keys.keyring())
+            .await
+            .unwrap();
+        Arc::new(store)
+    }
+
+    fn ledger_verifier(&self) -> Verifier {
+        self.keys.signer().verifier()
+    }
+}
+
+mod sled {
+    warden::store_conformance_tests!(super::Sled);
+}
+
+mod pg {
+    warden::store_conformance_tests!(super::Postgres);
+}

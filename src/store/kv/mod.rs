@@ -10,11 +10,13 @@
 //! | `index` | keys of the attribution and order indices |
 //! | `plan` | planning a batch: preconditions, conflicts, the keys each write sets |
 //! | `read` | every read of the [`Store`](crate::store::Store), over any [`Kv`] |
+//! | `store` | the [`Store`](crate::store::Store) over any engine that keeps this layout |
 
 pub(crate) mod index;
 pub(crate) mod keys;
 pub(crate) mod plan;
 pub(crate) mod read;
+pub(crate) mod store;
 
 use std::ops::Bound;
 

@@ -86,6 +86,29 @@ pub(crate) struct Append {
     pub(crate) reply: oneshot::Sender<Result<AdmitRecorded, StoreError>>,
 }
 
+/// Queues `mutation` with its `entry` on a sequencer's `queue` and waits
+/// for its answer: the entry's index once both are durable, a replay, or
+/// why nothing was recorded.
+pub(crate) async fn submit(
+    queue: &tokio::sync::mpsc::Sender<Append>,
+    mutation: Mutation,
+    entry: Entry,
+) -> Result<AdmitRecorded, StoreError> {
+    let (reply, rx) = oneshot::channel();
+    let entry_bytes = entry.to_bytes();
+    queue
+        .send(Append {
+            mutation,
+            entry,
+            entry_bytes,
+            reply,
+        })
+        .await
+        .map_err(|_| StoreError::Io("sequencer stopped".into()))?;
+    rx.await
+        .map_err(|_| StoreError::Io("sequencer stopped".into()))?
+}
+
 /// A value with its stored encoding, made by the caller for the same
 /// reason.
 pub(crate) struct Encoded<T> {

@@ -97,7 +97,25 @@ fn problem(e: StoreError) -> Problem {
 
 /// Checks the store in `dir` (see the module docs). The ledger checkpoint
 /// must verify with `verifier`; with `keys`, every sealed record must open.
+/// Returns once sled has let go of the directory, so a warden may start on
+/// it at once.
 pub fn check(
+    dir: &Path,
+    verifier: &Verifier,
+    keys: Option<&Keyring>,
+) -> Result<CheckReport, CheckError> {
+    let report = check_open(dir, verifier, keys);
+    // Only a check that opened the store has a lock to let go of.
+    if !matches!(
+        report,
+        Err(CheckError::Locked(_) | CheckError::NotAStore(_))
+    ) {
+        super::commit::wait_for_release(dir);
+    }
+    report
+}
+
+fn check_open(
     dir: &Path,
     verifier: &Verifier,
     keys: Option<&Keyring>,
@@ -307,11 +325,14 @@ mod tests {
         close(SledStore::open(dir, copy(signer), keys()).unwrap()).await;
     }
 
-    /// Writes `value` under `key` in `tree`, past warden, as damage would.
+    /// Writes `value` under `key` in `tree`, past warden, as damage would;
+    /// returns once sled has let go of the directory.
     fn poke(dir: &Path, tree: &str, key: &[u8], value: &[u8]) {
         let db = sled::open(dir).unwrap();
         db.open_tree(tree).unwrap().insert(key, value).unwrap();
         db.flush().unwrap();
+        drop(db);
+        super::super::commit::wait_for_release(dir);
     }
 
     #[tokio::test]

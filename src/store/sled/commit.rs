@@ -211,19 +211,7 @@ impl Sequencer {
         mutation: Mutation,
         entry: Entry,
     ) -> Result<AdmitRecorded, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let entry_bytes = entry.to_bytes();
-        self.tx
-            .send(Append {
-                mutation,
-                entry,
-                entry_bytes,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Io("sequencer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Io("sequencer stopped".into()))?
+        crate::store::kv::plan::submit(&self.tx, mutation, entry).await
     }
 }
 
@@ -453,15 +441,7 @@ fn publish(latest: &RwLock<SignedCheckpoint>, checkpoint: SignedCheckpoint) {
 fn fail(unpersisted: Option<Unpersisted>, replies: Vec<Reply>, why: &StoreError) {
     let waiters = unpersisted.map(|u| u.waiters).unwrap_or_default();
     for reply in waiters.into_iter().map(|(r, _)| r).chain(replies) {
-        let e = match why {
-            StoreError::Corrupt { key, detail } => StoreError::Corrupt {
-                key: key.clone(),
-                detail: detail.clone(),
-            },
-            StoreError::Invariant(what) => StoreError::Invariant(what.clone()),
-            other => StoreError::Io(other.to_string()),
-        };
-        let _ = reply.send(Err(e));
+        let _ = reply.send(Err(why.for_another_caller()));
     }
 }
 
@@ -534,7 +514,7 @@ fn commit(
 /// `dir`: sled's own threads let go of the file a moment after its last
 /// handle is dropped, and a closed store must mean a directory that opens
 /// again at once.
-fn wait_for_release(dir: &std::path::Path) {
+pub(crate) fn wait_for_release(dir: &std::path::Path) {
     use fs2::FileExt as _;
     let Ok(file) = std::fs::OpenOptions::new()
         .read(true)

@@ -23,40 +23,34 @@
 //! ([`crate::store::kv`]).
 
 pub mod check;
-mod commit;
+pub(crate) mod commit;
 pub(crate) mod engine;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::attribution::{AttributionRequest, Disclosure};
-use crate::domain::customer::{Customer, Screening};
 use crate::domain::deployment::Deployment;
-use crate::domain::order::{Order, OrderEvent};
-use crate::domain::UnixMillis;
+use crate::domain::order::Order;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
-use crate::ledger::tree::{self, Hash};
+use crate::ledger::tree;
 use crate::pii::Keyring;
-use crate::screening::SanctionsList;
 use crate::store::codec::{decode, key_name};
 use crate::store::head;
 use crate::store::kv::index;
 use crate::store::kv::keys::{
     t, META_CHECKPOINT, META_CHECKPOINT_AT, META_ORDER_INDEX, META_STATE_COUNTS,
 };
-use crate::store::kv::plan::{Encoded, Mutation};
-use crate::store::kv::read::{admitted_index, read_ledger, tampered, Reader, StoredLedger};
+use crate::store::kv::plan::Mutation;
+use crate::store::kv::read::{read_ledger, tampered, Reader, StoredLedger};
+use crate::store::kv::store::{Engine, KvStore, Published, ReadKind};
 use crate::store::kv::{Direction, Items, Kv};
-use crate::store::sealed::{StoredCustomer, StoredScreening};
+use crate::store::sealed::StoredCustomer;
 use crate::store::SignedCheckpoint;
-use crate::store::{
-    AdmitRecorded, DecisionRecord, DeploymentFilter, OrderFilter, StateCounts, Store, StoreError,
-};
-use crate::store::{AdmittedBy, AdmittedPage, Cursor, CustomerFilter, EndpointClaim, OrderChange};
+use crate::store::{AdmitRecorded, StateCounts, StoreError};
 use commit::Sequencer;
 use engine::engine;
 
@@ -82,11 +76,15 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-pub struct SledStore {
+/// The sled store: the shared [`KvStore`] over sled.
+pub type SledStore = KvStore<SledEngine>;
+
+/// What the store needs of sled: its trees, read as a [`Kv`], and the
+/// sequencer that commits to them.
+pub struct SledEngine {
     reader: Arc<Reader<Trees>>,
     sequencer: Sequencer,
-    latest: Arc<RwLock<SignedCheckpoint>>,
-    flush_seconds: Arc<crate::metrics::Histogram>,
+    published: Published,
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -152,18 +150,7 @@ impl Kv for Trees {
     }
 }
 
-/// The index of an appended entry. Only admissions can be replays; a
-/// replay here would mean a change went unrecorded, so it is an error.
-fn appended(outcome: AdmitRecorded) -> Result<u64, StoreError> {
-    match outcome {
-        AdmitRecorded::New(index) => Ok(index),
-        AdmitRecorded::Replay(_) => Err(StoreError::Invariant(
-            "a state change was answered as a replay; nothing was recorded".into(),
-        )),
-    }
-}
-
-impl SledStore {
+impl KvStore<SledEngine> {
     /// Opens (creating if needed) the store in `dir`, verifies the ledger
     /// against its last signed checkpoint, checks that `keys` open the
     /// stored personal data, and starts the sequencer. Must be called
@@ -184,43 +171,80 @@ impl SledStore {
         if let Err(e) = head::write(dir, &checkpoint.note) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the ledger head");
         }
-        let latest = Arc::new(RwLock::new(checkpoint));
-        let flush_seconds = Arc::new(crate::metrics::Histogram::new(
-            crate::metrics::FLUSH_BUCKETS,
-        ));
+        let published = Published::new(checkpoint);
         let sequencer = Sequencer::spawn(
             db.clone(),
             trees.clone(),
             signer,
             size,
-            latest.clone(),
-            flush_seconds.clone(),
+            published.latest.clone(),
+            published.flush_seconds.clone(),
             Some(dir.to_path_buf()),
         )?;
         Ok(Self {
-            reader: Arc::new(Reader { kv: trees, keys }),
-            sequencer,
-            latest,
-            flush_seconds,
+            engine: SledEngine {
+                reader: Arc::new(Reader { kv: trees, keys }),
+                sequencer,
+                published,
+            },
         })
     }
+}
 
-    /// A point read, answered on the caller's thread (see [`Store`] on
-    /// blocking); a panic in sled is reported as corruption.
-    fn point<T>(
+#[async_trait]
+impl Engine for SledEngine {
+    type Kv = Trees;
+
+    /// A point read is answered on the caller's thread (see [`Store`] on
+    /// blocking), a scan on the blocking pool; a panic in sled is
+    /// reported as corruption.
+    async fn read<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&Reader<Trees>) -> Result<T, StoreError>,
+        kind: ReadKind,
+        read: impl for<'r> FnOnce(&'r Reader<Trees>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        engine(|| read(&self.reader))
+        match kind {
+            ReadKind::Point => engine(|| read(&self.reader)),
+            ReadKind::Scan => {
+                let reader = self.reader.clone();
+                blocking(move || read(&reader)).await
+            }
+        }
     }
 
-    /// A read that scans, run on the blocking pool.
-    async fn scan<T: Send + 'static>(
+    async fn submit(&self, mutation: Mutation, entry: Entry) -> Result<AdmitRecorded, StoreError> {
+        self.sequencer.submit(mutation, entry).await
+    }
+
+    fn keys(&self) -> &Keyring {
+        &self.reader.keys
+    }
+
+    fn published(&self) -> &Published {
+        &self.published
+    }
+
+    fn closed(&self) -> tokio_util::sync::CancellationToken {
+        self.sequencer.stopped()
+    }
+
+    async fn backup(
         &self,
-        read: impl FnOnce(&Reader<Trees>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
-        blocking(move || read(&reader)).await
+        mut out: std::fs::File,
+    ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
+        let created_at = crate::clock::now_millis();
+        let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
+        blocking(move || {
+            let summary = sequencer.paused(|| {
+                let start = std::time::Instant::now();
+                let mut summary =
+                    crate::store::backup::write_snapshot(&reader.kv, &mut out, created_at)?;
+                summary.paused = start.elapsed();
+                Ok::<_, StoreError>(summary)
+            })?;
+            Ok((out, summary))
+        })
+        .await
     }
 }
 
@@ -461,384 +485,11 @@ fn verify_ledger(
     ))
 }
 
-#[async_trait]
-impl Store for SledStore {
-    async fn customer(&self, customer_id: &str) -> Result<Option<Customer>, StoreError> {
-        self.point(|r| r.customer(customer_id))
-    }
-
-    async fn customer_as_of(
-        &self,
-        customer_id: &str,
-        as_of: UnixMillis,
-    ) -> Result<Option<Customer>, StoreError> {
-        self.point(|r| r.customer_as_of(customer_id, as_of))
-    }
-
-    async fn list_customers(
-        &self,
-        filter: &CustomerFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Customer>, StoreError> {
-        let (filter, after) = (filter.clone(), after.map(str::to_owned));
-        self.scan(move |r| r.list_customers(&filter, after.as_deref(), limit))
-            .await
-    }
-
-    async fn put_customer(
-        &self,
-        customer: &Customer,
-        screening: Option<&Screening>,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let customer = Encoded::new(StoredCustomer::seal(customer, &self.reader.keys)?)?;
-        let screening = screening
-            .map(|s| Encoded::new(StoredScreening::seal(s, &self.reader.keys)?))
-            .transpose()?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PutCustomer {
-                    customer,
-                    screening,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn screening(&self, customer_id: &str) -> Result<Option<Screening>, StoreError> {
-        self.point(|r| r.screening(customer_id))
-    }
-
-    async fn put_screenings(
-        &self,
-        screenings: &[Screening],
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let sealed = screenings
-            .iter()
-            .map(|s| Encoded::new(StoredScreening::seal(s, &self.reader.keys)?))
-            .collect::<Result<Vec<_>, _>>()?;
-        let applied = self
-            .sequencer
-            .submit(Mutation::PutScreenings(sealed), entry)
-            .await?;
-        appended(applied)
-    }
-
-    async fn sanctions_list(&self) -> Result<Option<SanctionsList>, StoreError> {
-        // One value, but a large one to decode.
-        self.scan(|r| r.sanctions_list()).await
-    }
-
-    async fn put_sanctions_list(
-        &self,
-        list: &SanctionsList,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let encoded = crate::store::codec::encode(list)?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PutSanctionsList {
-                    encoded,
-                    sha256: list.sha256.clone(),
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn purge_customer(
-        &self,
-        customer_id: &str,
-        latest_version: u64,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let tombstones = self.point(|r| r.tombstones(customer_id))?;
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::PurgeCustomer {
-                    tombstones,
-                    latest_version,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn record_admission(
-        &self,
-        decision: &DecisionRecord,
-        deployment: Option<&Deployment>,
-        chain_pem: Option<&str>,
-        orders_seen: u64,
-        entry: Entry,
-    ) -> Result<AdmitRecorded, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::RecordAdmission {
-                    decision: decision.clone(),
-                    deployment: deployment.cloned(),
-                    chain_pem: chain_pem.map(str::to_string),
-                    orders_seen,
-                },
-                entry,
-            )
-            .await?;
-        Ok(applied)
-    }
-
-    async fn update_deployment(
-        &self,
-        before: &Deployment,
-        after: &Deployment,
-        decision: &DecisionRecord,
-        orders_seen: Option<u64>,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::UpdateDeployment {
-                    before: before.clone(),
-                    after: after.clone(),
-                    decision: decision.clone(),
-                    orders_seen,
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn change_order(&self, change: OrderChange, entry: Entry) -> Result<u64, StoreError> {
-        let revision = change.revision.clone();
-        let applied = self
-            .sequencer
-            .submit(Mutation::Order(Box::new(change)), entry)
-            .await?;
-        appended(applied)?;
-        Ok(revision.load(std::sync::atomic::Ordering::SeqCst))
-    }
-
-    async fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.point(|r| r.order(order_id))
-    }
-
-    async fn list_orders(
-        &self,
-        filter: &OrderFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        let (filter, after) = (filter.clone(), after.map(str::to_owned));
-        self.scan(move |r| r.list_orders(&filter, after.as_deref(), limit))
-            .await
-    }
-
-    async fn active_orders(&self) -> Result<Vec<Order>, StoreError> {
-        self.point(|r| r.active_orders())
-    }
-
-    async fn order_events(
-        &self,
-        after: u64,
-        up_to: u64,
-        limit: usize,
-    ) -> Result<Vec<OrderEvent>, StoreError> {
-        self.scan(move |r| r.order_events(after, up_to, limit))
-            .await
-    }
-
-    async fn order_revisions(&self) -> Result<(u64, u64), StoreError> {
-        self.point(|r| r.order_revisions())
-    }
-
-    async fn deployment(&self, deployment_id: &str) -> Result<Option<Deployment>, StoreError> {
-        self.point(|r| r.deployment(deployment_id))
-    }
-
-    async fn list_deployments(
-        &self,
-        filter: &DeploymentFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Deployment>, StoreError> {
-        let (filter, after) = (filter.clone(), after.map(str::to_owned));
-        self.scan(move |r| r.list_deployments(&filter, after.as_deref(), limit))
-            .await
-    }
-
-    async fn chain(&self, chain_sha256: &str) -> Result<Option<String>, StoreError> {
-        self.point(|r| r.chain(chain_sha256))
-    }
-
-    fn closed(&self) -> tokio_util::sync::CancellationToken {
-        self.sequencer.stopped()
-    }
-
-    async fn customer_version(
-        &self,
-        customer_id: &str,
-        version: u64,
-    ) -> Result<Option<Customer>, StoreError> {
-        self.point(|r| r.customer_version(customer_id, version))
-    }
-
-    async fn customer_version_index(
-        &self,
-        customer_id: &str,
-        version: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        self.point(|r| r.customer_version_index(customer_id, version))
-    }
-
-    async fn admitted_in(
-        &self,
-        by: AdmittedBy<'_>,
-        from: UnixMillis,
-        to: UnixMillis,
-        after: Option<&Cursor>,
-        limit: usize,
-    ) -> Result<AdmittedPage, StoreError> {
-        let (tag, subject) = admitted_index(by);
-        let subject = subject.to_string();
-        let after = after.map(|c| c.as_bytes().to_vec());
-        self.scan(move |r| r.admitted_in((tag, &subject), from, to, after.as_deref(), limit))
-            .await
-    }
-
-    async fn admitted_cursor_valid(&self, by: AdmittedBy<'_>, cursor: &Cursor) -> bool {
-        let (tag, subject) = admitted_index(by);
-        cursor.as_bytes().starts_with(&index::prefix(tag, subject))
-    }
-
-    async fn endpoint_claim(
-        &self,
-        endpoint: &str,
-        at: UnixMillis,
-    ) -> Result<Option<EndpointClaim>, StoreError> {
-        self.point(|r| r.endpoint_claim(endpoint, at))
-    }
-
-    async fn put_attribution_request(
-        &self,
-        request: &AttributionRequest,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(Mutation::PutAttributionRequest(request.clone()), entry)
-            .await?;
-        appended(applied)
-    }
-
-    async fn record_disclosure(
-        &self,
-        request_index: u64,
-        disclosure: &Disclosure,
-        entry: Entry,
-    ) -> Result<u64, StoreError> {
-        let applied = self
-            .sequencer
-            .submit(
-                Mutation::RecordDisclosure {
-                    request_index,
-                    disclosure: disclosure.clone(),
-                },
-                entry,
-            )
-            .await?;
-        appended(applied)
-    }
-
-    async fn attribution_requests(
-        &self,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<AttributionRequest>, StoreError> {
-        self.scan(move |r| r.attribution_requests(before, limit))
-            .await
-    }
-
-    async fn backup(
-        &self,
-        mut out: std::fs::File,
-    ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
-        let created_at = crate::clock::now_millis();
-        let (reader, sequencer) = (self.reader.clone(), self.sequencer.clone());
-        blocking(move || {
-            let summary = sequencer.paused(|| {
-                let start = std::time::Instant::now();
-                let mut summary =
-                    crate::store::backup::write_snapshot(&reader.kv, &mut out, created_at)?;
-                summary.paused = start.elapsed();
-                Ok::<_, StoreError>(summary)
-            })?;
-            Ok((out, summary))
-        })
-        .await
-    }
-
-    async fn checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
-        Ok(match self.latest.read() {
-            Ok(c) => c.clone(),
-            Err(p) => p.into_inner().clone(),
-        })
-    }
-
-    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
-        let (ledger_size, checkpoint_signed_at) = {
-            let c = match self.latest.read() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            (c.checkpoint.size, c.signed_at)
-        };
-        Ok(crate::store::StoreStats {
-            ledger_size,
-            checkpoint_signed_at,
-            states: self
-                .point(|r| r.get(t::META, META_STATE_COUNTS))?
-                .unwrap_or_default(),
-            flush_seconds: self.flush_seconds.snapshot(),
-        })
-    }
-
-    async fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.scan(move |r| r.entries(start, count)).await
-    }
-
-    async fn entries_at(
-        &self,
-        indexes: &[u64],
-    ) -> Result<std::collections::BTreeMap<u64, Vec<u8>>, StoreError> {
-        let indexes = indexes.to_vec();
-        self.scan(move |r| r.entries_at(&indexes)).await
-    }
-
-    async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
-        self.scan(move |r| r.inclusion_proof(index, tree_size))
-            .await
-    }
-
-    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        self.scan(move |r| r.consistency_proof(from, to)).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::kv::read::ADMITTED_SCAN_BUDGET;
+    use crate::store::{AdmittedBy, DecisionRecord, Store};
 
     /// Damage sled reports is corruption (DATA_LOSS to callers, never
     /// "retry"); its I/O errors stay I/O (UNAVAILABLE).
@@ -867,7 +518,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = open(&tmp.path().join("data"));
         let digest = "sha256:aa";
-        let index = &store.reader.kv[t::ATTRIBUTION];
+        let index = &store.engine.reader.kv[t::ATTRIBUTION];
         for i in 0..=ADMITTED_SCAN_BUDGET {
             let at = i64::try_from(i).unwrap();
             let key = index::admitted(index::MODEL, digest, at, &format!("dep-{i}"));
@@ -938,6 +589,7 @@ mod tests {
             trees[t::ADMIT_REQUESTS].insert(&key, id).unwrap();
             db.flush().unwrap();
         }
+        commit::wait_for_release(&dir);
         let report = check::check(&dir, &signer.verifier(), Some(&keys())).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let store = SledStore::open(&dir, copy(), keys()).unwrap();
@@ -971,7 +623,7 @@ mod tests {
             admit(&store, &deployment(id, customer, "sha256:aaaa", T0)).await;
         }
         // As a store written before the index: no index keys, no mark.
-        let index_tree = &store.reader.kv[t::ATTRIBUTION];
+        let index_tree = &store.engine.reader.kv[t::ATTRIBUTION];
         for key in index_tree.iter().keys() {
             let key = key.unwrap();
             if key.first() == Some(&index::OPEN_CERTIFICATE)
@@ -986,13 +638,15 @@ mod tests {
         let mut stale = index::open_prefix(&earlier.certificate.fingerprint, Some("cust-1"));
         stale.extend_from_slice(b"dep-gone-of-an-earlier-form");
         index_tree.insert(stale.clone(), Vec::new()).unwrap();
-        store.reader.kv[t::META].remove(META_ORDER_INDEX).unwrap();
+        store.engine.reader.kv[t::META]
+            .remove(META_ORDER_INDEX)
+            .unwrap();
         let closed = store.closed();
         drop(store);
         closed.cancelled().await;
 
         let store = SledStore::open(&dir, copy(), keys()).unwrap();
-        let index_tree = &store.reader.kv[t::ATTRIBUTION];
+        let index_tree = &store.engine.reader.kv[t::ATTRIBUTION];
         assert!(!index_tree.contains_key(&stale).unwrap());
         let open_keys = index_tree.scan_prefix([index::OPEN_CERTIFICATE]).count();
         assert_eq!(open_keys, 3, "one open key per open deployment");
@@ -1018,7 +672,7 @@ mod tests {
             .matched_deployments;
         matched.sort();
         assert_eq!(matched, ["dep-1", "dep-2"]);
-        assert!(store.reader.kv[t::META]
+        assert!(store.engine.reader.kv[t::META]
             .contains_key(META_ORDER_INDEX)
             .unwrap());
     }

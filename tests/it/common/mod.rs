@@ -3,6 +3,8 @@
 //! Clients are the generated tonic clients. Nothing here is mocked.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod postgres;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -110,6 +112,7 @@ impl TestEnv {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen: None,
             data_dir: root.join("data"),
+            store: Default::default(),
             shutdown_grace_seconds: 5,
             tls: TlsConfig {
                 cert: root.join("tls/server.pem"),
