@@ -25,6 +25,7 @@ mod licence;
 mod limits;
 mod metrics;
 mod orders;
+mod postgres;
 mod rbac;
 mod smoke;
 mod store_conformance;

@@ -53,6 +53,21 @@ pub struct TestEnv {
     /// The clock the servers of this environment read; `None` is the
     /// system clock. Set it with [`TestEnv::manual_clock`].
     pub clock: Option<Arc<ManualClock>>,
+    /// The PostgreSQL database the store is in, after
+    /// [`TestEnv::on_postgres`]; `None`: sled in `config.data_dir`.
+    pub database: Option<warden::config::Database>,
+}
+
+/// The `store.url` that names `database` (no password: the test cluster
+/// trusts loopback).
+fn database_url(database: &warden::config::Database) -> Option<String> {
+    let c = &database.connect;
+    Some(format!(
+        "postgresql://{}@127.0.0.1:{}/{}?sslmode=disable",
+        c.get_user()?,
+        c.get_ports().first()?,
+        c.get_dbname()?
+    ))
 }
 
 pub fn write(path: &Path, data: impl AsRef<[u8]>) {
@@ -156,12 +171,27 @@ impl TestEnv {
             clients,
             config,
             clock: None,
+            database: None,
         }
     }
 
     /// Servers started from now on read a manual clock, standing at the
     /// current time until the test moves it: time passes by
     /// `clock.advance(..)`, never by sleeping. Returns that clock.
+    /// Switches the environment's store to a new database of the test
+    /// PostgreSQL cluster ([`postgres::cluster`]); the data directory is
+    /// then not used.
+    pub fn on_postgres(&mut self) -> &warden::config::Database {
+        let database = postgres::cluster().database();
+        self.config.store = warden::config::StoreConfig {
+            engine: warden::config::Engine::Postgres,
+            url: database_url(&database),
+            ..Default::default()
+        };
+        self.database = Some(database);
+        self.database.as_ref().unwrap()
+    }
+
     pub fn manual_clock(&mut self) -> Arc<ManualClock> {
         self.clock
             .get_or_insert_with(|| Arc::new(ManualClock::starting_now()))

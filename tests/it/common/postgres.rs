@@ -178,37 +178,35 @@ impl Cluster {
         }
     }
 
-    /// A new, empty database of its own.
-    pub fn database(&self) -> Database {
-        let name = format!(
-            "t{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args([
-                "-d",
-                "postgres",
-                "-q",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
+    /// Runs the client tool `tool` (psql, pg_dump) against the cluster as
+    /// its superuser with `args`; its standard output.
+    fn client(&self, tool: &str, args: &[&str]) -> String {
+        let out = Command::new(self.bin.join(tool))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(args)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "CREATE DATABASE failed: {}",
+            "{tool} {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new, empty database of its own.
+    pub fn database(&self) -> Database {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}_{n}", std::process::id());
+        let create = format!("CREATE DATABASE {name}");
+        self.client("psql", &["-d", "postgres", "-q", "-c", &create]);
         self.named(&name)
+    }
+
+    /// Everything in database `name`, as `pg_dump` writes it.
+    pub fn dump(&self, name: &str) -> String {
+        self.client("pg_dump", &[name])
     }
 
     /// The `[store]` settings of database `name`.
