@@ -81,3 +81,73 @@ async fn personal_data_is_sealed_in_the_database() {
         assert!(!dump.contains(&hex), "{value} is in the database (hex)");
     }
 }
+
+/// `warden serve` as a process, from a config file with `[store]` and no
+/// `data_dir`: it serves, and admits into the database.
+#[tokio::test]
+async fn warden_serve_runs_on_postgresql_from_a_config_file() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let mut env = TestEnv::new();
+    env.on_postgres();
+    let [addr] = common::loopback_addrs();
+    let config = warden::config::Config {
+        listen: addr,
+        data_dir: std::path::PathBuf::new(),
+        ..env.config.clone()
+    };
+    let path = env.path().join("pg.toml");
+    std::fs::write(&path, common::config_toml(&config)).unwrap();
+    let loaded = warden::config::Config::load(&path).unwrap();
+    assert_eq!(loaded.store.engine, warden::config::Engine::Postgres);
+    let log = env.path().join("serve.log");
+    let mut child = common::warden_command()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let auditor = &env.clients["auditor"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let serving = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "warden serve exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let ch = common::connect(
+            addr,
+            &env.mtls.cert_pem(),
+            Some((&auditor.cert_pem, &auditor.key_pem)),
+        )
+        .await;
+        if let Ok(ch) = ch {
+            let r = HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if let Ok(r) = r {
+                break r.into_inner().status();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warden serve did not answer within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        serving,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("database schema migrated"), "{log}");
+}

@@ -374,10 +374,20 @@ pub fn config_toml(c: &Config) -> String {
         tls_extra.push_str(&format!("deny_list = {}\n", p(d)));
     }
     let l = &c.limits;
+    let mut store = String::new();
+    if !c.data_dir.as_os_str().is_empty() {
+        store.push_str(&format!("data_dir = {}\n", p(&c.data_dir)));
+    }
+    if let Some(url) = &c.store.url {
+        store.push_str(&format!(
+            "[store]\nengine = \"postgres\"\nurl = \"{url}\"\npool_size = {}\n",
+            c.store.pool_size
+        ));
+    }
     format!(
         "listen = \"{}\"\n\
-         data_dir = {}\n\
          shutdown_grace_seconds = {}\n\
+         {}\
          [tls]\ncert = {}\nkey = {}\nclient_ca = {}\ntrust_domain = \"{}\"\n{}\
          [trust]\ndir = {}\nrequire_crls = {}\noid_base_arc = \"{}\"\n\
          [admission]\nlease_seconds = {}\n\
@@ -389,8 +399,8 @@ pub fn config_toml(c: &Config) -> String {
          keepalive_interval_seconds = {}\nkeepalive_timeout_seconds = {}\n\
          max_streams_per_connection = {}\nmax_watches_per_principal = {}\n",
         c.listen,
-        p(&c.data_dir),
         c.shutdown_grace_seconds,
+        store,
         p(&c.tls.cert),
         p(&c.tls.key),
         p(&c.tls.client_ca),
