@@ -14,9 +14,9 @@
 //!                        │
 //!            ┌───────────┼──────────────┐
 //!            ▼           ▼              ▼
-//!       trust/pki    domain::decision   store (sled, group-commit flush)
-//!   (webpki chain,   (pure policy:      (customers, deployments,
-//!    CRLs, profile)   every reason)      decisions, idempotency)
+//!       trust/pki    domain::decision   store (sled or PostgreSQL,
+//!   (webpki chain,   (pure policy:      group commit: customers,
+//!    CRLs, profile)   every reason)      deployments, decisions)
 //! ```
 //!
 //! ## Layers
@@ -36,7 +36,8 @@
 //!    [`licence`], [`pii`], [`metrics`] (counters and histograms, which the
 //!    store and services update) and [`config`] (the settings file, read
 //!    into these modules' types).
-//! 4. **[`store`]**: the durable state and the ledger's writer.
+//! 4. **[`store`]**: the durable state and the ledger's writer, on sled
+//!    (embedded) or PostgreSQL, both through one layout and planner.
 //! 5. **services**: [`kyc`], [`trust`], [`attribution`], and [`tls`] (the
 //!    transport's reloadable certificates, CRLs and deny-list, which auth
 //!    reads): they combine the store, the rules and the building blocks.
@@ -62,7 +63,7 @@
 //! 5. [`domain::decision::decide`] — a pure function — returns every failing
 //!    check.
 //! 6. The decision (allow or deny) and, on allow, the deployment are written
-//!    in one transaction and flushed ([`store`]) before the answer, with a
+//!    in one transaction and made durable ([`store`]) before the answer, with a
 //!    licence ([`licence`]) signed as a C2SP note ([`ledger::note`]).
 
 pub mod api;
