@@ -195,6 +195,11 @@ pub async fn restore(c: &ClientArgs, args: RestoreArgs) -> anyhow::Result<i32> {
         .map(crate::config::Config::load)
         .transpose()?;
     let dir = match (&config, &args.data_dir) {
+        (Some(cfg), _) if cfg.store.engine == crate::config::Engine::Postgres => bail!(
+            "restoring into a PostgreSQL store is not built yet: restore into a data \
+             directory (--data-dir DIR) and run warden on sled from it, or restore the \
+             database with your PostgreSQL tools (pg_dump / pg_restore)"
+        ),
         (Some(cfg), _) => cfg.data_dir.clone(),
         (None, Some(dir)) => dir.clone(),
         (None, None) => bail!("give --config or --data-dir"),

@@ -1,5 +1,6 @@
-//! Backup files: every sled tree warden keeps, key by key, in one file that
-//! `warden restore` turns back into a data directory.
+//! Backup files: every tree warden keeps, key by key, in one file that
+//! `warden restore` turns back into a data directory. Either engine writes
+//! the same file.
 //!
 //! A backup is a copy of the stored bytes, nothing more: sealed personal
 //! data stays sealed (it is encrypted at rest and copied as it is), ledger
@@ -28,7 +29,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use std::ops::Bound;
+
 use super::kv::keys::{t, META_CHECKPOINT, META_SIZE};
+use super::kv::{Direction, Kv};
 use super::StoreError;
 
 const MAGIC: &[u8; 8] = b"WARDENBK";
@@ -151,17 +155,16 @@ fn len_u32(n: usize, what: &str) -> Result<u32, StoreError> {
         })
 }
 
-/// Writes every tree of `trees` (in [`t::NAMES`] order) to `out`. The caller
-/// makes sure nothing writes to them meanwhile.
+/// Writes every tree of `kv` (in [`t::NAMES`] order) to `out`. The caller
+/// makes sure `kv` reads one point in time: nothing writes meanwhile
+/// (sled), or one snapshot (PostgreSQL).
 pub(crate) fn write_snapshot(
-    trees: &[sled::Tree],
+    kv: &impl Kv,
     out: &mut dyn Write,
     created_at: i64,
 ) -> Result<BackupSummary, StoreError> {
     let io = |e: std::io::Error| StoreError::Io(format!("writing the backup: {e}"));
-    let sled_io = StoreError::from;
-    let meta = &trees[t::META];
-    let ledger_size = match meta.get(META_SIZE).map_err(sled_io)? {
+    let ledger_size = match kv.get(t::META, META_SIZE)? {
         Some(v) => <[u8; 8]>::try_from(v.as_ref())
             .map(u64::from_be_bytes)
             .map_err(|_| StoreError::Corrupt {
@@ -170,9 +173,8 @@ pub(crate) fn write_snapshot(
             })?,
         None => 0,
     };
-    let checkpoint = meta
-        .get(META_CHECKPOINT)
-        .map_err(sled_io)?
+    let checkpoint = kv
+        .get(t::META, META_CHECKPOINT)?
         .map(|v| String::from_utf8_lossy(&v).into_owned());
     let header = BackupHeader {
         created_at,
@@ -194,13 +196,14 @@ pub(crate) fn write_snapshot(
         .map_err(io)?;
     w.write_all(&header_json).map_err(io)?;
     let mut records = 0u64;
-    for (name, tree) in t::NAMES.iter().zip(trees) {
+    for (tree, name) in t::NAMES.iter().enumerate() {
         w.write_all(&[TAG_TREE]).map_err(io)?;
         w.write_all(&(name.len() as u16).to_be_bytes())
             .map_err(io)?;
         w.write_all(name.as_bytes()).map_err(io)?;
-        for item in tree.iter() {
-            let (k, v) = item.map_err(|e| StoreError::from(e).in_tree(name))?;
+        let all = kv.range(tree, Bound::Unbounded, Bound::Unbounded, Direction::Forward);
+        for item in all {
+            let (k, v) = item?;
             w.write_all(&[TAG_RECORD]).map_err(io)?;
             w.write_all(&len_u32(k.len(), "key")?.to_be_bytes())
                 .map_err(io)?;

@@ -151,3 +151,59 @@ async fn warden_serve_runs_on_postgresql_from_a_config_file() {
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log.contains("database schema migrated"), "{log}");
 }
+
+/// A backup of a PostgreSQL store is one snapshot, taken while writers go
+/// on: restored (here, into a sled directory) it opens, passes the start-up
+/// check of its ledger, and holds exactly the entries of the database up to
+/// its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writes_go_on_is_one_consistent_snapshot() {
+    use std::sync::Arc;
+    use warden::ledger::note::Signer;
+    use warden::pii::Keyring;
+    use warden::store::conformance::{admit, deployment, T0};
+    use warden::store::{PgStore, SledStore, Store};
+
+    let database = tokio::task::spawn_blocking(|| common::postgres::cluster().database())
+        .await
+        .unwrap();
+    let signer = Signer::generate("warden.test/ledger").unwrap();
+    let key_line = Keyring::new_key_line("test-1").unwrap();
+    let keys = || Keyring::parse("test", &key_line).unwrap();
+    let copy = || Signer::from_text(&signer.to_text()).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(PgStore::connect(&database, copy(), keys()).await.unwrap());
+    for i in 0..40 {
+        admit(
+            store.as_ref(),
+            &deployment(&format!("dep-{i}"), "cust-1", "sha256:aa", T0 + i),
+        )
+        .await;
+    }
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 40..240 {
+                let d = deployment(&format!("dep-{i}"), "cust-2", "sha256:bb", T0 + i);
+                admit(store.as_ref(), &d).await;
+            }
+        })
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(tmp.path().join("pg.backup")).unwrap();
+    let (_, summary) = store.backup(file).await.unwrap();
+    writer.await.unwrap();
+    assert!(summary.header.ledger_size >= 40, "{:?}", summary.header);
+
+    let dir = tmp.path().join("restored");
+    warden::store::backup::restore(&tmp.path().join("pg.backup"), &dir, false).unwrap();
+    let restored = SledStore::open(&dir, copy(), keys()).unwrap();
+    let size = restored.checkpoint().await.unwrap().checkpoint.size;
+    assert_eq!(size, summary.header.ledger_size);
+    let from_backup = restored.entries(0, size).await.unwrap();
+    let from_database = store.entries(0, size).await.unwrap();
+    assert_eq!(from_backup.len() as u64, size);
+    assert_eq!(from_backup, from_database);
+    // Every write made meanwhile is in the database.
+    assert_eq!(store.checkpoint().await.unwrap().checkpoint.size, 240);
+}

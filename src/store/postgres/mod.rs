@@ -346,12 +346,37 @@ impl Engine for PgEngine {
         self.sequencer.stopped()
     }
 
+    /// Reads one snapshot of the database (a read-only REPEATABLE READ
+    /// transaction), so writers go on meanwhile and nothing waits.
     async fn backup(
         &self,
-        _out: std::fs::File,
+        mut out: std::fs::File,
     ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
-        Err(StoreError::Io(
-            "backup of a PostgreSQL store is not built yet; use pg_dump".into(),
-        ))
+        let created_at = crate::clock::now_millis();
+        let pool = self.pool.clone();
+        let handle = self.runtime.handle().clone();
+        self.runtime
+            .handle()
+            .spawn_blocking(move || {
+                let mut client = handle.block_on(pool.get()).map_err(pool_error)?;
+                let snapshot = handle
+                    .block_on(
+                        client
+                            .build_transaction()
+                            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                            .read_only(true)
+                            .start(),
+                    )
+                    .map_err(db_error)?;
+                let tables = Tables {
+                    client: snapshot,
+                    runtime: handle.clone(),
+                };
+                let summary = crate::store::backup::write_snapshot(&tables, &mut out, created_at)?;
+                handle.block_on(tables.client.commit()).map_err(db_error)?;
+                Ok((out, summary))
+            })
+            .await
+            .map_err(|e| StoreError::Io(format!("the backup stopped: {e}")))?
     }
 }
