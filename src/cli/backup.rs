@@ -194,28 +194,26 @@ pub async fn restore(c: &ClientArgs, args: RestoreArgs) -> anyhow::Result<i32> {
         .as_deref()
         .map(crate::config::Config::load)
         .transpose()?;
-    let dir = match (&config, &args.data_dir) {
-        (Some(cfg), _) if cfg.store.engine == crate::config::Engine::Postgres => bail!(
-            "restoring into a PostgreSQL store is not built yet: restore into a data \
-             directory (--data-dir DIR) and run warden on sled from it, or restore the \
-             database with your PostgreSQL tools (pg_dump / pg_restore)"
-        ),
-        (Some(cfg), _) => cfg.data_dir.clone(),
-        (None, Some(dir)) => dir.clone(),
-        (None, None) => bail!("give --config or --data-dir"),
-    };
-    let summary = {
-        let (file, dir) = (args.file.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || backup::restore(&file, &dir, args.force))
+    let postgres = config
+        .as_ref()
+        .filter(|c| c.store.engine == crate::config::Engine::Postgres);
+    let (summary, place) = match (postgres, &config, &args.data_dir) {
+        (Some(cfg), _, _) => {
+            let database = cfg
+                .store
+                .database()
+                .map_err(crate::config::ConfigError::Invalid)?;
+            let file = args.file.clone();
+            let summary = tokio::task::spawn_blocking(move || {
+                crate::store::postgres::restore(&file, &database)
+            })
             .await
-            .context("restore did not finish")?
-    };
-    let summary = match summary {
-        Err(backup::BackupError::Store(crate::store::StoreError::Locked(_))) => bail!(
-            "a warden is running on {}; stop it before restoring into its directory",
-            dir.display()
-        ),
-        other => other?,
+            .context("restore did not finish")??;
+            (summary, "the database of store.url".to_string())
+        }
+        (None, Some(cfg), _) => restore_into_dir(&args, cfg.data_dir.clone()).await?,
+        (None, None, Some(dir)) => restore_into_dir(&args, dir.clone()).await?,
+        (None, None, None) => bail!("give --config or --data-dir"),
     };
     let verified = match &config {
         Some(cfg) => Some(check_restored(cfg).await?),
@@ -223,10 +221,12 @@ pub async fn restore(c: &ClientArgs, args: RestoreArgs) -> anyhow::Result<i32> {
     };
     let h = &summary.header;
     if c.json {
+        let data_dir = postgres.is_none().then_some(&place);
         println!(
             "{}",
             json!({
-                "data_dir": dir.display().to_string(),
+                "data_dir": data_dir,
+                "restored_into": place,
                 "records": summary.records,
                 "ledger_size": h.ledger_size,
                 "created_at": crate::api::convert::rfc3339(h.created_at),
@@ -239,7 +239,7 @@ pub async fn restore(c: &ClientArgs, args: RestoreArgs) -> anyhow::Result<i32> {
             summary.records,
             h.ledger_size,
             crate::api::convert::rfc3339(h.created_at),
-            dir.display()
+            place
         );
         match verified {
             Some(note) => print!(
@@ -253,6 +253,27 @@ pub async fn restore(c: &ClientArgs, args: RestoreArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Restores `args.file` into the data directory `dir`; the summary and
+/// how to name the directory.
+async fn restore_into_dir(
+    args: &RestoreArgs,
+    dir: PathBuf,
+) -> anyhow::Result<(BackupSummary, String)> {
+    let summary = {
+        let (file, dir, force) = (args.file.clone(), dir.clone(), args.force);
+        tokio::task::spawn_blocking(move || backup::restore(&file, &dir, force))
+            .await
+            .context("restore did not finish")?
+    };
+    match summary {
+        Err(backup::BackupError::Store(crate::store::StoreError::Locked(_))) => bail!(
+            "a warden is running on {}; stop it before restoring into its directory",
+            dir.display()
+        ),
+        other => Ok((other?, dir.display().to_string())),
+    }
 }
 
 /// Opens the restored store as `warden serve` would, then closes it;

@@ -229,7 +229,7 @@ pub(crate) fn write_snapshot(
 }
 
 /// What the parser hands to its visitor.
-enum Item<'a> {
+pub(crate) enum Item<'a> {
     Tree(&'a str),
     Record(Vec<u8>, Vec<u8>),
 }
@@ -373,7 +373,7 @@ fn check_integrity_of<R: Read + Seek>(
 
 /// Parses the (integrity-checked) file, handing every tree and record to
 /// `visit`; returns the header and the record count.
-fn parse(
+pub(crate) fn parse(
     path: &Path,
     len: u64,
     visit: impl FnMut(Item<'_>) -> Result<(), BackupError>,

@@ -20,7 +20,7 @@ pub mod conformance;
 mod guard;
 pub mod head;
 mod kv;
-mod postgres;
+pub mod postgres;
 mod sealed;
 mod sled;
 

@@ -179,21 +179,25 @@ fn commit_batch(
 
 /// The writes of one tree: values to set and keys to remove.
 #[derive(Default)]
-struct TreeWrites {
+pub(crate) struct TreeWrites {
     keys: Vec<Vec<u8>>,
     values: Vec<Vec<u8>>,
     removed: Vec<Vec<u8>>,
 }
 
 impl TreeWrites {
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.keys.push(key);
         self.values.push(value);
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len() + self.removed.len()
+    }
+
     /// Two statements at most, however many keys: one upsert of every
     /// value, one delete of every removed key.
-    fn apply(
+    pub(crate) fn apply(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         rt: &Handle,

@@ -15,10 +15,14 @@
 //! | `schema` | versioned migrations, applied under an advisory lock |
 //! | `kv` | the tables read as a [`Kv`](crate::store::kv::Kv) |
 //! | `commit` | the sequencer |
+//! | `restore` | a backup file into an empty database |
 
 mod commit;
 mod kv;
+mod restore;
 pub(crate) mod schema;
+
+pub use restore::restore;
 
 use std::sync::Arc;
 use std::time::Duration;
