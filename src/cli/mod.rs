@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod licence;
 pub mod order;
 pub mod store;
+mod store_copy;
 
 use std::path::PathBuf;
 

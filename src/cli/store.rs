@@ -26,6 +26,29 @@ pub enum StoreCommand {
     /// every checksum and the ledger against its signed checkpoint, and
     /// list whatever is damaged (exit 1 if anything is).
     Check(CheckArgs),
+    /// Copy everything a store holds into an empty store of either engine
+    /// (no warden may be writing to the source), then check that the
+    /// target holds exactly the same records and ledger.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// The store to copy: `sled:DIR` or `postgres:URL`.
+    #[arg(long)]
+    pub from: String,
+    /// The empty store to copy into: `sled:DIR` (a new or empty directory)
+    /// or `postgres:URL` (a database with no warden data).
+    #[arg(long)]
+    pub to: String,
+    /// File whose first line is the database password (for a postgres:
+    /// store on either side).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// CA (PEM) of the database's certificate (for a postgres: store
+    /// reached over TLS).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -47,6 +70,12 @@ pub struct CheckArgs {
 pub async fn run(c: &ClientArgs, cmd: StoreCommand) -> anyhow::Result<i32> {
     match cmd {
         StoreCommand::Check(args) => check_store(c, args).await,
+        StoreCommand::Copy(args) => {
+            let json = c.json;
+            tokio::task::spawn_blocking(move || super::store_copy::copy(&args, json))
+                .await
+                .context("the copy did not finish")?
+        }
     }
 }
 

@@ -451,6 +451,32 @@ fn parse_from<R: Read>(
 
 /// Checks a backup file completely (markers, checksum, structure) and
 /// returns what it holds. Writes nothing.
+/// The records of a backup file, as a count and a SHA-256 over every tree
+/// name and record in file order: two backups of the same contents have
+/// the same digest, whenever and from whichever engine they were taken.
+pub fn content_digest(path: &Path) -> Result<(u64, [u8; 32]), BackupError> {
+    let len = check_integrity(path)?;
+    let mut sha = Sha256::new();
+    let (_, records) = parse(path, len, |item| {
+        match item {
+            Item::Tree(name) => {
+                sha.update([TAG_TREE]);
+                sha.update((name.len() as u64).to_be_bytes());
+                sha.update(name.as_bytes());
+            }
+            Item::Record(k, v) => {
+                sha.update([TAG_RECORD]);
+                sha.update((k.len() as u64).to_be_bytes());
+                sha.update(&k);
+                sha.update((v.len() as u64).to_be_bytes());
+                sha.update(&v);
+            }
+        }
+        Ok(())
+    })?;
+    Ok((records, sha.finalize().into()))
+}
+
 pub fn verify_file(path: &Path) -> Result<BackupSummary, BackupError> {
     let len = check_integrity(path)?;
     let (header, records) = parse(path, len, |_| Ok(()))?;
@@ -486,11 +512,15 @@ pub fn backup_offline(dir: &Path, out: &mut dyn Write) -> Result<BackupSummary, 
     if !is_store(dir) {
         return Err(BackupError::NotAStore(dir.to_path_buf()));
     }
-    Ok(super::sled::engine::engine(|| {
+    let taken = super::sled::engine::engine(|| {
         let db = super::sled::open_db(dir)?;
         let trees = super::sled::open_trees(&db)?;
         write_snapshot(&trees, out, crate::clock::now_millis())
-    })?)
+    });
+    if !matches!(taken, Err(StoreError::Locked(_))) {
+        super::sled::commit::wait_for_release(dir);
+    }
+    Ok(taken?)
 }
 
 /// Restores the backup at `from` into the data directory `dir`, which must
@@ -539,6 +569,11 @@ pub fn restore(from: &Path, dir: &Path, force: bool) -> Result<BackupSummary, Ba
         db.flush().map_err(StoreError::from)?;
         Ok(())
     })();
+    // sled lets go of the directory a moment after its handles are
+    // dropped: return once it has, so a warden can open it at once.
+    if !matches!(result, Err(BackupError::Store(StoreError::Locked(_)))) {
+        super::sled::commit::wait_for_release(dir);
+    }
     if result.is_err() && empty {
         // Leave no half-restored store behind where there was none.
         if existed {

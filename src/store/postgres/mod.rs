@@ -301,6 +301,54 @@ fn verify_ledger(
     })
 }
 
+/// Writes a backup of the database to `out` from one snapshot (a
+/// read-only REPEATABLE READ transaction): writers are not held up.
+fn snapshot_with(
+    rt: &tokio::runtime::Handle,
+    pool: &Pool,
+    out: &mut dyn std::io::Write,
+) -> Result<crate::store::backup::BackupSummary, StoreError> {
+    let created_at = crate::clock::now_millis();
+    let mut client = rt.block_on(pool.get()).map_err(pool_error)?;
+    let snapshot = rt
+        .block_on(
+            client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start(),
+        )
+        .map_err(db_error)?;
+    let tables = Tables {
+        client: snapshot,
+        runtime: rt.clone(),
+    };
+    let summary = crate::store::backup::write_snapshot(&tables, out, created_at)?;
+    rt.block_on(tables.client.commit()).map_err(db_error)?;
+    Ok(summary)
+}
+
+/// A backup of `database` written to `out`, with no warden running on it
+/// needed (as `warden store copy` reads its source). Blocking.
+pub fn snapshot(
+    database: &Database,
+    out: &mut dyn std::io::Write,
+) -> Result<crate::store::backup::BackupSummary, StoreError> {
+    let runtime = Runtime::new()?;
+    let pool = pool(database)?;
+    let client = runtime.handle().block_on(pool.get()).map_err(pool_error)?;
+    let version = runtime
+        .handle()
+        .block_on(schema::current_version(&client))?;
+    if version == 0 {
+        return Err(StoreError::Io(
+            "the database holds no warden store (no schema)".into(),
+        ));
+    }
+    drop(client);
+    snapshot_with(runtime.handle(), &pool, out)
+}
+
 #[async_trait]
 impl Engine for PgEngine {
     type Kv = Tables<deadpool_postgres::Object>;
@@ -356,28 +404,12 @@ impl Engine for PgEngine {
         &self,
         mut out: std::fs::File,
     ) -> Result<(std::fs::File, crate::store::backup::BackupSummary), StoreError> {
-        let created_at = crate::clock::now_millis();
         let pool = self.pool.clone();
         let handle = self.runtime.handle().clone();
         self.runtime
             .handle()
             .spawn_blocking(move || {
-                let mut client = handle.block_on(pool.get()).map_err(pool_error)?;
-                let snapshot = handle
-                    .block_on(
-                        client
-                            .build_transaction()
-                            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                            .read_only(true)
-                            .start(),
-                    )
-                    .map_err(db_error)?;
-                let tables = Tables {
-                    client: snapshot,
-                    runtime: handle.clone(),
-                };
-                let summary = crate::store::backup::write_snapshot(&tables, &mut out, created_at)?;
-                handle.block_on(tables.client.commit()).map_err(db_error)?;
+                let summary = snapshot_with(&handle, &pool, &mut out)?;
                 Ok((out, summary))
             })
             .await
