@@ -353,3 +353,60 @@ async fn store_copy_round_trips_between_the_engines() {
     assert_eq!(legal_name(&env, &server, "cust-1").await, "cust-1 Ltd");
     server.stop().await;
 }
+
+/// TLS to the database: with the database's CA, warden connects with
+/// sslmode=verify-full and works; with another CA it is refused at the
+/// handshake, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_certificate_is_checked_against_store_ca() {
+    use warden::ledger::note::Signer;
+    use warden::pii::Keyring;
+    use warden::store::conformance::{admit, deployment, T0};
+    use warden::store::{PgStore, Store};
+
+    let (cluster, ca_pem) = tokio::task::spawn_blocking(|| {
+        let (cluster, ca) = common::postgres::tls_cluster();
+        (cluster.database(), ca.clone())
+    })
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let good_ca = tmp.path().join("db-ca.pem");
+    std::fs::write(&good_ca, &ca_pem).unwrap();
+    let other = warden::pki::dev::TestCa::mtls_ca("some other CA").unwrap();
+    let wrong_ca = tmp.path().join("other-ca.pem");
+    std::fs::write(&wrong_ca, other.cert_pem()).unwrap();
+    let c = &cluster.connect;
+    let with_ca = |ca: &std::path::Path| {
+        warden::config::StoreConfig {
+            engine: warden::config::Engine::Postgres,
+            url: Some(format!(
+                "postgresql://postgres@127.0.0.1:{}/{}?sslmode=verify-full",
+                c.get_ports()[0],
+                c.get_dbname().unwrap()
+            )),
+            ca: Some(ca.to_path_buf()),
+            ..Default::default()
+        }
+        .database()
+        .unwrap()
+    };
+    let signer = Signer::generate("warden.test/ledger").unwrap();
+    let key_line = Keyring::new_key_line("test-1").unwrap();
+    let keys = || Keyring::parse("test", &key_line).unwrap();
+    let copy = || Signer::from_text(&signer.to_text()).unwrap();
+
+    let store = PgStore::connect(&with_ca(&good_ca), copy(), keys())
+        .await
+        .unwrap();
+    admit(&store, &deployment("dep-1", "cust-1", "sha256:aa", T0)).await;
+    assert_eq!(store.checkpoint().await.unwrap().checkpoint.size, 1);
+    drop(store);
+
+    let refused = PgStore::connect(&with_ca(&wrong_ca), copy(), keys()).await;
+    let why = match refused {
+        Ok(_) => panic!("connected with a CA that did not issue the database's certificate"),
+        Err(e) => e.to_string(),
+    };
+    assert!(why.contains("certificate"), "{why}");
+}

@@ -59,7 +59,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Io(format!("database: {} ({})", db.message(), db.code().code())),
-        None => StoreError::Io(format!("database: {e}")),
+        None => {
+            // The causes say what went wrong (a refused certificate, a
+            // closed connection): name them all.
+            let mut message = format!("database: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            StoreError::Io(message)
+        }
     }
 }
 

@@ -22,11 +22,30 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static TLS_CLUSTER: OnceLock<(Cluster, String)> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// The test process's cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(Cluster::start)
+    CLUSTER.get_or_init(|| Cluster::start(None))
+}
+
+/// A second cluster that also accepts TLS, with a certificate for
+/// 127.0.0.1 and localhost from a CA made for it; and that CA (PEM).
+pub fn tls_cluster() -> &'static (Cluster, String) {
+    TLS_CLUSTER.get_or_init(|| {
+        let ca = warden::pki::dev::TestCa::mtls_ca("warden test database CA").unwrap();
+        let leaf = ca
+            .server_cert(
+                &["localhost"],
+                &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+            )
+            .unwrap();
+        (
+            Cluster::start(Some((&leaf.cert_pem, &leaf.key_pem))),
+            ca.cert_pem(),
+        )
+    })
 }
 
 fn server_bin() -> PathBuf {
@@ -85,7 +104,9 @@ fn as_server_user_sh(command: String) -> String {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    /// Starts a cluster; with `tls` (certificate and key, PEM), one that
+    /// also accepts TLS.
+    fn start(tls: Option<(&str, &str)>) -> Cluster {
         let bin = server_bin();
         let dir = std::env::temp_dir().join(format!(
             "warden-test-pg-{}-{}",
@@ -114,6 +135,29 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut ssl = String::new();
+        if let Some((cert, key)) = tls {
+            let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
+            std::fs::write(&cert_file, cert).unwrap();
+            std::fs::write(&key_file, key).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let ok = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&cert_file)
+                    .arg(&key_file)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "cannot hand the TLS files to the postgres user");
+            }
+            ssl = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_file.display(),
+                key_file.display()
+            );
+        }
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -123,7 +167,7 @@ impl Cluster {
         let server = format!(
             "{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 \
              -c unix_socket_directories={data} -c max_connections=500 \
-             -c shared_buffers=128MB",
+             -c shared_buffers=128MB{ssl}",
             postgres = bin.join("postgres").display(),
             data = data.display(),
         );
