@@ -410,3 +410,35 @@ async fn the_database_certificate_is_checked_against_store_ca() {
     };
     assert!(why.contains("certificate"), "{why}");
 }
+
+/// A database whose schema a newer warden wrote is refused at start, and
+/// the refusal names both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_newer_than_this_warden_is_refused_naming_both_versions() {
+    use warden::ledger::note::Signer;
+    use warden::pii::Keyring;
+    use warden::store::PgStore;
+
+    let database = tokio::task::spawn_blocking(|| common::postgres::cluster().database())
+        .await
+        .unwrap();
+    let signer = Signer::generate("warden.test/ledger").unwrap();
+    let key_line = Keyring::new_key_line("test-1").unwrap();
+    let keys = || Keyring::parse("test", &key_line).unwrap();
+    let copy = || Signer::from_text(&signer.to_text()).unwrap();
+    let store = PgStore::connect(&database, copy(), keys()).await.unwrap();
+    drop(store);
+    let name = database.connect.get_dbname().unwrap().to_string();
+    tokio::task::spawn_blocking(move || {
+        common::postgres::cluster().sql(&name, "UPDATE warden_schema SET version = 99")
+    })
+    .await
+    .unwrap();
+    let why = match PgStore::connect(&database, copy(), keys()).await {
+        Ok(_) => panic!("a warden started on a schema it does not know"),
+        Err(e) => e.to_string(),
+    };
+    let known = warden::store::postgres::schema::known_version();
+    assert!(why.contains("version 99"), "{why}");
+    assert!(why.contains(&format!("version {known}")), "{why}");
+}

@@ -20,7 +20,7 @@
 mod commit;
 mod kv;
 mod restore;
-pub(crate) mod schema;
+pub mod schema;
 
 pub use restore::restore;
 

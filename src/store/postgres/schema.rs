@@ -35,7 +35,7 @@ fn migrations() -> Vec<String> {
 }
 
 /// The newest schema version this warden knows.
-pub(crate) fn known_version() -> i32 {
+pub fn known_version() -> i32 {
     i32::try_from(migrations().len()).unwrap_or(i32::MAX)
 }
 

@@ -248,6 +248,11 @@ impl Cluster {
         self.named(&name)
     }
 
+    /// Runs `statement` in database `name`, as the superuser.
+    pub fn sql(&self, name: &str, statement: &str) {
+        self.client("psql", &["-d", name, "-q", "-c", statement]);
+    }
+
     /// Everything in database `name`, as `pg_dump` writes it.
     pub fn dump(&self, name: &str) -> String {
         self.client("pg_dump", &[name])
