@@ -314,11 +314,19 @@ pub async fn serve(
     health
         .set_serving::<OperationsServer<OperationsService>>()
         .await;
+    let serving = Serving::new(health.clone());
     tokio::spawn(not_serving_once_damaged(
-        health.clone(),
+        serving.clone(),
         app.corruption.clone(),
         shutdown.clone(),
     ));
+    if let Some(reachable) = app.store.reachability() {
+        tokio::spawn(follow_the_database(
+            serving.clone(),
+            reachable,
+            shutdown.clone(),
+        ));
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -334,7 +342,7 @@ pub async fn serve(
     // the data directory; the services and the retention task hold the
     // only other handles.
     let store_closed = app.store.closed();
-    let supervised = |name, task| supervise(name, task, health.clone(), shutdown.clone());
+    let supervised = |name, task| supervise(name, task, serving.clone(), shutdown.clone());
     let retention = supervised(
         "retention purge",
         Box::pin(retention_task(
@@ -495,7 +503,7 @@ async fn reload_tls_task(app: Arc<App>, interval: Duration, shutdown: Cancellati
 /// damage found in the store until the process ends: a damaged store is
 /// not fixed by waiting, and its data directory must be restored.
 async fn not_serving_once_damaged(
-    health: tonic_health::server::HealthReporter,
+    serving: Serving,
     corruption: Arc<crate::store::CorruptionWatch>,
     shutdown: CancellationToken,
 ) {
@@ -507,7 +515,70 @@ async fn not_serving_once_damaged(
         "stored data is damaged: reporting NOT_SERVING; restore the data directory from a backup \
          (`warden store check` lists the damaged records)"
     );
-    report_not_serving(&health).await;
+    serving.latch().await;
+}
+
+/// Reports NOT_SERVING while the store's database cannot be reached, and
+/// SERVING again once it can (unless something else has latched
+/// NOT_SERVING meanwhile): probes then send callers to another replica
+/// instead of letting them wait for errors.
+async fn follow_the_database(
+    serving: Serving,
+    mut reachable: tokio::sync::watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = reachable.changed() => if changed.is_err() { return },
+        }
+        let up = *reachable.borrow_and_update();
+        if up {
+            tracing::info!("the database can be reached again: reporting SERVING");
+        } else {
+            tracing::error!("the database cannot be reached: reporting NOT_SERVING until it can");
+        }
+        serving.store_reachable(up).await;
+    }
+}
+
+/// What health reports: SERVING unless latched NOT_SERVING (damage found,
+/// a background task gone: until the process ends) or while the store
+/// cannot be reached. Changes go one at a time, so a latch is never undone.
+#[derive(Clone)]
+struct Serving {
+    health: tonic_health::server::HealthReporter,
+    /// (latched, store reachable)
+    state: Arc<tokio::sync::Mutex<(bool, bool)>>,
+}
+
+impl Serving {
+    fn new(health: tonic_health::server::HealthReporter) -> Self {
+        Self {
+            health,
+            state: Arc::new(tokio::sync::Mutex::new((false, true))),
+        }
+    }
+
+    /// NOT_SERVING until the process ends.
+    async fn latch(&self) {
+        let mut state = self.state.lock().await;
+        state.0 = true;
+        report_status(&self.health, tonic_health::ServingStatus::NotServing).await;
+    }
+
+    async fn store_reachable(&self, up: bool) {
+        let mut state = self.state.lock().await;
+        state.1 = up;
+        if !state.0 {
+            let status = if up {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            report_status(&self.health, status).await;
+        }
+    }
 }
 
 /// A background task warden depends on, boxed so that one supervisor
@@ -524,7 +595,7 @@ type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>
 fn supervise(
     name: &'static str,
     task: Background,
-    health: tonic_health::server::HealthReporter,
+    serving: Serving,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let running = tokio::spawn(task);
@@ -541,13 +612,15 @@ fn supervise(
                 "background task died: reporting NOT_SERVING; restart warden"
             ),
         }
-        report_not_serving(&health).await;
+        serving.latch().await;
     })
 }
 
-/// Reports NOT_SERVING for the server and every service.
-async fn report_not_serving(health: &tonic_health::server::HealthReporter) {
-    use tonic_health::ServingStatus;
+/// Reports `status` for the server and every service.
+async fn report_status(
+    health: &tonic_health::server::HealthReporter,
+    status: tonic_health::ServingStatus,
+) {
     for service in [
         "",
         <AdmissionServer<AdmissionService> as tonic::server::NamedService>::NAME,
@@ -558,9 +631,7 @@ async fn report_not_serving(health: &tonic_health::server::HealthReporter) {
         <AttributionServer<AttributionService> as tonic::server::NamedService>::NAME,
         <OperationsServer<OperationsService> as tonic::server::NamedService>::NAME,
     ] {
-        health
-            .set_service_status(service, ServingStatus::NotServing)
-            .await;
+        health.set_service_status(service, status).await;
     }
 }
 
@@ -685,7 +756,7 @@ mod tests {
         supervise(
             "order expiry",
             task,
-            health.clone(),
+            Serving::new(health.clone()),
             CancellationToken::new(),
         )
         .await
@@ -700,7 +771,7 @@ mod tests {
         supervise(
             "retention purge",
             task,
-            health.clone(),
+            Serving::new(health.clone()),
             CancellationToken::new(),
         )
         .await
@@ -716,7 +787,12 @@ mod tests {
             let shutdown = shutdown.clone();
             async move { shutdown.cancelled().await }
         });
-        let watched = supervise("TLS reload", task, health.clone(), shutdown.clone());
+        let watched = supervise(
+            "TLS reload",
+            task,
+            Serving::new(health.clone()),
+            shutdown.clone(),
+        );
         shutdown.cancel();
         watched.await.unwrap();
         assert_eq!(health_of(&health).await, [ServingStatus::Serving; 2]);

@@ -324,6 +324,10 @@ impl<S: Store> Store for Guarded<S> {
         self.inner.closed()
     }
 
+    fn reachability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.inner.reachability()
+    }
+
     async fn backup(
         &self,
         out: std::fs::File,

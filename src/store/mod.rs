@@ -549,6 +549,12 @@ pub trait Store: Send + Sync + 'static {
     /// the same directory. (A handle, not a read: not async.)
     fn closed(&self) -> tokio_util::sync::CancellationToken;
 
+    /// Whether the database behind the store can be reached, as it
+    /// changes; `None` for an embedded store, which always can.
+    fn reachability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+
     /// Writes a backup file ([`backup`]) of everything stored to `out`, as
     /// of one point between two commits: commits pause while the stored
     /// data is read (callers wait, nothing fails), then resume. `out`

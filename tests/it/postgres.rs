@@ -442,3 +442,90 @@ async fn a_schema_newer_than_this_warden_is_refused_naming_both_versions() {
     assert!(why.contains("version 99"), "{why}");
     assert!(why.contains(&format!("version {known}")), "{why}");
 }
+
+/// The database goes away under load and comes back: calls meanwhile are
+/// refused UNAVAILABLE (never allowed without a record), health turns
+/// NOT_SERVING, and once the database is back warden serves again by
+/// itself with every decision it acknowledged before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_unavailable_then_recovers_by_itself() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let cluster = tokio::task::spawn_blocking(common::postgres::Cluster::own)
+        .await
+        .unwrap();
+    let cluster = std::sync::Arc::new(cluster);
+    let database = {
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.database())
+            .await
+            .unwrap()
+    };
+    let mut env = TestEnv::new();
+    env.use_database(database);
+    let server = env.start().await;
+    env.register(&server, "cust-1", proto::CustomerStatus::Verified)
+        .await;
+    let before = env.admit_request("cust-1", &env.sample_chain());
+    let first = env.admit(&server, before.clone()).await;
+    assert_eq!(first.decision, proto::Decision::Allow as i32);
+    let health = || async {
+        let ch = env.channel(&server, "auditor").await;
+        HealthClient::new(ch)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status())
+            .unwrap_or(ServingStatus::Unknown)
+    };
+    // Polls for what a probe would see, within a bound.
+    let until = |want: ServingStatus| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while health().await != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "health never became {want:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    until(ServingStatus::Serving).await;
+
+    {
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.stop_server())
+            .await
+            .unwrap();
+    }
+    let during = env
+        .admission(&server)
+        .await
+        .admit(env.admit_request("cust-1", &env.sample_chain()))
+        .await;
+    match during {
+        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+        Ok(r) => panic!("answered with the database down: {:?}", r.into_inner()),
+    }
+    until(ServingStatus::NotServing).await;
+
+    {
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.start_server())
+            .await
+            .unwrap();
+    }
+    until(ServingStatus::Serving).await;
+    let again = env.admit(&server, before).await;
+    assert_eq!(
+        again.deployment_id, first.deployment_id,
+        "an acknowledged decision was lost"
+    );
+    let next = env
+        .admit_chain(&server, "cust-1", &env.sample_chain())
+        .await;
+    assert_eq!(next.decision, proto::Decision::Allow as i32, "{next:?}");
+    server.stop().await;
+}

@@ -64,6 +64,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// See [`Store::closed`].
     fn closed(&self) -> tokio_util::sync::CancellationToken;
 
+    /// See [`Store::reachability`].
+    fn reachability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+
     /// See [`Store::backup`].
     async fn backup(
         &self,
@@ -362,6 +367,10 @@ impl<E: Engine> Store for KvStore<E> {
 
     fn closed(&self) -> tokio_util::sync::CancellationToken {
         self.engine.closed()
+    }
+
+    fn reachability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.engine.reachability()
     }
 
     async fn customer_version(

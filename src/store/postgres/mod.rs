@@ -115,6 +115,8 @@ impl Drop for Runtime {
 /// [`Kv`], and the sequencer that commits through them.
 pub struct PgEngine {
     runtime: Arc<Runtime>,
+    /// Whether the database answered its last probe ([`probe`]).
+    reachable: tokio::sync::watch::Receiver<bool>,
     pool: Pool,
     keys: Arc<Keyring>,
     sequencer: Sequencer,
@@ -142,6 +144,8 @@ impl KvStore<PgEngine> {
             .await
             .map_err(|e| StoreError::Invariant(format!("opening the database: {e}")))??;
         let published = Published::new(checkpoint);
+        let (reachable_tx, reachable) = tokio::sync::watch::channel(true);
+        runtime.handle().spawn(probe(pool.clone(), reachable_tx));
         let sequencer = Sequencer::spawn(Committer {
             pool: pool.clone(),
             runtime: runtime.clone(),
@@ -151,12 +155,35 @@ impl KvStore<PgEngine> {
         Ok(Self {
             engine: PgEngine {
                 runtime,
+                reachable,
                 pool,
                 keys,
                 sequencer,
                 published,
             },
         })
+    }
+}
+
+/// How often the database is asked whether it answers, and how long an
+/// answer may take.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the database every [`PROBE_EVERY`] whether it answers, and says
+/// so on `reachable` when that changes; ends with the engine's runtime.
+async fn probe(pool: Pool, reachable: tokio::sync::watch::Sender<bool>) {
+    loop {
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let client = pool.get().await.ok()?;
+            client.simple_query("SELECT 1").await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+        reachable.send_if_modified(|was| std::mem::replace(was, answered) != answered);
+        tokio::time::sleep(PROBE_EVERY).await;
     }
 }
 
@@ -406,6 +433,10 @@ impl Engine for PgEngine {
 
     fn closed(&self) -> tokio_util::sync::CancellationToken {
         self.sequencer.stopped()
+    }
+
+    fn reachability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.reachable.clone())
     }
 
     /// Reads one snapshot of the database (a read-only REPEATABLE READ

@@ -182,7 +182,14 @@ impl TestEnv {
     /// PostgreSQL cluster ([`postgres::cluster`]); the data directory is
     /// then not used.
     pub fn on_postgres(&mut self) -> &warden::config::Database {
-        let database = postgres::cluster().database();
+        self.use_database(postgres::cluster().database())
+    }
+
+    /// Switches the environment's store to `database`.
+    pub fn use_database(
+        &mut self,
+        database: warden::config::Database,
+    ) -> &warden::config::Database {
         self.config.store = warden::config::StoreConfig {
             engine: warden::config::Engine::Postgres,
             url: database_url(&database),

@@ -19,6 +19,8 @@ pub struct Cluster {
     pub port: u16,
     pub dir: PathBuf,
     bin: PathBuf,
+    /// The server's options, for starting it again.
+    options: String,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -162,27 +164,21 @@ impl Cluster {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        // The watchdog: starts the server, then stops it and removes the
-        // directory once this test process is gone.
-        let server = format!(
-            "{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 \
-             -c unix_socket_directories={data} -c max_connections=500 \
-             -c shared_buffers=128MB{ssl}",
-            postgres = bin.join("postgres").display(),
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} \
+             -c max_connections=500 -c shared_buffers=128MB{ssl}",
             data = data.display(),
         );
-        let server = as_server_user_sh(server);
-        let stop = format!(
+        // The watchdog stops the server and removes the directory once this
+        // test process is gone, however it ends.
+        let stop = as_server_user_sh(format!(
             "{} stop -D {} -m immediate",
             bin.join("pg_ctl").display(),
             data.display()
-        );
-        let stop = as_server_user_sh(stop);
+        ));
         let script = format!(
-            "{server} >{log} 2>&1 & pg=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 1; done; \
-             {stop} >/dev/null 2>&1; wait $pg; rm -rf {dir}",
-            log = dir.join("server.log").display(),
+            "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+             {stop} >/dev/null 2>&1; rm -rf {dir}",
             parent = std::process::id(),
             dir = dir.display(),
         );
@@ -196,9 +192,53 @@ impl Cluster {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let cluster = Cluster { port, dir, bin };
-        cluster.wait_ready();
+        let cluster = Cluster {
+            port,
+            dir,
+            bin,
+            options,
+        };
+        cluster.start_server();
         cluster
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let out = as_server_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let log = self.dir.join("server.log");
+        self.pg_ctl(&[
+            "start",
+            "-w",
+            "-l",
+            &log.display().to_string(),
+            "-o",
+            &self.options,
+        ]);
+        self.wait_ready();
+    }
+
+    /// Stops the server, as an outage would, without waiting for clients.
+    pub fn stop_server(&self) {
+        self.pg_ctl(&["stop", "-w", "-m", "immediate"]);
+    }
+
+    /// A cluster of its own, for a test that stops and starts it.
+    pub fn own() -> Cluster {
+        Cluster::start(None)
     }
 
     /// Polls until the server accepts connections (bounded, so a server
