@@ -135,6 +135,30 @@ pub struct SignedCheckpoint {
     pub signed_at: crate::domain::UnixMillis,
 }
 
+impl SignedCheckpoint {
+    /// Signs the tree of `size` entries with `root`, now. Only a tree that
+    /// is durable (or commits with its checkpoint) may be signed.
+    pub(crate) fn sign(
+        signer: &crate::ledger::note::Signer,
+        size: u64,
+        root: Hash,
+    ) -> Result<Self, StoreError> {
+        let checkpoint = crate::ledger::checkpoint::Checkpoint {
+            origin: signer.name().to_string(),
+            size,
+            root,
+        };
+        let note = checkpoint
+            .sign(signer)
+            .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
+        Ok(Self {
+            checkpoint,
+            note,
+            signed_at: crate::clock::now_millis(),
+        })
+    }
+}
+
 /// What kind of call a decision answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -78,6 +78,26 @@ impl<K: Kv> Reader<K> {
     }
 }
 
+/// Start-up check: the newest stored customer version (if any) must open
+/// with the configured keys, so a wrong or missing PII key file refuses
+/// start instead of failing call by call.
+pub(crate) fn check_keys(kv: &impl Kv, keys: &Keyring) -> Result<(), StoreError> {
+    let all = kv.range(
+        t::CUSTOMERS,
+        Bound::Unbounded,
+        Bound::Unbounded,
+        Direction::Reverse,
+    );
+    if let Some(item) = all.into_iter().next() {
+        let (k, v) = item?;
+        let stored: StoredCustomer = decode(&k, &v)?;
+        if stored.sealed.is_some() {
+            stored.open(keys)?;
+        }
+    }
+    Ok(())
+}
+
 /// The stored ledger, checked by [`read_ledger`].
 pub(crate) struct StoredLedger {
     /// Entries stored.

@@ -27,7 +27,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::db_error;
 use super::kv::Tables;
-use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::store::kv::keys::{t, META_CHECKPOINT, META_CHECKPOINT_AT};
@@ -148,20 +147,19 @@ fn commit_batch(
     };
     let planned = plan_batch(&tables, None, known, size, batch)?;
     let tx = tables.client;
-    let mut writes = by_tree(&planned.layer);
     let checkpoint = match planned.root {
         Some(root) if planned.size > size => {
-            let signed = sign(&c.signer, planned.size, root)?;
-            let meta = writes.entry(t::META).or_default();
-            meta.put(META_CHECKPOINT.to_vec(), signed.note.as_bytes().to_vec());
-            meta.put(
-                META_CHECKPOINT_AT.to_vec(),
-                signed.signed_at.to_be_bytes().to_vec(),
-            );
-            Some(signed)
+            Some(SignedCheckpoint::sign(&c.signer, planned.size, root)?)
         }
         _ => None,
     };
+    let mut writes = by_tree(planned.layer);
+    if let Some(signed) = &checkpoint {
+        let meta = writes.entry(t::META).or_default();
+        for (key, value) in checkpoint_writes(signed).into_pairs() {
+            meta.put(key, value);
+        }
+    }
     for (tree, w) in &writes {
         w.apply(&tx, rt, *tree)?;
     }
@@ -189,6 +187,10 @@ impl TreeWrites {
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.keys.push(key);
         self.values.push(value);
+    }
+
+    fn into_pairs(self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+        self.keys.into_iter().zip(self.values)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -227,37 +229,29 @@ impl TreeWrites {
     }
 }
 
-/// A batch's writes grouped by tree (each key appears once in a layer).
-fn by_tree(layer: &Layer) -> BTreeMap<usize, TreeWrites> {
+/// A batch's writes grouped by tree (each key appears once in a layer),
+/// taken out of the layer, which is not needed once planned.
+fn by_tree(layer: Layer) -> BTreeMap<usize, TreeWrites> {
     let mut out: BTreeMap<usize, TreeWrites> = BTreeMap::new();
-    for (tree, key, value) in &layer.writes {
-        let w = out.entry(*tree).or_default();
+    for (tree, key, value) in layer.writes {
+        let w = out.entry(tree).or_default();
         match value {
-            Some(v) => w.put(key.clone(), v.clone()),
-            None => w.removed.push(key.clone()),
+            Some(v) => w.put(key, v),
+            None => w.removed.push(key),
         }
     }
     out
 }
 
-fn sign(
-    signer: &Signer,
-    size: u64,
-    root: crate::ledger::tree::Hash,
-) -> Result<SignedCheckpoint, StoreError> {
-    let checkpoint = Checkpoint {
-        origin: signer.name().to_string(),
-        size,
-        root,
-    };
-    let note = checkpoint
-        .sign(signer)
-        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
-    Ok(SignedCheckpoint {
-        checkpoint,
-        note,
-        signed_at: crate::clock::now_millis(),
-    })
+/// The writes of [`t::META`] that store `signed` as the latest checkpoint.
+pub(crate) fn checkpoint_writes(signed: &SignedCheckpoint) -> TreeWrites {
+    let mut w = TreeWrites::default();
+    w.put(META_CHECKPOINT.to_vec(), signed.note.as_bytes().to_vec());
+    w.put(
+        META_CHECKPOINT_AT.to_vec(),
+        signed.signed_at.to_be_bytes().to_vec(),
+    );
+    w
 }
 
 fn publish(latest: &RwLock<SignedCheckpoint>, checkpoint: SignedCheckpoint) {

@@ -31,18 +31,14 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use crate::config::Database;
-use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree;
 use crate::pii::Keyring;
-use crate::store::codec::decode;
-use crate::store::kv::keys::{t, META_CHECKPOINT, META_CHECKPOINT_AT};
+use crate::store::kv::keys::t;
 use crate::store::kv::plan::Mutation;
-use crate::store::kv::read::{read_ledger, tampered, Reader, StoredLedger};
+use crate::store::kv::read::{check_keys, read_ledger, tampered, Reader, StoredLedger};
 use crate::store::kv::store::{Engine, KvStore, Published, ReadKind};
-use crate::store::kv::{Direction, Kv};
-use crate::store::sealed::StoredCustomer;
 use crate::store::{AdmitRecorded, SignedCheckpoint, StoreError};
 use commit::{Committer, Sequencer};
 use kv::Tables;
@@ -112,7 +108,7 @@ impl Drop for Runtime {
 }
 
 /// What the store needs of PostgreSQL: a pool of connections, read as a
-/// [`Kv`], and the sequencer that commits through them.
+/// [`Kv`](crate::store::kv::Kv), and the sequencer that commits through them.
 pub struct PgEngine {
     runtime: Arc<Runtime>,
     /// Whether the database answered its last probe ([`probe`]).
@@ -257,33 +253,12 @@ fn prepare(
 ) -> Result<SignedCheckpoint, StoreError> {
     let mut client = rt.block_on(pool.get()).map_err(pool_error)?;
     rt.block_on(schema::migrate(&mut client))?;
-    let tables = Tables {
+    let mut tables = Tables {
         client,
         runtime: rt.clone(),
     };
     check_keys(&tables, keys)?;
-    verify_ledger(&tables, signer)
-}
-
-/// The newest stored customer version (if any) must open with the
-/// configured keys, so a wrong key file refuses start.
-fn check_keys(tables: &impl Kv, keys: &Keyring) -> Result<(), StoreError> {
-    let newest = tables
-        .range(
-            t::CUSTOMERS,
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Unbounded,
-            Direction::Reverse,
-        )
-        .next();
-    if let Some(item) = newest {
-        let (k, v) = item?;
-        let stored: StoredCustomer = decode(&k, &v)?;
-        if stored.sealed.is_some() {
-            stored.open(keys)?;
-        }
-    }
-    Ok(())
+    verify_ledger(&mut tables, signer)
 }
 
 /// Checks the stored ledger against its last signed checkpoint (see
@@ -291,51 +266,28 @@ fn check_keys(tables: &impl Kv, keys: &Keyring) -> Result<(), StoreError> {
 /// first start), under the log-head lock so no other process appends
 /// meanwhile.
 fn verify_ledger(
-    tables: &Tables<deadpool_postgres::Object>,
+    tables: &mut Tables<deadpool_postgres::Object>,
     signer: &Signer,
 ) -> Result<SignedCheckpoint, StoreError> {
-    let StoredLedger { size, hashes, last } = read_ledger(tables, &signer.verifier())?;
+    let StoredLedger { size, hashes, last } = read_ledger(&*tables, &signer.verifier())?;
     if let Some(last) = last.filter(|l| l.checkpoint.size == size) {
         return Ok(last);
     }
-    let checkpoint = Checkpoint {
-        origin: signer.name().to_string(),
-        size,
-        root: tree::tree_hash(size, &hashes).map_err(|e| tampered(e.to_string()))?,
-    };
-    let note = checkpoint
-        .sign(signer)
-        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
-    let signed_at = crate::clock::now_millis();
-    let rt = &tables.runtime;
-    let client = &tables.client;
-    rt.block_on(async {
-        client.batch_execute("BEGIN").await?;
-        let head: i64 = client
-            .query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])
-            .await?
-            .get(0);
-        if u64::try_from(head).ok() == Some(size) {
-            let upsert = "INSERT INTO ledger_meta (key, value) VALUES ($1, $2) \
-                          ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-            client
-                .execute(upsert, &[&META_CHECKPOINT, &note.as_bytes()])
-                .await?;
-            client
-                .execute(
-                    upsert,
-                    &[&META_CHECKPOINT_AT, &signed_at.to_be_bytes().as_slice()],
-                )
-                .await?;
-        }
-        client.batch_execute("COMMIT").await
-    })
-    .map_err(db_error)?;
-    Ok(SignedCheckpoint {
-        checkpoint,
-        note,
-        signed_at,
-    })
+    let root = tree::tree_hash(size, &hashes).map_err(|e| tampered(e.to_string()))?;
+    let signed = SignedCheckpoint::sign(signer, size, root)?;
+    let rt = tables.runtime.clone();
+    let tx = rt.block_on(tables.client.transaction()).map_err(db_error)?;
+    let head: i64 = rt
+        .block_on(tx.query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[]))
+        .map_err(db_error)?
+        .get(0);
+    // Another process may have appended since the ledger was read: then
+    // its checkpoint stands, and this one is only kept in memory.
+    if u64::try_from(head).ok() == Some(size) {
+        commit::checkpoint_writes(&signed).apply(&tx, &rt, t::META)?;
+    }
+    rt.block_on(tx.commit()).map_err(db_error)?;
+    Ok(signed)
 }
 
 /// Writes a backup of the database to `out` from one snapshot (a

@@ -31,7 +31,6 @@ use sled::Transactional as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Trees;
-use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree::Hash;
@@ -495,19 +494,7 @@ fn commit(
         return Ok(None);
     };
     // Only now, with the tree durable, is it signed.
-    let checkpoint = Checkpoint {
-        origin: signer.name().to_string(),
-        size,
-        root,
-    };
-    let note = checkpoint
-        .sign(signer)
-        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
-    Ok(Some(SignedCheckpoint {
-        checkpoint,
-        note,
-        signed_at: crate::clock::now_millis(),
-    }))
+    SignedCheckpoint::sign(signer, size, root).map(Some)
 }
 
 /// Waits, for up to 10 s, until nothing holds the lock on the store in

@@ -33,7 +33,6 @@ use async_trait::async_trait;
 
 use crate::domain::deployment::Deployment;
 use crate::domain::order::Order;
-use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::entry::Entry;
 use crate::ledger::note::Signer;
 use crate::ledger::tree;
@@ -45,10 +44,9 @@ use crate::store::kv::keys::{
     t, META_CHECKPOINT, META_CHECKPOINT_AT, META_ORDER_INDEX, META_STATE_COUNTS,
 };
 use crate::store::kv::plan::Mutation;
-use crate::store::kv::read::{read_ledger, tampered, Reader, StoredLedger};
+use crate::store::kv::read::{check_keys, read_ledger, tampered, Reader, StoredLedger};
 use crate::store::kv::store::{Engine, KvStore, Published, ReadKind};
 use crate::store::kv::{Direction, Items, Kv};
-use crate::store::sealed::StoredCustomer;
 use crate::store::SignedCheckpoint;
 use crate::store::{AdmitRecorded, StateCounts, StoreError};
 use commit::Sequencer;
@@ -417,20 +415,6 @@ fn bump<S: PartialEq>(counts: &mut Vec<(S, u64)>, state: S) {
     }
 }
 
-/// Start-up check: the newest stored customer version (if any) must open
-/// with the configured keys, so a wrong or missing PII key file refuses
-/// start instead of failing call by call.
-fn check_keys(trees: &[sled::Tree], keys: &Keyring) -> Result<(), StoreError> {
-    if let Some(item) = trees[t::CUSTOMERS].iter().next_back() {
-        let (k, v) = item.map_err(io)?;
-        let stored: StoredCustomer = decode(&k, &v)?;
-        if stored.sealed.is_some() {
-            stored.open(keys)?;
-        }
-    }
-    Ok(())
-}
-
 /// Start-up check: recomputes every stored hash from the stored entries,
 /// compares them with what is stored, and checks the root at the last
 /// checkpoint's size against that checkpoint, and the store against the
@@ -461,28 +445,15 @@ fn verify_ledger(
         }
     }
     // Sign the durable tree (first start, or growth since the last checkpoint).
-    let checkpoint = Checkpoint {
-        origin: signer.name().to_string(),
-        size,
-        root: tree::tree_hash(size, &hashes).map_err(|e| tampered(e.to_string()))?,
-    };
-    let note = checkpoint
-        .sign(signer)
-        .map_err(|e| StoreError::Invariant(format!("signing checkpoint: {e}")))?;
-    let signed_at = crate::clock::now_millis();
+    let root = tree::tree_hash(size, &hashes).map_err(|e| tampered(e.to_string()))?;
+    let signed = SignedCheckpoint::sign(signer, size, root)?;
     let meta = &trees[t::META];
-    meta.insert(META_CHECKPOINT, note.as_bytes()).map_err(io)?;
-    meta.insert(META_CHECKPOINT_AT, &signed_at.to_be_bytes())
+    meta.insert(META_CHECKPOINT, signed.note.as_bytes())
+        .map_err(io)?;
+    meta.insert(META_CHECKPOINT_AT, &signed.signed_at.to_be_bytes())
         .map_err(io)?;
     db.flush().map_err(io)?;
-    Ok((
-        size,
-        SignedCheckpoint {
-            checkpoint,
-            note,
-            signed_at,
-        },
-    ))
+    Ok((size, signed))
 }
 
 #[cfg(test)]
