@@ -20,6 +20,15 @@ pub struct Tables<C> {
     pub(crate) runtime: Handle,
 }
 
+/// The point read of each tree, written once (every admission makes
+/// several).
+static GET: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    t::NAMES
+        .iter()
+        .map(|name| format!("SELECT value FROM {name} WHERE key = $1"))
+        .collect()
+});
+
 /// Rows a range reads per query: a first small page (most ranges stop
 /// after one or two rows), then larger ones.
 const FIRST_PAGE: i64 = 16;
@@ -45,8 +54,7 @@ impl<C: GenericClient> Kv for Tables<C> {
     type Bytes = Vec<u8>;
 
     fn get(&self, tree: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = format!("SELECT value FROM {} WHERE key = $1", t::NAMES[tree]);
-        let rows = self.query(&sql, &[&key], tree)?;
+        let rows = self.query(&GET[tree], &[&key], tree)?;
         Ok(rows.into_iter().next().map(|row| row.get(0)))
     }
 
